@@ -1,0 +1,71 @@
+#pragma once
+// One config-driven decoder for the llama / mistral / qwen2 families (GQA, RoPE, RMSNorm, SwiGLU).
+// Weights are looked up by their Hugging Face names; a missing required tensor or an unused one is
+// a FormatError. `forward` is const and stateless apart from the caller-owned KV cache.
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/config.hpp"
+
+namespace sf::model {
+
+struct LoadOptions {
+  torch::Device device = torch::kCPU;
+  // Compute dtype. Weights stored as F16/BF16 are converted; on CPU bf16 weights compute in fp32
+  // unless dtype is kBFloat16 explicitly.
+  torch::Dtype dtype = torch::kFloat32;
+};
+
+// Per-layer keys/values for incremental decoding. Owned by the caller.
+class KVCache {
+ public:
+  KVCache() = default;
+  int64_t length() const { return length_; }  // positions already cached
+
+  // Internal to the model: [B, kv_heads, L, head_dim] per layer.
+  std::vector<torch::Tensor> keys;
+  std::vector<torch::Tensor> values;
+  int64_t length_ = 0;
+};
+
+struct ForwardOutput {
+  torch::Tensor logits;  // [B,T,V] float32
+  torch::Tensor hidden;  // [B,T,H] final hidden state after the last norm (input of lm_head)
+};
+
+class CausalLM {
+ public:
+  // Loads `dir/config.json` and `dir/model.safetensors` or the shards named by
+  // `dir/model.safetensors.index.json`.
+  static CausalLM load(const std::filesystem::path& dir, const LoadOptions& opts = {});
+  // A randomly initialised model (HF-style normal(0, 0.02) init), seeded.
+  static CausalLM random(const ModelConfig& config, uint64_t seed, const LoadOptions& opts = {});
+
+  // ids: [B,T] int64. attention_mask: [B, past+T] with 1 for real tokens and 0 for padding
+  // (left padding for batched generation; right padding allowed for scoring). With a cache the
+  // new keys/values are appended to it. Positions are derived from the mask (cumsum - 1).
+  ForwardOutput forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache = nullptr) const;
+
+  const ModelConfig& config() const;
+  torch::Device device() const;
+  torch::Dtype dtype() const;
+  torch::Tensor lm_head_weight() const;  // [V,H] (the embedding matrix when tied)
+
+  // Parameters by HF name, stable order. Setting requires_grad on them enables training through
+  // the same forward.
+  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
+  // Writes config.json and model.safetensors (F32 or the compute dtype) in HF layout.
+  void save(const std::filesystem::path& dir) const;
+
+  struct Weights;
+
+ private:
+  std::shared_ptr<Weights> w_;
+};
+
+}  // namespace sf::model

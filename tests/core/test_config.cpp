@@ -1,0 +1,44 @@
+#include <gtest/gtest.h>
+
+#include "core/config.hpp"
+#include "core/hash.hpp"
+
+namespace {
+
+TEST(Config, TypedReadsAndUnknownKeys) {
+  auto c = sf::ConfigNode::parse("a: 3\nb: {x: 1.5, y: [1, 2]}\n", "t.yaml");
+  EXPECT_EQ(c.get<int>("a"), 3);
+  auto b = c.child("b");
+  EXPECT_DOUBLE_EQ(b.get<double>("x"), 1.5);
+  EXPECT_THROW(c.finish(), sf::ConfigError);  // b.y never read
+  EXPECT_EQ(b.get<std::vector<int>>("y").size(), 2u);
+  EXPECT_NO_THROW(c.finish());
+}
+
+TEST(Config, ErrorsNameFileAndKey) {
+  auto c = sf::ConfigNode::parse("model: {lr: fast}\n", "job.yaml");
+  try {
+    c.child("model").get<double>("lr");
+    FAIL() << "expected ConfigError";
+  } catch (const sf::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("job.yaml: model.lr"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(c.get<int>("missing"), sf::ConfigError);
+  EXPECT_THROW(sf::ConfigNode::parse("a: [1, 2", "bad.yaml"), sf::ConfigError);
+}
+
+TEST(Config, Overrides) {
+  YAML::Node root = YAML::Load("heads: {lr: 0.1}\n");
+  sf::apply_override(root, "heads.lr=0.5");
+  sf::apply_override(root, "eval.tasks=[gsm8k, advbench]");
+  EXPECT_DOUBLE_EQ(root["heads"]["lr"].as<double>(), 0.5);
+  EXPECT_EQ(root["eval"]["tasks"].size(), 2u);
+  EXPECT_THROW(sf::apply_override(root, "novalue"), sf::ConfigError);
+  EXPECT_THROW(sf::apply_override(root, "heads.lr.x=1"), sf::ConfigError);
+}
+
+TEST(Hash, Sha256KnownVector) {
+  EXPECT_EQ(sf::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+}  // namespace
