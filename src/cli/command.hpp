@@ -13,6 +13,10 @@ namespace sf::cli {
 using Setup = std::function<void(CLI::App&)>;
 std::vector<Setup>& registry();
 
+// The `bench` group (`superficial bench NAME`), created on first use. Each benchmark adds its own
+// subcommand to it and prints one JSON object on stdout.
+CLI::App& bench_group(CLI::App& app);
+
 struct Registrar {
   explicit Registrar(Setup s) { registry().push_back(std::move(s)); }
 };

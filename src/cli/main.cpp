@@ -18,6 +18,13 @@ std::vector<Setup>& registry() {
   return r;
 }
 
+CLI::App& bench_group(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return s->get_name() == "bench"; })) return *sub;
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks; each prints one JSON object");
+  bench->require_subcommand(1);
+  return *bench;
+}
+
 }  // namespace sf::cli
 
 namespace {
