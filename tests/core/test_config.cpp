@@ -42,3 +42,22 @@ TEST(Hash, Sha256KnownVector) {
 }
 
 }  // namespace
+
+#include "core/job.hpp"
+
+namespace {
+
+TEST(Job, CommonKeysAndSections) {
+  const std::string y =
+      "run_dir: runs/x\nseed: 7\nmodels:\n  base: {path: m/b, template: plain}\n  aligned: {path: m/a, template: "
+      "chatml}\nheads: {lr: 0.01}\n";
+  auto job = sf::Job::parse(y, "job.yaml", {"seed=9"});
+  EXPECT_EQ(job.seed(), 9u);
+  EXPECT_EQ(job.model("aligned").template_name, "chatml");
+  EXPECT_DOUBLE_EQ(job.section("heads").get<double>("lr"), 0.01);
+  EXPECT_THROW(job.model("compromised"), sf::ConfigError);
+  EXPECT_THROW(sf::Job::parse(y + "typo_key: 1\n", "job.yaml"), sf::ConfigError);
+  EXPECT_THROW(sf::Job::parse("run_dir: r\nmodels: {base: {path: p}}\n", "job.yaml"), sf::ConfigError);
+}
+
+}  // namespace
