@@ -2,9 +2,12 @@
 // every rank takes chunks until the queue is empty; rank 0 checks the union.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <sstream>
 #include <thread>
 
+#include "core/error.hpp"
 #include "dist/comm.hpp"
 
 namespace {

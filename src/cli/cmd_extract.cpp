@@ -1,0 +1,158 @@
+// `superficial extract JOB`, `superficial validate FILE...`, `superficial inspect FILE...` and
+// `superficial bench extract JOB`.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/command.hpp"
+#include "core/error.hpp"
+#include "core/job.hpp"
+#include "core/log.hpp"
+#include "dist/comm.hpp"
+#include "extract/extract.hpp"
+#include "extract/logit_dataset.hpp"
+#include "io/h5.hpp"
+
+namespace {
+
+struct JobArgs {
+  std::string file;
+  std::vector<std::string> overrides;
+};
+
+void add_job_args(CLI::App* cmd, JobArgs& a) {
+  cmd->add_option("job", a.file, "Job file (jobs/*.yaml)")->required();
+  cmd->add_option("--set", a.overrides, "Override a job key: --set extract.top_k=100 (repeatable)");
+}
+
+void print_line(const std::string& s) { std::printf("%s\n", s.c_str()); }
+
+double idle_max(const sf::extract::ExtractSummary& s) {
+  double m = 0;
+  for (const auto& r : s.ranks) m = std::max(m, r.idle_fraction());
+  return m;
+}
+
+void run_extract_command(const JobArgs& a) {
+  const sf::Job job = sf::Job::load(a.file, a.overrides);
+  const auto& comm = sf::dist::Comm::world();
+  const auto s = sf::extract::run_extract(job, comm);
+  if (!comm.is_root()) return;
+  for (const auto& r : s.ranks)
+    spdlog::info("extract: rank {}: {} chunks, {} examples, {} tokens, busy {:.1f} s of {:.1f} s (idle {:.1f}%)",
+                 r.rank, r.chunks, r.examples, r.tokens, r.busy_s, r.wall_s, 100.0 * r.idle_fraction());
+  spdlog::info("extract: {} examples, {} tokens ({} of {} chunks resumed), {:.0f} bytes/token -> {}", s.num_items,
+               s.num_tokens, s.chunks_resumed, s.chunks_total,
+               s.num_tokens > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.num_tokens) : 0.0,
+               s.output.string());
+}
+
+void validate_command(const std::vector<std::string>& files) {
+  int bad = 0;
+  for (const auto& f : files) {
+    const auto problems = sf::h5::validate_file(f);
+    if (problems.empty()) {
+      const auto file = sf::h5::File::open(f);
+      print_line(f + ": ok (schema " + file.attr_string("schema") + " v" +
+                 std::to_string(file.attr_int("schema_version")) + ")");
+      continue;
+    }
+    ++bad;
+    for (const auto& p : problems) print_line(p);
+  }
+  std::fflush(stdout);
+  if (bad) throw sf::FormatError(std::to_string(bad) + " of " + std::to_string(files.size()) + " file(s) invalid");
+}
+
+void inspect_command(const std::vector<std::string>& files) {
+  for (const auto& f : files) {
+    const auto file = sf::h5::File::open(f);
+    const std::string schema = file.has_attr("schema") ? file.attr_string("schema") : "?";
+    if (schema != "logits") {
+      print_line(f + ": schema " + schema);
+      for (const auto& [name, v] : sf::h5::read_attrs(file).items())
+        if (!v.is_string() || v.get<std::string>().size() < 80) print_line("  " + name + " = " + v.dump());
+      continue;
+    }
+    const auto d = sf::extract::LogitDataset::open(f);
+    const auto& at = d.attributes();
+    print_line(f + ": logits v" + std::to_string(at.at("schema_version").get<int64_t>()) + " (" +
+               at.at("kind").get<std::string>() + ")");
+    print_line("  examples " + std::to_string(d.num_examples()) + ", tokens " + std::to_string(d.num_tokens()) +
+               ", top_k " + std::to_string(d.top_k()) + ", hidden " + std::to_string(d.hidden_size()) + " (" +
+               at.at("hidden_dtype").get<std::string>() + ")");
+    for (const auto& [role, m] : nlohmann::json::parse(at.at("models").get<std::string>()).items())
+      print_line("  " + role + ": " + m.at("path").get<std::string>() + " (template " +
+                 m.at("template").get<std::string>() + ", config sha256 " +
+                 m.at("config_sha256").get<std::string>().substr(0, 12) + ")");
+    print_line("  tasks " + at.at("tasks").get<std::string>());
+    print_line("  written by superficial " + at.at("tool_version").get<std::string>() + " (" +
+               at.at("git_sha").get<std::string>() + ") at " + at.at("created").get<std::string>());
+  }
+}
+
+// Runs the stage into <run_dir>/bench-extract (removed before and after) and prints per-rank speed.
+void bench_extract_command(const JobArgs& a) {
+  const sf::Job probe = sf::Job::load(a.file, a.overrides);
+  std::vector<std::string> overrides = a.overrides;
+  const std::filesystem::path dir = probe.run_dir() / "bench-extract";
+  overrides.push_back("run_dir=" + dir.string());
+  const sf::Job job = sf::Job::load(a.file, overrides);
+  const auto& comm = sf::dist::Comm::world();
+  if (comm.is_root()) std::filesystem::remove_all(dir);
+  comm.barrier();
+  const auto s = sf::extract::run_extract(job, comm);
+  if (!comm.is_root()) return;
+  std::filesystem::remove_all(dir);
+  nlohmann::json ranks = nlohmann::json::array();
+  double wall = 0;
+  for (const auto& r : s.ranks) {
+    wall = std::max(wall, r.wall_s);
+    ranks.push_back({{"rank", r.rank},
+                     {"examples", r.examples},
+                     {"tokens", r.tokens},
+                     {"busy_s", r.busy_s},
+                     {"tokens_per_s", r.busy_s > 0 ? static_cast<double>(r.tokens) / r.busy_s : 0.0},
+                     {"idle_fraction", r.idle_fraction()}});
+  }
+  const nlohmann::json out = {
+      {"bench", "extract"},
+      {"ranks", comm.size()},
+      {"examples", s.num_items},
+      {"tokens", s.num_tokens},
+      {"wall_s", wall},
+      {"tokens_per_s", wall > 0 ? static_cast<double>(s.num_tokens) / wall : 0.0},
+      {"bytes_per_token", s.num_tokens > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.num_tokens) : 0.0},
+      {"idle_fraction_max", idle_max(s)},
+      {"per_rank", ranks}};
+  print_line(out.dump());
+}
+
+void setup(CLI::App& app) {
+  auto extract_args = std::make_shared<JobArgs>();
+  auto* extract = app.add_subcommand(
+      "extract", "Answer the tasks' training prompts with the aligned model and record both models' top-k logits");
+  add_job_args(extract, *extract_args);
+  extract->callback([extract_args] { run_extract_command(*extract_args); });
+
+  auto files = std::make_shared<std::vector<std::string>>();
+  auto* validate = app.add_subcommand("validate", "Check result files (HDF5) against their schema version");
+  validate->add_option("files", *files, "HDF5 files")->required();
+  validate->callback([files] { validate_command(*files); });
+
+  auto inspect_files = std::make_shared<std::vector<std::string>>();
+  auto* inspect = app.add_subcommand("inspect", "Summarise result files (examples, tokens, models, k)");
+  inspect->add_option("files", *inspect_files, "HDF5 files")->required();
+  inspect->callback([inspect_files] { inspect_command(*inspect_files); });
+
+  auto bench_args = std::make_shared<JobArgs>();
+  auto* bench = sf::cli::bench_group(app).add_subcommand(
+      "extract", "Extraction tokens/s per rank and idle fraction (runs the job's extract stage in a scratch folder)");
+  add_job_args(bench, *bench_args);
+  bench->callback([bench_args] { bench_extract_command(*bench_args); });
+}
+
+}  // namespace
+
+SF_COMMAND(setup);

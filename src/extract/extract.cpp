@@ -1,0 +1,447 @@
+#include "extract/extract.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <map>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "core/build_info.hpp"
+#include "core/error.hpp"
+#include "core/hash.hpp"
+#include "eval/task.hpp"
+#include "extract/logit_dataset.hpp"
+#include "extract/shard_writer.hpp"
+#include "io/h5.hpp"
+#include "model/causal_lm.hpp"
+#include "model/generate.hpp"
+#include "tokenizer/chat_template.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace sf::extract {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// ---- Signals: SIGTERM / SIGUSR1 ask the stage to stop at the next batch boundary ---------------
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    old_term_ = std::signal(SIGTERM, on_stop_signal);
+    old_usr1_ = std::signal(SIGUSR1, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGTERM, old_term_);
+    std::signal(SIGUSR1, old_usr1_);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  int requested() const { return g_stop_signal; }
+
+ private:
+  void (*old_term_)(int) = nullptr;
+  void (*old_usr1_)(int) = nullptr;
+};
+
+// ---- Prompts -----------------------------------------------------------------------------------
+
+struct Item {
+  size_t task;  // index into the loaded tasks
+  int64_t example_id;
+  std::string input;
+};
+
+struct Prompts {
+  std::vector<eval::Task> tasks;
+  std::vector<Item> items;  // tasks in job order, examples in source order
+};
+
+Prompts load_prompts(const Job& job, const ExtractOptions& o) {
+  if (job.tasks().empty()) throw ConfigError(job.source() + ": tasks: the extract stage needs at least one task");
+  const eval::Split split = o.split == "train" ? eval::Split::kTrain : eval::Split::kTest;
+  Prompts p;
+  for (const auto& name : job.tasks()) {
+    p.tasks.push_back(eval::Task::load(name));
+    for (auto& ex : p.tasks.back().examples(split, job.data_root(), o.max_examples))
+      p.items.push_back({p.tasks.size() - 1, ex.id, std::move(ex.input)});
+  }
+  if (p.items.empty()) throw ConfigError(job.source() + ": tasks: no prompts in the " + o.split + " split");
+  return p;
+}
+
+// ---- Models ------------------------------------------------------------------------------------
+
+torch::Dtype dtype_of(const std::string& s) {
+  if (s == "bfloat16") return torch::kBFloat16;
+  if (s == "float16") return torch::kFloat16;
+  return torch::kFloat32;
+}
+
+torch::Device rank_device(const Job& job, const dist::Comm& comm) {
+  if (job.device() == "cpu") return torch::kCPU;
+#ifdef SUPERFICIAL_WITH_CUDA
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()));
+#else
+  throw ConfigError(job.source() + ": device: cuda needs a build with -DSUPERFICIAL_WITH_CUDA=ON");
+#endif
+}
+
+tok::ChatTemplate template_of(const ModelRef& m) {
+  return m.chat_template ? tok::ChatTemplate::from_config(*m.chat_template)
+                         : tok::ChatTemplate::preset(m.template_name);
+}
+
+// Both models must share one tokenizer: the answer's ids are fed to the base model as they are.
+void check_same_tokenizer(const tok::Tokenizer& a, const tok::Tokenizer& b, const Job& job) {
+  const std::string where = job.source() + ": models.base and models.aligned";
+  if (a.vocab_size() != b.vocab_size())
+    throw ConfigError(where + ": tokenizer vocab sizes differ (" + std::to_string(b.vocab_size()) + " vs " +
+                      std::to_string(a.vocab_size()) + ")");
+  const std::string probe = "The quick brown fox, 1234 times: naïve café 日本 <|endoftext|>\n  done.";
+  if (a.encode(probe, true) != b.encode(probe, true))
+    throw ConfigError(where + ": tokenizers encode a probe text differently");
+  if (a.content_hash() != b.content_hash())
+    throw ConfigError(where + ": tokenizer.json files differ (sha256 " + b.content_hash() + " vs " + a.content_hash() +
+                      ")");
+}
+
+struct Models {
+  tok::Tokenizer tokenizer;
+  model::CausalLM aligned;
+  model::CausalLM base;
+  tok::ChatTemplate aligned_template;
+  tok::ChatTemplate base_template;
+  std::set<int64_t> eos;
+};
+
+// ---- One batch ---------------------------------------------------------------------------------
+
+std::vector<int32_t> render(const Models& m, const tok::ChatTemplate& tpl, const eval::Task& task,
+                            const std::string& input) {
+  const tok::RenderedPrompt r = tpl.prompt(task.user_message(input, tpl.name()));
+  return m.tokenizer.encode(r.text + task.answer_prefix(tpl.name()), r.add_special_tokens);
+}
+
+std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, int64_t begin, int64_t end,
+                                            const ExtractOptions& o) {
+  std::vector<ExtractedExample> out(static_cast<size_t>(end - begin));
+  std::vector<std::vector<int32_t>> aligned_prompts;
+  for (int64_t i = begin; i < end; ++i) {
+    const Item& it = p.items[static_cast<size_t>(i)];
+    const eval::Task& task = p.tasks[it.task];
+    ExtractedExample& ex = out[static_cast<size_t>(i - begin)];
+    ex.item = i;
+    ex.example_id = it.example_id;
+    ex.task = task.name();
+    ex.prompt = it.input;
+    ex.aligned_prompt_ids = render(m, m.aligned_template, task, it.input);
+    ex.base_prompt_ids = render(m, m.base_template, task, it.input);
+    if (ex.aligned_prompt_ids.empty() || ex.base_prompt_ids.empty())
+      throw ShapeError("task " + task.name() + " example " + std::to_string(it.example_id) + ": empty prompt");
+    aligned_prompts.push_back(ex.aligned_prompt_ids);
+  }
+
+  model::GenerateOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.greedy = true;
+  g.eos_ids.assign(m.eos.begin(), m.eos.end());
+  g.batch_size = o.batch_size;
+  g.stop = [&](size_t row, const std::vector<int32_t>& generated) {
+    const auto& stops = p.tasks[p.items[static_cast<size_t>(begin) + row].task].generation().stop;
+    if (stops.empty()) return false;
+    const std::string text = m.tokenizer.decode(generated, true);
+    return std::any_of(stops.begin(), stops.end(),
+                       [&](const std::string& s) { return text.find(s) != std::string::npos; });
+  };
+  const std::vector<model::Generation> gens = model::generate(m.aligned, aligned_prompts, g);
+
+  std::vector<std::vector<int32_t>> seq_aligned, seq_base;
+  for (size_t r = 0; r < out.size(); ++r) {
+    out[r].response_ids = gens[r].tokens;
+    out[r].finish_reason = gens[r].finish_reason;
+    out[r].response = m.tokenizer.decode(gens[r].tokens, true);
+    std::vector<int32_t> a = out[r].aligned_prompt_ids, b = out[r].base_prompt_ids;
+    a.insert(a.end(), gens[r].tokens.begin(), gens[r].tokens.end());
+    b.insert(b.end(), gens[r].tokens.begin(), gens[r].tokens.end());
+    seq_aligned.push_back(std::move(a));
+    seq_base.push_back(std::move(b));
+  }
+  model::ScoreOptions sa;
+  sa.top_k = o.top_k;
+  sa.batch_size = o.batch_size;
+  model::ScoreOptions sb = sa;
+  sb.hidden = true;
+  const model::ScoreOutput aligned = model::score(m.aligned, seq_aligned, sa);
+  const model::ScoreOutput base = model::score(m.base, seq_base, sb);
+
+  for (size_t r = 0; r < out.size(); ++r) {
+    ExtractedExample& ex = out[r];
+    const int64_t n = static_cast<int64_t>(ex.response_ids.size());
+    // Row t of a scored sequence predicts token t+1: response token j sits at prompt_len + j.
+    const int64_t pa = static_cast<int64_t>(ex.aligned_prompt_ids.size()) - 1;
+    const int64_t pb = static_cast<int64_t>(ex.base_prompt_ids.size()) - 1;
+    ex.aligned_topk_logits = aligned.topk_logits[r].slice(0, pa, pa + n).to(torch::kCPU);   // [n,k]
+    ex.aligned_topk_ids = aligned.topk_ids[r].slice(0, pa, pa + n).to(torch::kCPU);         // [n,k]
+    ex.base_topk_logits = base.topk_logits[r].slice(0, pb, pb + n).to(torch::kCPU);         // [n,k]
+    ex.base_topk_ids = base.topk_ids[r].slice(0, pb, pb + n).to(torch::kCPU);               // [n,k]
+    ex.base_hidden = base.hidden[r].slice(0, pb, pb + n).to(torch::kCPU, torch::kFloat32);  // [n,H]
+    ex.is_eos = torch::zeros({n}, torch::kBool);                                            // [n]
+    for (int64_t j = 0; j < n; ++j)
+      if (m.eos.count(ex.response_ids[static_cast<size_t>(j)])) ex.is_eos[j] = true;
+  }
+  return out;
+}
+
+// ---- Shards and resume -------------------------------------------------------------------------
+
+std::filesystem::path shard_path(const std::filesystem::path& dir, int64_t chunk) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "chunk-%06lld.h5", static_cast<long long>(chunk));
+  return dir / "shards" / name;
+}
+
+// Finished shards of this job (rank 0): leftovers of killed writers (.part) are deleted; a shard
+// written for other settings stops the run.
+std::vector<int64_t> finished_chunks(const std::filesystem::path& dir, int64_t num_chunks,
+                                     const std::string& fingerprint) {
+  std::vector<int64_t> done;
+  const std::regex finished(R"(chunk-(\d{6})\.h5)");
+  for (const auto& e : std::filesystem::directory_iterator(dir / "shards")) {
+    const std::string name = e.path().filename().string();
+    if (e.path().extension() == ".part") {
+      std::filesystem::remove(e.path());
+      continue;
+    }
+    std::smatch m;
+    if (!std::regex_match(name, m, finished)) continue;
+    const int64_t c = std::stoll(m[1]);
+    const h5::File f = h5::File::open(e.path());
+    const std::string fp = f.has_attr("job_fingerprint") ? f.attr_string("job_fingerprint") : "";
+    if (fp != fingerprint || c >= num_chunks)
+      throw ConfigError(e.path().string() +
+                        ": was written by a run with other models, tasks or extract settings; use another "
+                        "run_dir or delete " +
+                        (dir / "shards").string());
+    done.push_back(c);
+  }
+  std::sort(done.begin(), done.end());
+  return done;
+}
+
+nlohmann::json model_info(const ModelRef& m) {
+  return {{"path", m.path.string()},
+          {"template", m.template_name},
+          {"dtype", m.dtype},
+          {"config_sha256", sha256_file(m.path / "config.json")},
+          {"tokenizer_sha256", sha256_file(m.path / "tokenizer.json")}};
+}
+
+std::string to_json_text(const std::vector<RankStats>& s) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& r : s)
+    j.push_back({{"rank", r.rank},
+                 {"chunks", r.chunks},
+                 {"examples", r.examples},
+                 {"tokens", r.tokens},
+                 {"busy_s", r.busy_s},
+                 {"wall_s", r.wall_s}});
+  return j.dump();
+}
+
+}  // namespace
+
+std::filesystem::path extract_dir(const Job& job) { return job.run_dir() / "extract"; }
+
+ExtractOptions ExtractOptions::from_job(const Job& job) {
+  const ConfigNode s = job.section("extract");
+  ExtractOptions o;
+  o.split = s.get<std::string>("split", o.split);
+  if (o.split != "train" && o.split != "test") throw ConfigError(s.where("split") + ": expected train or test");
+  o.max_examples = s.get<int64_t>("max_examples", o.max_examples);
+  if (o.max_examples < -1 || o.max_examples == 0)
+    throw ConfigError(s.where("max_examples") + ": expected -1 (all) or a positive count");
+  o.max_new_tokens = s.get<int64_t>("max_new_tokens", o.max_new_tokens);
+  if (o.max_new_tokens < 1) throw ConfigError(s.where("max_new_tokens") + ": must be >= 1");
+  o.top_k = s.get<int64_t>("top_k", o.top_k);
+  if (o.top_k < 1) throw ConfigError(s.where("top_k") + ": must be >= 1");
+  o.batch_size = s.get<int64_t>("batch_size", o.batch_size);
+  if (o.batch_size < 1) throw ConfigError(s.where("batch_size") + ": must be >= 1");
+  o.hidden_dtype = s.get<std::string>("hidden_dtype", o.hidden_dtype);
+  if (o.hidden_dtype != "float16" && o.hidden_dtype != "bfloat16")
+    throw ConfigError(s.where("hidden_dtype") + ": expected float16 or bfloat16");
+  const std::string comp = s.get<std::string>("compression", "gzip");
+  const int level = s.get<int>("compression_level", 4);
+  if (comp == "lzf")
+    throw ConfigError(s.where("compression") +
+                      ": lzf needs an HDF5 filter plugin that h5dump and C readers lack; use gzip or none");
+  if (comp != "gzip" && comp != "none") throw ConfigError(s.where("compression") + ": expected gzip or none");
+  if (level < 1 || level > 9) throw ConfigError(s.where("compression_level") + ": expected 1..9");
+  o.gzip_level = comp == "gzip" ? level : 0;
+  o.chunk_examples = s.get<int64_t>("chunk_examples", o.chunk_examples);
+  if (o.chunk_examples < 1) throw ConfigError(s.where("chunk_examples") + ": must be >= 1");
+  o.chunk_rows = s.get<int64_t>("chunk_rows", o.chunk_rows);
+  if (o.chunk_rows < 1) throw ConfigError(s.where("chunk_rows") + ": must be >= 1");
+  s.finish();
+  return o;
+}
+
+ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
+  const ExtractOptions o = ExtractOptions::from_job(job);
+  const Prompts prompts = load_prompts(job, o);
+  const int64_t num_items = static_cast<int64_t>(prompts.items.size());
+  const int64_t num_chunks = (num_items + o.chunk_examples - 1) / o.chunk_examples;
+
+  // Tokenizers first: a mismatch stops the run before any weights are read.
+  const ModelRef& aligned_ref = job.model("aligned");
+  const ModelRef& base_ref = job.model("base");
+  const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(aligned_ref.path / "tokenizer.json");
+  check_same_tokenizer(tokenizer, tok::Tokenizer::from_file(base_ref.path / "tokenizer.json"), job);
+  if (o.top_k > tokenizer.vocab_size())
+    throw ConfigError(job.source() + ": extract.top_k " + std::to_string(o.top_k) + " exceeds the vocabulary (" +
+                      std::to_string(tokenizer.vocab_size()) + ")");
+
+  // What determines the data; shards of another fingerprint are never mixed in.
+  nlohmann::json tasks_info = nlohmann::json::array();
+  for (const auto& t : prompts.tasks)
+    tasks_info.push_back({{"name", t.name()}, {"version", t.version()}, {"file", t.source()}});
+  const nlohmann::json models = {{"aligned", model_info(aligned_ref)}, {"base", model_info(base_ref)}};
+  nlohmann::json defining = {{"models", models},
+                             {"tasks", tasks_info},
+                             {"data_root", job.data_root().string()},
+                             {"seed", job.seed()},
+                             {"extract", YAML::Dump(job.section("extract").yaml())},
+                             {"num_items", num_items}};
+  for (const auto& t : prompts.tasks) defining["task_definitions"].push_back(t.definition_yaml());
+  const std::string fingerprint = sha256_hex(defining.dump());
+
+  const std::filesystem::path dir = extract_dir(job);
+  std::string skip_text;
+  if (comm.is_root()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir / "shards", ec);
+    if (ec) throw IoError((dir / "shards").string() + ": cannot create folder: " + ec.message());
+    skip_text = nlohmann::json(finished_chunks(dir, num_chunks, fingerprint)).dump();
+  }
+  const std::vector<int64_t> skip = nlohmann::json::parse(comm.broadcast(skip_text)).get<std::vector<int64_t>>();
+
+  const int threads = job.threads() > 0
+                          ? job.threads()
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size());
+  at::set_num_threads(threads);
+  const model::LoadOptions load{rank_device(job, comm), dtype_of(aligned_ref.dtype)};
+  model::LoadOptions load_base = load;
+  load_base.dtype = dtype_of(base_ref.dtype);
+  Models m{tokenizer,
+           model::CausalLM::load(aligned_ref.path, load),
+           model::CausalLM::load(base_ref.path, load_base),
+           template_of(aligned_ref),
+           template_of(base_ref),
+           {}};
+  for (int64_t e : m.aligned.config().eos_token_ids) m.eos.insert(e);
+  if (m.eos.empty() && tokenizer.post_eos_id()) m.eos.insert(*tokenizer.post_eos_id());
+  if (m.base.config().vocab_size != m.aligned.config().vocab_size)
+    throw ConfigError(job.source() + ": base and aligned models have different vocab_size in config.json");
+
+  ShardLayout layout;
+  layout.top_k = o.top_k;
+  layout.hidden_size = m.base.config().hidden_size;
+  layout.hidden_dtype = o.hidden_dtype;
+  layout.chunk_rows = o.chunk_rows;
+  layout.gzip_level = o.gzip_level;
+  const nlohmann::json attrs = {{"tool_version", build::kVersion},
+                                {"git_sha", build::kGitSha},
+                                {"job_config", job.resolved_yaml()},
+                                {"job_fingerprint", fingerprint},
+                                {"models", models},
+                                {"tasks", tasks_info},
+                                {"tokenizer_sha256", tokenizer.content_hash()},
+                                {"vocab_size", static_cast<int64_t>(tokenizer.vocab_size())},
+                                {"seed", static_cast<int64_t>(job.seed())},
+                                {"max_new_tokens", o.max_new_tokens},
+                                {"num_items", num_items},
+                                {"chunk_examples", o.chunk_examples}};
+
+  ExtractSummary summary;
+  summary.output = dir / "logits.h5";
+  summary.num_items = num_items;
+  summary.chunks_total = num_chunks;
+  summary.chunks_resumed = static_cast<int64_t>(skip.size());
+  RankStats mine;
+  mine.rank = comm.rank();
+  const StopSignals signals;
+  torch::InferenceMode guard;
+  comm.barrier();  // the shard folder exists and leftovers are gone before anyone writes
+  const Clock::time_point t0 = Clock::now();
+  {
+    dist::WorkQueue queue(comm, num_items, o.chunk_examples, skip);
+    while (auto chunk = queue.next()) {
+      const Clock::time_point c0 = Clock::now();
+      nlohmann::json a = attrs;
+      a["chunk_index"] = chunk->index;
+      a["item_begin"] = chunk->begin;
+      a["item_end"] = chunk->end;
+      a["rank"] = comm.rank();
+      ShardWriter writer(shard_path(dir, chunk->index), a, layout);
+      for (int64_t b = chunk->begin; b < chunk->end; b += o.batch_size) {
+        if (const int sig = signals.requested()) {
+          writer.discard();
+          throw Interrupted("extract: stopped by signal " + std::to_string(sig) + " on rank " +
+                            std::to_string(comm.rank()) + "; finished chunks are kept in " + (dir / "shards").string() +
+                            ", re-run the same command to continue");
+        }
+        writer.append(process_batch(m, prompts, b, std::min(chunk->end, b + o.batch_size), o));
+      }
+      mine.tokens += writer.num_tokens();
+      mine.examples += writer.num_examples();
+      writer.finish();
+      ++mine.chunks;
+      mine.busy_s += seconds_since(c0);
+    }
+  }
+  comm.barrier();
+  mine.wall_s = seconds_since(t0);
+
+  const std::vector<std::string> all = comm.gather(to_json_text({mine}));
+  if (!comm.is_root()) {
+    summary.ranks = {mine};
+    return summary;
+  }
+  for (const auto& s : all) {
+    for (const auto& r : nlohmann::json::parse(s)) {
+      RankStats st;
+      st.rank = r.at("rank");
+      st.chunks = r.at("chunks");
+      st.examples = r.at("examples");
+      st.tokens = r.at("tokens");
+      st.busy_s = r.at("busy_s");
+      st.wall_s = r.at("wall_s");
+      summary.ranks.push_back(st);
+    }
+  }
+  std::vector<std::filesystem::path> shards;
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    shards.push_back(shard_path(dir, c));
+    if (!std::filesystem::exists(shards.back()))
+      throw IoError(shards.back().string() + ": shard missing after all ranks finished");
+    summary.bytes += static_cast<int64_t>(std::filesystem::file_size(shards.back()));
+  }
+  merge_shards(shards, summary.output);
+  const LogitDataset merged = LogitDataset::open(summary.output);
+  if (merged.num_examples() != num_items)
+    throw FormatError(summary.output.string() + ": holds " + std::to_string(merged.num_examples()) +
+                      " examples, expected " + std::to_string(num_items));
+  summary.num_tokens = merged.num_tokens();
+  return summary;
+}
+
+}  // namespace sf::extract
