@@ -1,0 +1,143 @@
+// `superficial run JOB.yaml [--set key=value ...]`: the whole study in one (MPI) job:
+// extract → train-head → evaluate → reduce. A stage whose output is complete is skipped, and the
+// stages themselves resume from their finished chunks, so a requeued job continues where it stopped.
+//
+// Every run folder keeps job.resolved.yaml (the job after --set) and provenance.json (tool version,
+// git SHA, seeds, ranks, model and tokenizer fingerprints, start time).
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/command.hpp"
+#include "core/build_info.hpp"
+#include "core/error.hpp"
+#include "core/job.hpp"
+#include "dist/comm.hpp"
+#include "eval/evaluate.hpp"
+#include "eval/progress.hpp"
+#include "eval/stop.hpp"
+#include "extract/extract.hpp"
+#include "extract/shard_writer.hpp"
+#include "heads/base_model.hpp"
+#include "report/reduce.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  if (!out) throw sf::IoError(path.string() + ": cannot write");
+}
+
+nlohmann::json provenance(const sf::Job& job, const std::string& job_file, const std::vector<std::string>& overrides,
+                          const sf::dist::Comm& comm) {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  nlohmann::json models = nlohmann::json::object();
+  for (const char* role : {"base", "aligned"}) {
+    if (!job.has_model(role)) continue;
+    const sf::ModelRef& m = job.model(role);
+    models[role] = {{"path", m.path.string()},
+                    {"template", m.template_name},
+                    {"dtype", m.dtype},
+                    {"model_fingerprint", sf::heads::model_fingerprint(m.path)},
+                    {"tokenizer_sha256", sf::heads::tokenizer_fingerprint(m.path)}};
+  }
+  return {{"tool_version", sf::build::kVersion},
+          {"git_sha", sf::build::kGitSha},
+          {"job_file", job_file},
+          {"overrides", overrides},
+          {"seed", job.seed()},
+          {"ranks", comm.size()},
+          {"device", job.device()},
+          {"host_rank0", host},
+          {"started", sf::extract::utc_now_iso8601()},
+          {"models", models}};
+}
+
+// Runs another registered subcommand in this process (the stages without a library entry point).
+void run_subcommand(const std::vector<std::string>& args) {
+  CLI::App sub{"superficial"};
+  sub.require_subcommand(1);
+  for (const auto& setup : sf::cli::registry()) setup(sub);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes the arguments reversed
+  sub.parse(reversed);
+}
+
+void run(const std::string& job_file, const std::vector<std::string>& overrides) {
+  sf::eval::install_stop_handlers();
+  const sf::Job job = sf::Job::load(job_file, overrides);
+  sf::dist::Comm& comm = sf::dist::Comm::world();
+  const int threads =
+      job.threads() > 0
+          ? job.threads()
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm.local_size()));
+  torch::set_num_threads(threads);
+  // Check every stage's settings before the first long stage starts.
+  const sf::eval::EvaluateSettings eval_settings = sf::eval::read_evaluate_settings(job);
+  const sf::report::ReduceSettings reduce_settings = sf::report::ReduceSettings::from_job(job);
+  if (comm.is_root()) {
+    fs::create_directories(job.run_dir());
+    write_text(job.run_dir() / "job.resolved.yaml", job.resolved_yaml() + "\n");
+    write_text(job.run_dir() / "provenance.json", provenance(job, job_file, overrides, comm).dump(2) + "\n");
+  }
+  comm.barrier();
+
+  const bool with_heads = job.has_section("heads");
+  const fs::path logits = sf::extract::extract_dir(job) / "logits.h5";
+  if (with_heads || job.has_section("extract")) {
+    if (fs::exists(logits)) {
+      spdlog::info("run: extract: {} is complete, skipped", logits.string());
+    } else {
+      spdlog::info("run: extract");
+      sf::extract::run_extract(job, comm);
+    }
+  }
+  if (sf::eval::stop_requested()) throw sf::Interrupted("run: stopped by a signal after extract; rerun to resume");
+  if (with_heads) {
+    spdlog::info("run: train-head");
+    std::vector<std::string> args = {"train-head", job_file};
+    for (const auto& o : overrides) args.insert(args.end(), {"--set", o});
+    run_subcommand(args);
+  }
+  if (sf::eval::stop_requested()) throw sf::Interrupted("run: stopped by a signal after train-head; rerun to resume");
+  if (sf::eval::evaluate_complete(job)) {
+    spdlog::info("run: evaluate: {} is complete, skipped", sf::eval::results_path(job).string());
+  } else {
+    spdlog::info("run: evaluate");
+    sf::eval::ProgressBoard board(job.run_dir() / "progress", "evaluate", comm.rank(), comm.size());
+    sf::eval::run_evaluate(job, eval_settings, comm, [&](const sf::eval::EvalProgress& p) {
+      board.update(p.units_done, p.units_total, p.examples, p.tokens, p.seconds);
+    });
+    board.finish();
+  }
+  if (comm.is_root()) {
+    spdlog::info("run: reduce");
+    sf::report::write_summary(job.run_dir(), sf::report::reduce_run(job.run_dir(), job, reduce_settings));
+    spdlog::info("run: done: {}/summary.md, {}/report.html", job.run_dir().string(), job.run_dir().string());
+  }
+  comm.barrier();
+}
+
+void setup_run(CLI::App& app) {
+  auto* cmd =
+      app.add_subcommand("run", "Run a whole study: extract, train-head, evaluate, reduce (skips finished stages)");
+  auto job = std::make_shared<std::string>();
+  auto overrides = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("job", *job, "Job file (YAML)")->required();
+  cmd->add_option("--set", *overrides, "Override a job key: key.path=value (repeatable)");
+  cmd->callback([job, overrides] { run(*job, *overrides); });
+}
+
+SF_COMMAND(setup_run);
+
+}  // namespace

@@ -1,0 +1,53 @@
+#pragma once
+// `superficial reduce RUN_DIR`: turns a run's outputs into run_dir/summary.json (schema
+// results-schema/summary-v1.json), summary.md and report.html.
+//
+// Inputs: evaluate/results.h5 (its job_config attribute is the job), and when present
+// extract/logits.h5 with heads/<name>.safetensors for the per-position KL curves and the tokens each
+// head moves most.
+//
+// Job section (all optional):
+//   reduce:
+//     resamples: 1000        # bootstrap resamples
+//     confidence: 0.95
+//     seed: 1234             # default: the job's seed
+//     kl_positions: 64       # first response positions in the KL curves (the paper's Figure 2)
+//     kl_max_examples: 0     # extracted examples used for KL and token shifts (0: all)
+//     top_tokens: 20         # promoted / demoted tokens listed per head
+//
+// Per-position KL at response position j, averaged over the extracted examples that reach j:
+//   KL(A ‖ X) = Σ_{i ∈ topk_A} p_i (log p_i − log q_X(i)),  p = softmax of the aligned model's stored
+// top-k logits (renormalised over that support), q_X = the full-vocabulary softmax of X's logits,
+// recomputed from the stored base hidden state and the base lm_head (X = base), plus the head's
+// correction (X = base+head).
+#include <filesystem>
+#include <string>
+
+#include "core/job.hpp"
+#include "report/summary.hpp"
+
+namespace sf::report {
+
+struct ReduceSettings {
+  BootstrapSettings bootstrap;
+  int64_t kl_positions = 64;
+  int64_t kl_max_examples = 0;
+  int64_t top_tokens = 20;
+  static ReduceSettings from_job(const Job& job);
+};
+
+// Computes the summary of the run in `run_dir` (files are looked up there, not in the job's
+// run_dir, so a moved run folder still reduces).
+Summary reduce_run(const std::filesystem::path& run_dir, const Job& job, const ReduceSettings& settings);
+
+// Checks `summary` against results-schema/summary-v1.json (FormatError listing the problems) and
+// writes summary.json, summary.md and report.html into run_dir (each via a temporary file).
+void write_summary(const std::filesystem::path& run_dir, const Summary& summary);
+
+// Problems of an existing summary.json against the schema (empty: valid).
+std::vector<std::string> check_summary_file(const std::filesystem::path& summary_json);
+
+// The job stored in results.h5 (attribute job_config).
+Job job_from_results(const std::filesystem::path& results_h5);
+
+}  // namespace sf::report

@@ -1,0 +1,319 @@
+#include "report/summary.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace sf::report {
+namespace {
+
+using nlohmann::json;
+
+json interval(const Interval& i) { return json::array({i.lo, i.hi}); }
+
+std::string fixed(double v, int digits = 3) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+std::string with_ci(const MeanEstimate& e) {
+  return fixed(e.mean) + " [" + fixed(e.ci.lo) + ", " + fixed(e.ci.hi) + "]";
+}
+
+std::string portion_text(const PortionSummary& p) {
+  if (!p.defined) return "n/a";
+  return fixed(p.value, 2) + " [" + fixed(p.ci.lo, 2) + ", " + fixed(p.ci.hi, 2) + "]";
+}
+
+const SystemValue* find_system(const MetricSummary& m, const std::string& name) {
+  for (const auto& s : m.systems) {
+    if (s.system == name) return &s;
+  }
+  return nullptr;
+}
+
+std::string escape_html(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// Markdown table cells must not contain '|' or newlines.
+std::string escape_md(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+const char* kColors[] = {"#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"};
+const char* color(size_t i) { return kColors[i % (sizeof(kColors) / sizeof(kColors[0]))]; }
+
+// Bars with CI whiskers for one metric, values on a 0..1 axis.
+std::string bar_chart(const MetricSummary& m) {
+  const int w = 80 + 90 * static_cast<int>(m.systems.size()), h = 220, top = 20, bottom = 180, left = 50;
+  auto y = [&](double v) { return bottom - (bottom - top) * std::clamp(v, 0.0, 1.0); };
+  std::ostringstream o;
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h << "\" role=\"img\">";
+  o << "<title>" << escape_html(m.task + " " + m.metric) << "</title>";
+  for (double t : {0.0, 0.25, 0.5, 0.75, 1.0}) {
+    o << "<line x1=\"" << left << "\" x2=\"" << w - 10 << "\" y1=\"" << y(t) << "\" y2=\"" << y(t)
+      << "\" stroke=\"#ddd\"/><text x=\"" << left - 6 << "\" y=\"" << y(t) + 4
+      << "\" font-size=\"11\" text-anchor=\"end\">" << fixed(t, 2) << "</text>";
+  }
+  for (size_t i = 0; i < m.systems.size(); ++i) {
+    const auto& s = m.systems[i];
+    const double x = left + 20 + 90 * static_cast<double>(i);
+    o << "<rect x=\"" << x << "\" y=\"" << y(s.estimate.mean) << "\" width=\"50\" height=\""
+      << bottom - y(s.estimate.mean) << "\" fill=\"" << color(i) << "\"><title>" << escape_html(s.system) << ": "
+      << with_ci(s.estimate) << "</title></rect>";
+    const double cx = x + 25;
+    o << "<line x1=\"" << cx << "\" x2=\"" << cx << "\" y1=\"" << y(s.estimate.ci.lo) << "\" y2=\""
+      << y(s.estimate.ci.hi) << "\" stroke=\"#000\"/>";
+    for (double v : {s.estimate.ci.lo, s.estimate.ci.hi}) {
+      o << "<line x1=\"" << cx - 8 << "\" x2=\"" << cx + 8 << "\" y1=\"" << y(v) << "\" y2=\"" << y(v)
+        << "\" stroke=\"#000\"/>";
+    }
+    o << "<text x=\"" << cx << "\" y=\"" << bottom + 16 << "\" font-size=\"11\" text-anchor=\"middle\">"
+      << escape_html(s.system) << "</text>";
+  }
+  o << "</svg>";
+  return o.str();
+}
+
+// Per-position KL curves.
+std::string kl_chart(const KlCurve& k) {
+  const int w = 640, h = 260, left = 60, right = 620, top = 20, bottom = 220;
+  double ymax = 0;
+  for (size_t j = 0; j < k.count.size(); ++j) ymax = std::max({ymax, k.aligned_base[j], k.aligned_head[j]});
+  if (ymax <= 0) ymax = 1;
+  const double xmax = std::max<double>(1.0, static_cast<double>(k.count.size()) - 1);
+  auto x = [&](size_t j) { return left + (right - left) * static_cast<double>(j) / xmax; };
+  auto y = [&](double v) { return bottom - (bottom - top) * v / ymax; };
+  std::ostringstream o;
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h << "\" role=\"img\">";
+  o << "<title>Per-position KL divergence</title>";
+  for (int t = 0; t <= 4; ++t) {
+    const double v = ymax * t / 4.0;
+    o << "<line x1=\"" << left << "\" x2=\"" << right << "\" y1=\"" << y(v) << "\" y2=\"" << y(v)
+      << "\" stroke=\"#ddd\"/><text x=\"" << left - 6 << "\" y=\"" << y(v) + 4
+      << "\" font-size=\"11\" text-anchor=\"end\">" << fixed(v, 2) << "</text>";
+  }
+  const std::pair<const std::vector<double>*, std::string> lines[] = {
+      {&k.aligned_base, "KL(aligned || base)"}, {&k.aligned_head, "KL(aligned || " + k.head_system + ")"}};
+  for (size_t l = 0; l < 2; ++l) {
+    o << "<polyline fill=\"none\" stroke=\"" << color(l + 1) << "\" stroke-width=\"2\" points=\"";
+    for (size_t j = 0; j < k.count.size(); ++j) o << x(j) << "," << y((*lines[l].first)[j]) << " ";
+    o << "\"/><text x=\"" << right - 200 << "\" y=\"" << top + 14 + 16 * l << "\" font-size=\"12\" fill=\""
+      << color(l + 1) << "\">" << escape_html(lines[l].second) << "</text>";
+  }
+  o << "<text x=\"" << (left + right) / 2 << "\" y=\"" << h - 8
+    << "\" font-size=\"12\" text-anchor=\"middle\">response position</text></svg>";
+  return o.str();
+}
+
+}  // namespace
+
+json to_json(const Summary& s) {
+  json j;
+  j["schema"] = "summary";
+  j["schema_version"] = kSummarySchemaVersion;
+  j["provenance"] = s.provenance;
+  j["bootstrap"] = {
+      {"resamples", s.bootstrap.resamples}, {"confidence", s.bootstrap.confidence}, {"seed", s.bootstrap.seed}};
+  j["systems"] = s.systems;
+  j["metrics"] = json::array();
+  for (const auto& m : s.metrics) {
+    json jm = {{"task", m.task},         {"metric", m.metric},        {"status", m.scored ? "scored" : "unscored"},
+               {"examples", m.examples}, {"systems", json::object()}, {"portions", json::array()}};
+    for (const auto& v : m.systems) {
+      jm["systems"][v.system] = {{"value", v.estimate.mean}, {"ci", interval(v.estimate.ci)}, {"n", v.estimate.n}};
+    }
+    for (const auto& p : m.portions) {
+      jm["portions"].push_back({{"system", p.system},
+                                {"status", p.defined ? "ok" : "n/a"},
+                                {"value", p.defined ? json(p.value) : json(nullptr)},
+                                {"ci", p.defined ? interval(p.ci) : json(nullptr)},
+                                {"aligned_minus_base", p.diff},
+                                {"aligned_minus_base_ci", interval(p.diff_ci)},
+                                {"reason", p.reason}});
+    }
+    j["metrics"].push_back(std::move(jm));
+  }
+  j["kl"] = json::array();
+  for (const auto& k : s.kl) {
+    json positions = json::array();
+    for (size_t p = 0; p < k.count.size(); ++p) {
+      positions.push_back({{"position", static_cast<int64_t>(p)},
+                           {"count", k.count[p]},
+                           {"aligned_base", k.aligned_base[p]},
+                           {"aligned_head", k.aligned_head[p]}});
+    }
+    j["kl"].push_back({{"head_system", k.head_system}, {"top_k", k.top_k}, {"positions", positions}});
+  }
+  j["head_tokens"] = json::array();
+  for (const auto& h : s.head_tokens) {
+    auto list = [](const std::vector<TokenShift>& v) {
+      json a = json::array();
+      for (const auto& t : v) a.push_back({{"id", t.id}, {"token", t.token}, {"mean_delta", t.mean_delta}});
+      return a;
+    };
+    j["head_tokens"].push_back(
+        {{"head_system", h.head_system}, {"promoted", list(h.promoted)}, {"demoted", list(h.demoted)}});
+  }
+  j["notes"] = s.notes;
+  return j;
+}
+
+std::string to_markdown(const Summary& s) {
+  std::ostringstream o;
+  o << "# Superficial alignment summary\n\n";
+  if (s.provenance.contains("run_dir")) o << "Run: `" << s.provenance["run_dir"].get<std::string>() << "`";
+  if (s.provenance.contains("git_sha")) o << ", git " << s.provenance["git_sha"].get<std::string>();
+  o << "\n\nValues are means over examples with " << fixed(s.bootstrap.confidence * 100, 0)
+    << "% percentile bootstrap intervals (" << s.bootstrap.resamples << " resamples, seed " << s.bootstrap.seed
+    << "). Superficial portion = (S - B)/(A - B) with a paired bootstrap interval; n/a when the interval of "
+       "A - B contains 0.\n\n";
+  o << "| task | metric | n |";
+  for (const auto& sys : s.systems) o << " " << escape_md(sys) << " |";
+  std::vector<std::string> heads;
+  for (const auto& sys : s.systems) {
+    if (sys.rfind("base+", 0) == 0) heads.push_back(sys);
+  }
+  for (const auto& h : heads) o << " portion " << escape_md(h) << " |";
+  o << "\n|---|---|---|";
+  for (size_t i = 0; i < s.systems.size() + heads.size(); ++i) o << "---|";
+  o << "\n";
+  for (const auto& m : s.metrics) {
+    o << "| " << escape_md(m.task) << " | " << escape_md(m.metric) << " | " << m.examples << " |";
+    for (const auto& sys : s.systems) {
+      const SystemValue* v = find_system(m, sys);
+      o << " " << (!m.scored ? "unscored" : v ? with_ci(v->estimate) : "-") << " |";
+    }
+    for (const auto& h : heads) {
+      std::string cell = "-";
+      for (const auto& p : m.portions) {
+        if (p.system == h) cell = portion_text(p);
+      }
+      o << " " << cell << " |";
+    }
+    o << "\n";
+  }
+  for (const auto& k : s.kl) {
+    o << "\n## Per-position KL (top-" << k.top_k << ", " << escape_md(k.head_system) << ")\n\n";
+    o << "| position | examples | KL(aligned‖base) | KL(aligned‖" << escape_md(k.head_system)
+      << ") |\n|---|---|---|---|\n";
+    for (size_t p = 0; p < k.count.size(); ++p) {
+      o << "| " << p << " | " << k.count[p] << " | " << fixed(k.aligned_base[p], 4) << " | "
+        << fixed(k.aligned_head[p], 4) << " |\n";
+    }
+  }
+  for (const auto& h : s.head_tokens) {
+    o << "\n## Tokens " << escape_md(h.head_system)
+      << " moves most\n\n| promoted | mean Δlogit | demoted | mean Δlogit |\n"
+      << "|---|---|---|---|\n";
+    for (size_t i = 0; i < std::max(h.promoted.size(), h.demoted.size()); ++i) {
+      auto cell = [](const std::vector<TokenShift>& v, size_t i) {
+        return i < v.size() ? "`" + escape_md(v[i].token) + "` | " + fixed(v[i].mean_delta) : std::string(" | ");
+      };
+      o << "| " << cell(h.promoted, i) << " | " << cell(h.demoted, i) << " |\n";
+    }
+  }
+  if (!s.notes.empty()) {
+    o << "\n## Notes\n\n";
+    for (const auto& n : s.notes) o << "- " << n << "\n";
+  }
+  return o.str();
+}
+
+std::string to_html(const Summary& s) {
+  std::ostringstream o;
+  o << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Superficial alignment report</title>"
+       "<style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse}"
+       "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}"
+       ".chart{display:inline-block;margin:1em}</style></head><body>\n";
+  o << "<h1>Superficial alignment report</h1>\n<p>";
+  for (auto it = s.provenance.begin(); it != s.provenance.end(); ++it) {
+    o << escape_html(it.key()) << ": <code>"
+      << escape_html(it.value().is_string() ? it.value().get<std::string>() : it.value().dump()) << "</code><br>";
+  }
+  o << "Intervals: " << fixed(s.bootstrap.confidence * 100, 0) << "% percentile bootstrap, " << s.bootstrap.resamples
+    << " resamples, seed " << s.bootstrap.seed << ". Portion = (S &minus; B)/(A &minus; B), paired bootstrap; "
+    << "n/a when the interval of A &minus; B contains 0.</p>\n";
+  o << "<h2>Tasks</h2>\n<table><tr><th>task</th><th>metric</th><th>n</th>";
+  for (const auto& sys : s.systems) o << "<th>" << escape_html(sys) << "</th>";
+  o << "<th>portion</th></tr>\n";
+  for (const auto& m : s.metrics) {
+    o << "<tr><td>" << escape_html(m.task) << "</td><td>" << escape_html(m.metric) << "</td><td>" << m.examples
+      << "</td>";
+    for (const auto& sys : s.systems) {
+      const SystemValue* v = find_system(m, sys);
+      o << "<td>" << (!m.scored ? "unscored" : v ? with_ci(v->estimate) : "-") << "</td>";
+    }
+    o << "<td>";
+    for (const auto& p : m.portions) {
+      o << escape_html(p.system) << ": " << portion_text(p);
+      if (!p.defined) o << " <small>(" << escape_html(p.reason) << ")</small>";
+      o << "<br>";
+    }
+    o << "</td></tr>\n";
+  }
+  o << "</table>\n";
+  for (const auto& m : s.metrics) {
+    if (m.scored && !m.systems.empty())
+      o << "<div class=\"chart\"><h3>" << escape_html(m.task + " / " + m.metric) << "</h3>" << bar_chart(m)
+        << "</div>\n";
+  }
+  for (const auto& k : s.kl) {
+    o << "<h2>Per-position KL divergence (top-" << k.top_k << ")</h2>\n" << kl_chart(k) << "\n";
+  }
+  for (const auto& h : s.head_tokens) {
+    o << "<h2>Tokens " << escape_html(h.head_system)
+      << " moves most</h2>\n<table><tr><th>promoted</th><th>mean &Delta;logit</th>"
+      << "<th>demoted</th><th>mean &Delta;logit</th></tr>\n";
+    for (size_t i = 0; i < std::max(h.promoted.size(), h.demoted.size()); ++i) {
+      auto cells = [](const std::vector<TokenShift>& v, size_t i) {
+        return i < v.size()
+                   ? "<td><code>" + escape_html(v[i].token) + "</code></td><td>" + fixed(v[i].mean_delta) + "</td>"
+                   : std::string("<td></td><td></td>");
+      };
+      o << "<tr>" << cells(h.promoted, i) << cells(h.demoted, i) << "</tr>\n";
+    }
+    o << "</table>\n";
+  }
+  if (!s.notes.empty()) {
+    o << "<h2>Notes</h2><ul>";
+    for (const auto& n : s.notes) o << "<li>" << escape_html(n) << "</li>";
+    o << "</ul>\n";
+  }
+  o << "</body></html>\n";
+  return o.str();
+}
+
+}  // namespace sf::report
