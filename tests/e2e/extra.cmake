@@ -1,0 +1,5 @@
+# End-to-end study on a tiny random pair under MPI (about a minute on 2 cores).
+add_test(NAME e2e_tiny_run
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/run_tiny.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
+                 ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-tiny)
+set_tests_properties(e2e_tiny_run PROPERTIES LABELS e2e TIMEOUT 600)
