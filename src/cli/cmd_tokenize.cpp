@@ -1,0 +1,111 @@
+// `superficial tokenize`, `superficial detokenize` and `superficial bench tokenize`.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/command.hpp"
+#include "core/error.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace {
+
+std::string read_all(std::istream& in) { return std::string(std::istreambuf_iterator<char>(in), {}); }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw sf::IoError(path + ": cannot open");
+  return read_all(in);
+}
+
+void print_ids(const std::vector<int32_t>& ids) {
+  std::string line;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) line += ' ';
+    line += std::to_string(ids[i]);
+  }
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stdout);
+}
+
+// Cases in a .inp file are separated by lines "__case__"; the separator's newlines are not part of
+// the cases (a case's own trailing newline is written as an extra empty line before it).
+std::vector<std::string> split_cases(const std::string& text) {
+  std::vector<std::string> cases;
+  const std::string sep = "\n__case__\n";
+  size_t prev = 0;
+  for (size_t at = text.find(sep); at != std::string::npos; at = text.find(sep, prev)) {
+    cases.push_back(text.substr(prev, at - prev));
+    prev = at + sep.size();
+  }
+  cases.push_back(text.substr(prev));
+  return cases;
+}
+
+void setup(CLI::App& app) {
+  auto* tok = app.add_subcommand("tokenize", "Encode stdin (or --cases FILE) to token ids, exactly as HF tokenizers");
+  auto tok_path = std::make_shared<std::string>();
+  auto add_special = std::make_shared<bool>(false);
+  auto cases = std::make_shared<std::string>();
+  tok->add_option("--tokenizer", *tok_path, "tokenizer.json")->required();
+  tok->add_flag("--add-special", *add_special, "Apply the post-processor (BOS/EOS), as add_special_tokens=True");
+  tok->add_option("--cases", *cases, "File of cases separated by lines '__case__'; one line of ids per case");
+  tok->callback([=] {
+    const auto t = sf::tok::Tokenizer::from_file(*tok_path);
+    if (cases->empty()) {
+      print_ids(t.encode(read_all(std::cin), *add_special));
+      return;
+    }
+    for (const auto& c : split_cases(read_file(*cases))) print_ids(t.encode(c, *add_special));
+  });
+
+  auto* detok = app.add_subcommand("detokenize", "Decode whitespace-separated token ids from stdin to text");
+  auto detok_path = std::make_shared<std::string>();
+  auto skip_special = std::make_shared<bool>(false);
+  detok->add_option("--tokenizer", *detok_path, "tokenizer.json")->required();
+  detok->add_flag("--skip-special", *skip_special, "Drop special tokens, as skip_special_tokens=True");
+  detok->callback([=] {
+    const auto t = sf::tok::Tokenizer::from_file(*detok_path);
+    std::vector<int32_t> ids;
+    std::string word;
+    while (std::cin >> word) {
+      try {
+        size_t used = 0;
+        const long long v = std::stoll(word, &used);
+        if (used != word.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(word);
+        ids.push_back(static_cast<int32_t>(v));
+      } catch (const std::logic_error&) {
+        throw sf::FormatError("stdin: token id " + std::to_string(ids.size()) + ": '" + word + "' is not an integer");
+      }
+    }
+    const std::string text = t.decode(ids, *skip_special);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  });
+
+  auto* bench = sf::cli::bench_group(app).add_subcommand("tokenize", "Single-threaded encoding speed");
+  auto bench_tok = std::make_shared<std::string>();
+  auto input = std::make_shared<std::string>();
+  bench->add_option("--tokenizer", *bench_tok, "tokenizer.json")->required();
+  bench->add_option("--input", *input, "Text file; encoded line by line")->required();
+  bench->callback([=] {
+    const auto t = sf::tok::Tokenizer::from_file(*bench_tok);
+    const std::string text = read_file(*input);
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.push_back(line + "\n");
+    const auto start = std::chrono::steady_clock::now();
+    size_t tokens = 0;
+    for (const auto& line : lines) tokens += t.encode(line).size();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("{\"mb_per_s\": %.3f, \"tokens_per_s\": %.0f, \"bytes\": %zu, \"tokens\": %zu, \"seconds\": %.4f}\n",
+                static_cast<double>(text.size()) / 1e6 / s, static_cast<double>(tokens) / s, text.size(), tokens, s);
+  });
+}
+
+}  // namespace
+
+SF_COMMAND(setup);
