@@ -71,7 +71,8 @@ void inspect_command(const std::vector<std::string>& files) {
     const std::string schema = file.has_attr("schema") ? file.attr_string("schema") : "?";
     if (schema != "logits") {
       print_line(f + ": schema " + schema);
-      for (const auto& [name, v] : sf::h5::read_attrs(file).items())
+      const nlohmann::json attrs = sf::h5::read_attrs(file);
+      for (const auto& [name, v] : attrs.items())
         if (!v.is_string() || v.get<std::string>().size() < 80) print_line("  " + name + " = " + v.dump());
       continue;
     }
@@ -82,7 +83,8 @@ void inspect_command(const std::vector<std::string>& files) {
     print_line("  examples " + std::to_string(d.num_examples()) + ", tokens " + std::to_string(d.num_tokens()) +
                ", top_k " + std::to_string(d.top_k()) + ", hidden " + std::to_string(d.hidden_size()) + " (" +
                at.at("hidden_dtype").get<std::string>() + ")");
-    for (const auto& [role, m] : nlohmann::json::parse(at.at("models").get<std::string>()).items())
+    const nlohmann::json models = nlohmann::json::parse(at.at("models").get<std::string>());
+    for (const auto& [role, m] : models.items())
       print_line("  " + role + ": " + m.at("path").get<std::string>() + " (template " +
                  m.at("template").get<std::string>() + ", config sha256 " +
                  m.at("config_sha256").get<std::string>().substr(0, 12) + ")");

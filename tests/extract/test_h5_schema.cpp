@@ -39,8 +39,8 @@ TEST(H5, RoundTripTypesAndAttributes) {
   const h5::File f = h5::File::open(dir / "a.h5");
   const h5::Dataset x = f.dataset("g/x");
   EXPECT_EQ(x.shape(), (std::vector<int64_t>{3, 4}));
-  EXPECT_TRUE(x.read(1, 2).equal(torch::cat({torch::arange(4, 8, torch::kFloat32), torch::arange(4, torch::kFloat32)})
-                                     .reshape({2, 4})));
+  EXPECT_TRUE(x.read(1, 2).equal(
+      torch::cat({torch::arange(4, 8, torch::kFloat32), torch::arange(4, torch::kFloat32)}).reshape({2, 4})));
   EXPECT_EQ(x.chunk_shape(), (std::vector<int64_t>{2, 4}));
   EXPECT_EQ(x.filters().size(), 2u);  // shuffle + deflate
   EXPECT_EQ(f.dataset("g/h").dtype(), "bfloat16");
