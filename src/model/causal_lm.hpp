@@ -35,7 +35,7 @@ class KVCache {
 
 struct ForwardOutput {
   torch::Tensor logits;  // [B,T,V] float32
-  torch::Tensor hidden;  // [B,T,H] final hidden state after the last norm (input of lm_head)
+  torch::Tensor hidden;  // [B,T,H] float32: final hidden state after the last norm (input of lm_head)
 };
 
 class CausalLM {

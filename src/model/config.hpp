@@ -4,11 +4,10 @@
 // ConfigErrors naming the file and key; never silent defaults.
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace sf::model {
 

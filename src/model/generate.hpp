@@ -13,7 +13,7 @@
 namespace sf::model {
 
 struct ScoreOptions {
-  int64_t top_k = 0;          // > 0: return top-k of the logits per position; 0: none
+  int64_t top_k = 0;           // > 0: return top-k of the logits per position; 0: none
   bool full_logprobs = false;  // return [B,T,V] log-softmax
   bool hidden = false;         // return the final hidden states
   int64_t batch_size = 8;      // sequences per forward
@@ -28,8 +28,7 @@ struct ScoreOutput {
   std::vector<torch::Tensor> hidden;          // each [n_i, H] (if hidden)
 };
 
-ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences,
-                  const ScoreOptions& opts);
+ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences, const ScoreOptions& opts);
 
 // Called once per decoding step with the logits of every row of the batch before a token is
 // chosen. It may modify `logits` in place (a head adds its correction here).

@@ -1,0 +1,357 @@
+#include "model/causal_lm.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "core/error.hpp"
+#include "io/safetensors.hpp"
+
+namespace sf::model {
+
+struct CausalLM::Weights {
+  struct Layer {
+    torch::Tensor q, k, v, o;              // [H*D,Hd] [KV*D,Hd] [KV*D,Hd] [Hd,H*D]
+    torch::Tensor q_bias, k_bias, v_bias;  // qwen2 / attention_bias only
+    torch::Tensor gate, up, down;          // [I,Hd] [I,Hd] [Hd,I]
+    torch::Tensor input_norm, post_norm;   // [Hd]
+  };
+  ModelConfig config;
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat32;
+  torch::Tensor embed;  // [V,Hd]
+  std::vector<Layer> layers;
+  torch::Tensor norm;      // [Hd]
+  torch::Tensor lm_head;   // [V,Hd]; the same tensor as embed when tied
+  torch::Tensor inv_freq;  // [D/2] float32 on device
+};
+
+namespace {
+
+using Weights = CausalLM::Weights;
+
+enum class Init { kNormal, kOnes, kZeros };
+
+struct Slot {
+  std::string name;
+  std::vector<int64_t> shape;
+  torch::Tensor* tensor;
+  Init init;
+};
+
+// Every parameter by its Hugging Face name, in a stable order. lm_head only when untied.
+std::vector<Slot> slots(Weights& w) {
+  const ModelConfig& c = w.config;
+  const int64_t hd = c.hidden_size, q_out = c.num_attention_heads * c.head_dim,
+                kv_out = c.num_key_value_heads * c.head_dim, inter = c.intermediate_size;
+  std::vector<Slot> s;
+  s.push_back({"model.embed_tokens.weight", {c.vocab_size, hd}, &w.embed, Init::kNormal});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    auto& l = w.layers[static_cast<size_t>(i)];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    s.push_back({p + "self_attn.q_proj.weight", {q_out, hd}, &l.q, Init::kNormal});
+    if (c.attention_bias) s.push_back({p + "self_attn.q_proj.bias", {q_out}, &l.q_bias, Init::kZeros});
+    s.push_back({p + "self_attn.k_proj.weight", {kv_out, hd}, &l.k, Init::kNormal});
+    if (c.attention_bias) s.push_back({p + "self_attn.k_proj.bias", {kv_out}, &l.k_bias, Init::kZeros});
+    s.push_back({p + "self_attn.v_proj.weight", {kv_out, hd}, &l.v, Init::kNormal});
+    if (c.attention_bias) s.push_back({p + "self_attn.v_proj.bias", {kv_out}, &l.v_bias, Init::kZeros});
+    s.push_back({p + "self_attn.o_proj.weight", {hd, q_out}, &l.o, Init::kNormal});
+    s.push_back({p + "mlp.gate_proj.weight", {inter, hd}, &l.gate, Init::kNormal});
+    s.push_back({p + "mlp.up_proj.weight", {inter, hd}, &l.up, Init::kNormal});
+    s.push_back({p + "mlp.down_proj.weight", {hd, inter}, &l.down, Init::kNormal});
+    s.push_back({p + "input_layernorm.weight", {hd}, &l.input_norm, Init::kOnes});
+    s.push_back({p + "post_attention_layernorm.weight", {hd}, &l.post_norm, Init::kOnes});
+  }
+  s.push_back({"model.norm.weight", {hd}, &w.norm, Init::kOnes});
+  if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, hd}, &w.lm_head, Init::kNormal});
+  return s;
+}
+
+std::string shape_str(torch::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// As transformers' default and llama3 rotary inits, in float32.
+torch::Tensor rope_inv_freq(const ModelConfig& c) {
+  const int64_t dim = c.head_dim;
+  torch::Tensor inv = torch::reciprocal(
+      torch::pow(c.rope_theta, torch::arange(0, dim, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(dim)));
+  if (c.rope_scaling && c.rope_scaling->type == "llama3") {
+    const RopeScaling& s = *c.rope_scaling;
+    const double old_len = static_cast<double>(s.original_max_position_embeddings);
+    const double low_wavelen = old_len / s.low_freq_factor;
+    const double high_wavelen = old_len / s.high_freq_factor;
+    torch::Tensor wavelen = 2 * M_PI / inv;
+    torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv / s.factor, inv);
+    torch::Tensor smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    torch::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+    torch::Tensor medium =
+        torch::logical_not(wavelen < high_wavelen).logical_and(torch::logical_not(wavelen > low_wavelen));
+    inv = torch::where(medium, smoothed, scaled);
+  }
+  return inv;
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  torch::Tensor xf = x.to(torch::kFloat32);
+  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// Appends new keys/values [B,KV,T,D] to a layer's cache buffer (grown by doubling) and returns
+// the valid part [B,KV,past+T,D].
+torch::Tensor cache_append(torch::Tensor& buffer, const torch::Tensor& x, int64_t past) {
+  const int64_t total = past + x.size(2);
+  if (!buffer.defined() || buffer.size(2) < total) {
+    const int64_t cap = std::max<int64_t>(total, buffer.defined() ? 2 * buffer.size(2) : total);
+    torch::Tensor grown = torch::empty({x.size(0), x.size(1), cap, x.size(3)}, x.options());
+    if (past > 0) grown.narrow(2, 0, past).copy_(buffer.narrow(2, 0, past));
+    buffer = grown;
+  }
+  buffer.narrow(2, past, x.size(2)).copy_(x);
+  return buffer.narrow(2, 0, total);
+}
+
+void finish_weights(Weights& w) {
+  if (w.config.tie_word_embeddings) w.lm_head = w.embed;
+  w.inv_freq = rope_inv_freq(w.config).to(w.device);
+}
+
+}  // namespace
+
+CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opts) {
+  torch::NoGradGuard no_grad;
+  auto w = std::make_shared<Weights>();
+  w->config = ModelConfig::from_file(dir / "config.json");
+  w->device = opts.device;
+  w->dtype = opts.dtype;
+  w->layers.resize(static_cast<size_t>(w->config.num_hidden_layers));
+
+  // Open the single file or every shard named by the index; map each tensor to its file.
+  std::vector<io::SafetensorsFile> files;
+  std::map<std::string, size_t> where;
+  const auto single = dir / "model.safetensors";
+  const auto index = dir / "model.safetensors.index.json";
+  if (std::filesystem::exists(single)) {
+    files.push_back(io::SafetensorsFile::open(single));
+    for (const auto& t : files[0].tensors()) where[t.name] = 0;
+  } else if (std::filesystem::exists(index)) {
+    std::ifstream in(index, std::ios::binary);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw FormatError(index.string() + ": malformed JSON at byte " + std::to_string(e.byte));
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
+      throw FormatError(index.string() + ": weight_map is missing or not an object");
+    }
+    std::map<std::string, size_t> shard_ids;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it.value().is_string())
+        throw FormatError(index.string() + ": weight_map." + it.key() + ": expected a file name");
+      const std::string shard = it.value().get<std::string>();
+      if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
+        throw FormatError(index.string() + ": weight_map." + it.key() + ": '" + shard + "' is not a file name in " +
+                          dir.string());
+      }
+      if (!shard_ids.count(shard)) {
+        shard_ids[shard] = files.size();
+        files.push_back(io::SafetensorsFile::open(dir / shard));
+      }
+      const size_t f = shard_ids[shard];
+      if (!files[f].contains(it.key())) {
+        throw FormatError(files[f].path().string() + ": tensor '" + it.key() + "' named by the index is missing");
+      }
+      where[it.key()] = f;
+    }
+    for (const auto& f : files) {
+      for (const auto& t : f.tensors()) {
+        if (!where.count(t.name) || files[where[t.name]].path() != f.path()) {
+          throw FormatError(f.path().string() + ": tensor '" + t.name + "' is not in the index's weight_map");
+        }
+      }
+    }
+  } else {
+    throw IoError(dir.string() + ": neither model.safetensors nor model.safetensors.index.json exists");
+  }
+
+  std::set<std::string> used;
+  for (const Slot& s : slots(*w)) {
+    auto it = where.find(s.name);
+    if (it == where.end()) throw FormatError(dir.string() + ": required tensor '" + s.name + "' is missing");
+    const io::SafetensorsFile& f = files[it->second];
+    const io::TensorInfo& info = f.info(s.name);
+    if (info.dtype != "F32" && info.dtype != "F16" && info.dtype != "BF16") {
+      throw FormatError(f.path().string() + ": tensor '" + s.name + "' has dtype " + info.dtype +
+                        " (expected F32, F16 or BF16)");
+    }
+    if (info.shape != s.shape) {
+      throw FormatError(f.path().string() + ": tensor '" + s.name + "' has shape " + shape_str(info.shape) +
+                        ", expected " + shape_str(s.shape));
+    }
+    // Zero-copy when the stored dtype is the compute dtype on CPU.
+    *s.tensor = f.tensor(s.name).to(opts.device, opts.dtype);
+    used.insert(s.name);
+  }
+  // Leftovers. Like transformers, rotary inv_freq buffers of old checkpoints are ignored (recomputed
+  // from the config), and a tied model's stored lm_head must equal the embeddings it is tied to.
+  for (const auto& [name, fi] : where) {
+    if (used.count(name)) continue;
+    const std::string suffix = ".self_attn.rotary_emb.inv_freq";
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) continue;
+    if (name == "lm_head.weight" && w->config.tie_word_embeddings) {
+      torch::Tensor stored = files[fi].tensor(name);
+      if (stored.sizes() == w->embed.sizes() && torch::equal(stored.to(opts.device, opts.dtype), w->embed)) continue;
+      throw FormatError(files[fi].path().string() +
+                        ": tensor 'lm_head.weight' differs from the embeddings it is tied to (tie_word_embeddings)");
+    }
+    throw FormatError(files[fi].path().string() + ": tensor '" + name + "' is not used by a " + w->config.model_type +
+                      " model");
+  }
+  finish_weights(*w);
+  CausalLM m;
+  m.w_ = std::move(w);
+  return m;
+}
+
+CausalLM CausalLM::random(const ModelConfig& config, uint64_t seed, const LoadOptions& opts) {
+  torch::NoGradGuard no_grad;
+  auto w = std::make_shared<Weights>();
+  w->config = config;
+  w->device = opts.device;
+  w->dtype = opts.dtype;
+  w->layers.resize(static_cast<size_t>(config.num_hidden_layers));
+  // Drawn on the CPU in float32, so a seed gives the same model on every device and dtype.
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (const Slot& s : slots(*w)) {
+    torch::Tensor t;
+    switch (s.init) {
+      case Init::kNormal:
+        t = torch::empty(s.shape, torch::kFloat32).normal_(0.0, 0.02, gen);
+        break;
+      case Init::kOnes:
+        t = torch::ones(s.shape, torch::kFloat32);
+        break;
+      case Init::kZeros:
+        t = torch::zeros(s.shape, torch::kFloat32);
+        break;
+    }
+    *s.tensor = t.to(opts.device, opts.dtype);
+  }
+  finish_weights(*w);
+  CausalLM m;
+  m.w_ = std::move(w);
+  return m;
+}
+
+ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache) const {
+  const Weights& w = *w_;
+  const ModelConfig& c = w.config;
+  if (ids.dim() != 2) throw ShapeError("forward: ids must be [B,T], got " + shape_str(ids.sizes()));
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const int64_t past = cache ? cache->length() : 0;
+  if (attention_mask.dim() != 2 || attention_mask.size(0) != B || attention_mask.size(1) != past + T) {
+    throw ShapeError("forward: attention_mask must be [B, past+T] = [" + std::to_string(B) + "," +
+                     std::to_string(past + T) + "], got " + shape_str(attention_mask.sizes()));
+  }
+  if (cache && past > 0 && cache->keys.at(0).size(0) != B) {
+    throw ShapeError("forward: batch size " + std::to_string(B) + " differs from the cache's " +
+                     std::to_string(cache->keys[0].size(0)));
+  }
+  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, rep = H / KV;
+  const int64_t L = past + T;
+  const torch::Tensor input = ids.to(w.device, torch::kInt64);
+  const torch::Tensor mask = attention_mask.to(w.device).to(torch::kBool);  // [B,L]
+
+  // Positions from the mask, so that left padding does not shift them.
+  const torch::Tensor positions = (mask.to(torch::kInt64).cumsum(1) - 1).clamp_min(0).narrow(1, past, T);  // [B,T]
+  const torch::Tensor freqs = positions.to(torch::kFloat32).unsqueeze(-1) * w.inv_freq;                    // [B,T,D/2]
+  const torch::Tensor emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);                                   // [B,1,T,D]
+  const torch::Tensor cos = emb.cos().to(w.dtype), sin = emb.sin().to(w.dtype);
+
+  // allowed[b,t,j]: query t (absolute index past+t) may attend to key j.
+  const torch::Tensor q_idx = torch::arange(past, L, torch::TensorOptions().dtype(torch::kInt64).device(w.device));
+  const torch::Tensor k_idx = torch::arange(0, L, torch::TensorOptions().dtype(torch::kInt64).device(w.device));
+  torch::Tensor allowed = k_idx.unsqueeze(0) <= q_idx.unsqueeze(1);  // [T,L]
+  if (c.sliding_window) allowed = allowed.logical_and(k_idx.unsqueeze(0) > q_idx.unsqueeze(1) - *c.sliding_window);
+  allowed = allowed.unsqueeze(0).logical_and(mask.unsqueeze(1));  // [B,T,L]
+  const torch::Tensor blocked = allowed.logical_not().view({B, 1, 1, T, L});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+
+  if (cache && cache->keys.empty()) {
+    cache->keys.resize(w.layers.size());
+    cache->values.resize(w.layers.size());
+  }
+  torch::Tensor x = torch::embedding(w.embed, input);  // [B,T,Hd]
+  for (size_t li = 0; li < w.layers.size(); ++li) {
+    const auto& l = w.layers[li];
+    torch::Tensor h = rms_norm(x, l.input_norm, c.rms_norm_eps);
+    torch::Tensor q = torch::linear(h, l.q, l.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
+    torch::Tensor k = torch::linear(h, l.k, l.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor v = torch::linear(h, l.v, l.v_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    if (cache) {
+      k = cache_append(cache->keys[li], k, past);  // [B,KV,L,D]
+      v = cache_append(cache->values[li], v, past);
+    }
+    // Grouped-query attention without repeating K/V: the `rep` query heads of one KV head are
+    // stacked along the query axis.
+    torch::Tensor qg = q.reshape({B, KV, rep * T, D});
+    torch::Tensor scores =
+        torch::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({B, KV, rep, T, L});  // [B,KV,rep,T,L]
+    scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
+    torch::Tensor probs = torch::softmax(scores, -1).to(w.dtype).view({B, KV, rep * T, L});
+    torch::Tensor attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+    x = x + torch::linear(attn, l.o);
+    h = rms_norm(x, l.post_norm, c.rms_norm_eps);
+    x = x + torch::linear(torch::silu(torch::linear(h, l.gate)) * torch::linear(h, l.up), l.down);
+  }
+  if (cache) cache->length_ = L;
+  ForwardOutput out;
+  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);         // [B,T,Hd]
+  out.logits = torch::linear(hidden, w.lm_head).to(torch::kFloat32);  // [B,T,V]
+  out.hidden = hidden.to(torch::kFloat32);
+  return out;
+}
+
+const ModelConfig& CausalLM::config() const { return w_->config; }
+torch::Device CausalLM::device() const { return w_->device; }
+torch::Dtype CausalLM::dtype() const { return w_->dtype; }
+torch::Tensor CausalLM::lm_head_weight() const { return w_->lm_head; }
+
+std::vector<std::pair<std::string, torch::Tensor>> CausalLM::named_parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const Slot& s : slots(*w_)) out.emplace_back(s.name, *s.tensor);
+  return out;
+}
+
+void CausalLM::save(const std::filesystem::path& dir) const {
+  std::filesystem::create_directories(dir);
+  ModelConfig c = w_->config;
+  c.torch_dtype = w_->dtype == torch::kBFloat16 ? "bfloat16" : w_->dtype == torch::kFloat16 ? "float16" : "float32";
+  const auto config_path = dir / "config.json";
+  const auto tmp = dir / "config.json.tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << c.to_json().dump(2) << "\n";
+    if (!out) throw IoError(tmp.string() + ": cannot write");
+  }
+  std::filesystem::rename(tmp, config_path);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (auto& [name, t] : named_parameters()) tensors.emplace_back(name, t.detach());
+  io::write_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+}
+
+}  // namespace sf::model
