@@ -1,9 +1,6 @@
 #include "extract/extract.hpp"
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
-#include <map>
 #include <regex>
 #include <set>
 #include <thread>
@@ -11,6 +8,8 @@
 #include "core/build_info.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
+#include "core/log.hpp"
+#include "eval/stop.hpp"
 #include "eval/task.hpp"
 #include "extract/logit_dataset.hpp"
 #include "extract/shard_writer.hpp"
@@ -26,32 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// ---- Signals: SIGTERM / SIGUSR1 ask the stage to stop at the next batch boundary ---------------
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
-
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal = 0;
-    old_term_ = std::signal(SIGTERM, on_stop_signal);
-    old_usr1_ = std::signal(SIGUSR1, on_stop_signal);
-  }
-  ~StopSignals() {
-    std::signal(SIGTERM, old_term_);
-    std::signal(SIGUSR1, old_usr1_);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-  int requested() const { return g_stop_signal; }
-
- private:
-  void (*old_term_)(int) = nullptr;
-  void (*old_usr1_)(int) = nullptr;
-};
 
 // ---- Prompts -----------------------------------------------------------------------------------
 
@@ -238,6 +211,13 @@ std::vector<int64_t> finished_chunks(const std::filesystem::path& dir, int64_t n
   return done;
 }
 
+// The merged file exists and was made from this job's shards (checked on rank 0).
+bool complete_output(const std::filesystem::path& file, const std::string& fingerprint) {
+  if (!std::filesystem::exists(file)) return false;
+  const h5::File f = h5::File::open(file);
+  return f.has_attr("job_fingerprint") && f.attr_string("job_fingerprint") == fingerprint;
+}
+
 nlohmann::json model_info(const ModelRef& m) {
   return {{"path", m.path.string()},
           {"template", m.template_name},
@@ -325,6 +305,10 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
   const std::string fingerprint = sha256_hex(defining.dump());
 
   const std::filesystem::path dir = extract_dir(job);
+  ExtractSummary summary;
+  summary.output = dir / "logits.h5";
+  summary.num_items = num_items;
+  summary.chunks_total = num_chunks;
   std::string skip_text;
   if (comm.is_root()) {
     std::error_code ec;
@@ -333,6 +317,15 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
     skip_text = nlohmann::json(finished_chunks(dir, num_chunks, fingerprint)).dump();
   }
   const std::vector<int64_t> skip = nlohmann::json::parse(comm.broadcast(skip_text)).get<std::vector<int64_t>>();
+  summary.chunks_resumed = static_cast<int64_t>(skip.size());
+  // Everything done in an earlier run: nothing to compute (the merged file is rewritten below only
+  // when it is missing or belongs to other settings).
+  if (static_cast<int64_t>(skip.size()) == num_chunks &&
+      comm.broadcast(comm.is_root() && complete_output(summary.output, fingerprint) ? "1" : "0") == "1") {
+    if (comm.is_root()) spdlog::info("extract: {} is complete, skipped", summary.output.string());
+    summary.num_tokens = LogitDataset::open(summary.output).num_tokens();
+    return summary;
+  }
 
   const int threads = job.threads() > 0
                           ? job.threads()
@@ -371,14 +364,9 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
                                 {"num_items", num_items},
                                 {"chunk_examples", o.chunk_examples}};
 
-  ExtractSummary summary;
-  summary.output = dir / "logits.h5";
-  summary.num_items = num_items;
-  summary.chunks_total = num_chunks;
-  summary.chunks_resumed = static_cast<int64_t>(skip.size());
   RankStats mine;
   mine.rank = comm.rank();
-  const StopSignals signals;
+  eval::install_stop_handlers();
   torch::InferenceMode guard;
   comm.barrier();  // the shard folder exists and leftovers are gone before anyone writes
   const Clock::time_point t0 = Clock::now();
@@ -393,10 +381,10 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
       a["rank"] = comm.rank();
       ShardWriter writer(shard_path(dir, chunk->index), a, layout);
       for (int64_t b = chunk->begin; b < chunk->end; b += o.batch_size) {
-        if (const int sig = signals.requested()) {
+        if (eval::stop_requested()) {
           writer.discard();
-          throw Interrupted("extract: stopped by signal " + std::to_string(sig) + " on rank " +
-                            std::to_string(comm.rank()) + "; finished chunks are kept in " + (dir / "shards").string() +
+          throw Interrupted("extract: stopped by a signal on rank " + std::to_string(comm.rank()) +
+                            "; finished chunks are kept in " + (dir / "shards").string() +
                             ", re-run the same command to continue");
         }
         writer.append(process_batch(m, prompts, b, std::min(chunk->end, b + o.batch_size), o));
