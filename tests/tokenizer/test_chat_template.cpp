@@ -55,7 +55,9 @@ TEST(ChatTemplate, OneRenderingPerPreset) {
   EXPECT_EQ(text("mistral-inst", s), "<s>[INST] Be brief.\n\nWhat is 2+2? [/INST]");
   EXPECT_EQ(text("zephyr", s), "<|system|>\nBe brief.</s>\n<|user|>\nWhat is 2+2?</s>\n<|assistant|>\n");
   for (const auto& name : ChatTemplate::preset_names()) {
-    if (name != "plain" && name != "alpaca") EXPECT_FALSE(ChatTemplate::preset(name).prompt(u).add_special_tokens);
+    if (name != "plain" && name != "alpaca") {
+      EXPECT_FALSE(ChatTemplate::preset(name).prompt(u).add_special_tokens);
+    }
   }
 }
 
@@ -70,7 +72,7 @@ TEST(ChatTemplate, FromConfig) {
   EXPECT_EQ(ChatTemplate::from_config(c.child("template")).name(), "llama3");
 
   c = sf::ConfigNode::parse(
-      "template:\n  name: mine\n  prefix: '>> '\n  user: 'Q: {content}\\n'\n  assistant: 'A: {content}\\n'\n"
+      "template:\n  name: mine\n  prefix: '>> '\n  user: \"Q: {content}\\n\"\n  assistant: \"A: {content}\\n\"\n"
       "  generation_prompt: 'A:'\n  add_special_tokens: true\n",
       "job.yaml");
   const auto t = ChatTemplate::from_config(c.child("template"));

@@ -69,8 +69,9 @@ fs::path tokenizer_for(const std::string& name, const sf::test::TempDir& tmp) {
   const json variants = json::parse(sf::test::read_file(golden_dir() / "variants.json"));
   const json& spec = variants.at(name);
   json root = json::parse(sf::test::read_file(sf::test::shared_dir() / spec.at("base").get<std::string>()));
-  for (const auto& [k, v] : spec.value("set", json::object()).items()) root[k] = v;
-  for (const auto& [k, v] : spec.value("set_model", json::object()).items()) root["model"][k] = v;
+  const json set = spec.value("set", json::object()), set_model = spec.value("set_model", json::object());
+  for (const auto& [k, v] : set.items()) root[k] = v;
+  for (const auto& [k, v] : set_model.items()) root["model"][k] = v;
   if (spec.contains("drop_merges")) {
     const auto drop = spec.at("drop_merges").get<std::set<std::string>>();
     json kept = json::array();
