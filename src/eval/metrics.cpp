@@ -61,7 +61,7 @@ std::optional<std::string> canonical_number(const std::string& text) {
     if (!std::all_of(part.begin(), part.end(), is_digit)) return std::nullopt;
   }
   whole.erase(0, std::min(whole.find_first_not_of('0'), whole.size()));
-  if (whole.empty()) whole = "0";
+  if (whole.empty()) whole.push_back('0');
   while (!frac.empty() && frac.back() == '0') frac.pop_back();
   std::string out = whole + (frac.empty() ? "" : "." + frac);
   if (negative && out != "0") out = "-" + out;
