@@ -1,0 +1,6 @@
+# Data-parallel head training: 1 and 2 MPI ranks must train the same heads (up to float reduction
+# order). The test itself starts mpirun twice on a synthetic study.
+add_test(NAME heads_mpi_one_vs_two_ranks
+         COMMAND test_heads --gtest_also_run_disabled_tests --gtest_filter=TrainHeadMpi.DISABLED_OneAndTwoRanksTrainTheSameHeads)
+set_tests_properties(heads_mpi_one_vs_two_ranks PROPERTIES LABELS "heads;mpi" PROCESSORS 2 TIMEOUT 300
+                     ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")
