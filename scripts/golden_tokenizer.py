@@ -91,6 +91,7 @@ TEXTS = [
     "\u2581already\u2581has\u2581metaspace",
     "ſ long s and 'ſ and K kelvin",
     "ⅷ Roman numeral and ² superscript and ½ fraction",
+    "Unicode 16 letters \u1c89\U000105c0x and digits \U00016130\U00016131",
     "a" * 300,
     "The quick brown fox jumps over the lazy dog. " * 3,
     "MiXeD CaSe WoRdS and ALLCAPS and lowercase",

@@ -108,6 +108,31 @@ constexpr const char* kQwen2Regex =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+// Letters and numbers new in Unicode 16.0, which utf8proc 2.8 (Unicode 15.1) reports as unassigned
+// but the Oniguruma inside `tokenizers` 0.23 (and Rust's char::is_numeric) classify. Found by
+// comparing the class of every code point with `tokenizers` at dev time; the only differences.
+struct Range {
+  char32_t first, last;
+  uint8_t cls;
+};
+constexpr Range kUnicode16[] = {
+    {0x1C89, 0x1C8A, kLetter},   {0xA7CB, 0xA7CD, kLetter},   {0xA7DA, 0xA7DC, kLetter},   {0x105C0, 0x105F3, kLetter},
+    {0x10D40, 0x10D49, kNumber}, {0x10D4A, 0x10D65, kLetter}, {0x10D6F, 0x10D85, kLetter}, {0x10EC2, 0x10EC4, kLetter},
+    {0x11380, 0x11389, kLetter}, {0x1138B, 0x1138B, kLetter}, {0x1138E, 0x1138E, kLetter}, {0x11390, 0x113B5, kLetter},
+    {0x113B7, 0x113B7, kLetter}, {0x113D1, 0x113D1, kLetter}, {0x113D3, 0x113D3, kLetter}, {0x116D0, 0x116E3, kNumber},
+    {0x11BC0, 0x11BE0, kLetter}, {0x11BF0, 0x11BF9, kNumber}, {0x13460, 0x143FA, kLetter}, {0x16100, 0x1611D, kLetter},
+    {0x16130, 0x16139, kNumber}, {0x16D40, 0x16D6C, kLetter}, {0x16D70, 0x16D79, kNumber}, {0x18CFF, 0x18CFF, kLetter},
+    {0x1CCF0, 0x1CCF9, kNumber}, {0x1E5D0, 0x1E5ED, kLetter}, {0x1E5F0, 0x1E5F0, kLetter}, {0x1E5F1, 0x1E5FA, kNumber},
+    {0x2EBF0, 0x2EE5D, kLetter},
+};
+
+uint8_t unicode16_class(char32_t cp) {
+  for (const auto& r : kUnicode16) {
+    if (cp >= r.first && cp <= r.last) return r.cls;
+  }
+  return 0;
+}
+
 struct ByteMap {
   std::array<char32_t, 256> to_cp{};
   std::array<int16_t, 324> to_byte{};
@@ -154,12 +179,14 @@ uint8_t classify(char32_t cp) {
     case UTF8PROC_CATEGORY_NL:
     case UTF8PROC_CATEGORY_NO:
       return kNumber;
+    case UTF8PROC_CATEGORY_CN:
+      return unicode16_class(cp);
     default:
       return 0;
   }
 }
 
-std::vector<Char> decode_utf8(std::string_view s) {
+std::vector<Char> decode_utf8(std::string_view s, bool with_classes) {
   std::vector<Char> out;
   out.reserve(s.size());
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -168,7 +195,8 @@ std::vector<Char> decode_utf8(std::string_view s) {
   while (i < n) {
     const unsigned char b0 = p[i];
     if (b0 < 0x80) {
-      out.push_back({b0, static_cast<uint32_t>(i), static_cast<uint32_t>(i + 1), classify(b0)});
+      out.push_back({b0, static_cast<uint32_t>(i), static_cast<uint32_t>(i + 1),
+                     static_cast<uint8_t>(with_classes ? classify(b0) : 0)});
       ++i;
       continue;
     }
@@ -194,7 +222,8 @@ std::vector<Char> decode_utf8(std::string_view s) {
       cp = (cp << 6) | (b & 0x3F);
     }
     if (len > 0 && k == len) {
-      out.push_back({cp, static_cast<uint32_t>(i), static_cast<uint32_t>(i + len), classify(cp)});
+      out.push_back({cp, static_cast<uint32_t>(i), static_cast<uint32_t>(i + len),
+                     static_cast<uint8_t>(with_classes ? classify(cp) : 0)});
     } else {
       out.push_back({0xFFFD, static_cast<uint32_t>(i), static_cast<uint32_t>(i + k), kInvalid});
     }

@@ -21,8 +21,8 @@ struct Char {
 enum CharClass : uint8_t { kLetter = 1, kNumber = 2, kSpace = 4, kInvalid = 8 };
 
 // Decodes UTF-8 as Rust's from_utf8_lossy does: each maximal invalid subsequence becomes one Char
-// U+FFFD of class kInvalid spanning those bytes.
-std::vector<Char> decode_utf8(std::string_view s);
+// U+FFFD of class kInvalid spanning those bytes. Without `with_classes`, valid characters get class 0.
+std::vector<Char> decode_utf8(std::string_view s, bool with_classes = true);
 void append_utf8(std::string& out, char32_t cp);
 // \p{L}, \p{N} (categories via utf8proc) and \s (the Unicode White_Space property).
 uint8_t classify(char32_t cp);

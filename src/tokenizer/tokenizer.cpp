@@ -130,6 +130,7 @@ struct AddedToken {
 class Trie {
  public:
   void insert(const std::string& s, int32_t token) {
+    first_[static_cast<unsigned char>(s[0])] = true;
     size_t node = 0;
     for (unsigned char c : s) {
       const uint64_t key = (static_cast<uint64_t>(node) << 8) | c;
@@ -145,6 +146,7 @@ class Trie {
   bool empty() const { return terminal_.size() == 1; }
   // Longest entry starting at `pos`: its index and length, or -1.
   int32_t longest(std::string_view s, size_t pos, size_t* len) const {
+    if (!first_[static_cast<unsigned char>(s[pos])]) return -1;
     size_t node = 0;
     int32_t best = -1;
     for (size_t i = pos; i < s.size(); ++i) {
@@ -160,9 +162,53 @@ class Trie {
   }
 
  private:
+  std::array<bool, 256> first_{};  // bytes that start an entry
   std::unordered_map<uint64_t, size_t> edges_;
   std::vector<int32_t> terminal_{-1};
 };
+
+// Merge ranks by token-id pair: an open-addressing table (the BPE loop's hot lookup).
+class PairMap {
+ public:
+  struct Value {
+    int32_t rank;
+    int32_t merged;
+  };
+  void reserve(size_t n) {
+    size_t cap = 16;
+    shift_ = 60;
+    while (cap < 2 * n) cap <<= 1, --shift_;
+    keys_.assign(cap, kEmpty);
+    values_.assign(cap, Value{0, 0});
+    mask_ = cap - 1;
+  }
+  // Inserts or overwrites (a later duplicate merge wins, as in HF).
+  void set(int32_t a, int32_t b, Value v) {
+    size_t i = slot(key(a, b));
+    keys_[i] = key(a, b);
+    values_[i] = v;
+  }
+  const Value* find(int32_t a, int32_t b) const {
+    const size_t i = slot(key(a, b));
+    return keys_[i] == kEmpty ? nullptr : &values_[i];
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  static uint64_t key(int32_t a, int32_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
+  size_t slot(uint64_t k) const {
+    size_t i = static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> shift_);
+    while (keys_[i] != kEmpty && keys_[i] != k) i = (i + 1) & mask_;
+    return i;
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<Value> values_;
+  size_t mask_ = 0;
+  int shift_ = 60;  // 64 - log2(capacity): the product's high bits pick the slot
+};
+
+// Words up to this many bytes are cached (longer ones are rare and seldom repeat).
+constexpr size_t kMaxCachedWord = 128;
 
 // A piece of text on its way through the pipeline: either an added token or text, with whether it
 // starts at offset 0 of the original input (Metaspace prepend_scheme "first").
@@ -197,12 +243,14 @@ struct Tokenizer::Impl {
 
   // model (BPE)
   std::unordered_map<std::string, int32_t> vocab;
-  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged id)
+  PairMap merges;  // (a,b) -> (rank, merged id)
   std::optional<int32_t> unk_id;
   bool fuse_unk = false;
   bool byte_fallback = false;
   bool ignore_merges = false;
-  std::array<int32_t, 256> byte_ids{};  // <0xNN> tokens, -1 when absent
+  std::array<int32_t, 256> byte_ids{};               // <0xNN> tokens, -1 when absent
+  std::vector<int32_t> bmp_ids;                      // single-character tokens below U+10000, -1 when absent
+  std::unordered_map<char32_t, int32_t> astral_ids;  // single-character tokens above
 
   std::vector<std::optional<std::string>> id_to_text;  // added tokens override the model's
   std::vector<bool> special;
@@ -333,7 +381,7 @@ void Tokenizer::Impl::load_model(const json& m, const Src& src) {
       return it->second;
     };
     const int32_t ia = id_of(a), ib = id_of(b), merged = id_of(a + b);
-    merges[(static_cast<uint64_t>(ia) << 32) | static_cast<uint32_t>(ib)] = {static_cast<int32_t>(i), merged};
+    merges.set(ia, ib, {static_cast<int32_t>(i), merged});
   }
   if (m.contains("unk_token") && !m.at("unk_token").is_null()) {
     const std::string unk = src.str(m, "unk_token", "model");
@@ -344,6 +392,16 @@ void Tokenizer::Impl::load_model(const json& m, const Src& src) {
   fuse_unk = src.flag(m, "fuse_unk", "model", false);
   byte_fallback = src.flag(m, "byte_fallback", "model", false);
   ignore_merges = src.flag(m, "ignore_merges", "model", false);
+  bmp_ids.assign(0x10000, -1);
+  for (const auto& [tok, id] : vocab) {
+    const auto chars = d::decode_utf8(tok, false);
+    if (chars.size() != 1 || chars[0].cls == d::kInvalid) continue;
+    if (chars[0].cp < 0x10000) {
+      bmp_ids[chars[0].cp] = id;
+    } else {
+      astral_ids[chars[0].cp] = id;
+    }
+  }
   byte_ids.fill(-1);
   static const char* hex = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) {
@@ -645,9 +703,14 @@ std::vector<Piece> Tokenizer::Impl::pre_tokenize(Piece p) const {
         if (e <= b) continue;
         Piece out{t.substr(b, e - b), piece.at_start && b == 0};
         if (step.kind == PreStep::kByteLevel) {
+          static const std::array<std::string, 256> kMapped = [] {
+            std::array<std::string, 256> m;
+            for (int c = 0; c < 256; ++c) d::append_utf8(m[c], d::byte_to_unicode(static_cast<uint8_t>(c)));
+            return m;
+          }();
           std::string mapped;
           mapped.reserve(out.text.size() * 2);
-          for (unsigned char c : out.text) d::append_utf8(mapped, d::byte_to_unicode(c));
+          for (unsigned char c : out.text) mapped += kMapped[c];
           out.text = std::move(mapped);
         }
         next.push_back(std::move(out));
@@ -659,6 +722,10 @@ std::vector<Piece> Tokenizer::Impl::pre_tokenize(Piece p) const {
 }
 
 void Tokenizer::Impl::bpe(const std::string& word, std::vector<int32_t>& out) const {
+  if (word.size() > kMaxCachedWord) {
+    bpe_uncached(word, out);
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(cache_mutex);
     auto it = cache.find(word);
@@ -685,12 +752,19 @@ void Tokenizer::Impl::bpe_uncached(const std::string& word, std::vector<int32_t>
   // Initial symbols: one per character (byte fallback / unk for characters not in the vocabulary).
   std::vector<int32_t> ids;
   std::optional<int32_t> pending_unk;
-  for (const auto& c : d::decode_utf8(word)) {
-    auto it = vocab.find(word.substr(c.begin, c.end - c.begin));
-    if (it != vocab.end()) {
+  for (const auto& c : d::decode_utf8(word, false)) {
+    int32_t id = -1;
+    if (c.cls != d::kInvalid) {
+      if (c.cp < 0x10000) {
+        id = bmp_ids[c.cp];
+      } else if (auto it = astral_ids.find(c.cp); it != astral_ids.end()) {
+        id = it->second;
+      }
+    }
+    if (id >= 0) {
       if (pending_unk) ids.push_back(*pending_unk);
       pending_unk.reset();
-      ids.push_back(it->second);
+      ids.push_back(id);
       continue;
     }
     if (byte_fallback) {
@@ -722,13 +796,10 @@ void Tokenizer::Impl::bpe_uncached(const std::string& word, std::vector<int32_t>
     prev[i] = i - 1;
     next[i] = i + 1 < n ? i + 1 : -1;
   }
-  auto find = [&](int32_t a, int32_t b) -> const std::pair<int32_t, int32_t>* {
-    auto it = merges.find((static_cast<uint64_t>(ids[a]) << 32) | static_cast<uint32_t>(ids[b]));
-    return it == merges.end() ? nullptr : &it->second;
-  };
+  auto find = [&](int32_t a, int32_t b) { return merges.find(ids[a], ids[b]); };
   std::priority_queue<Merge, std::vector<Merge>, std::greater<Merge>> queue;
   for (int32_t i = 0; i + 1 < n; ++i) {
-    if (const auto* m = find(i, i + 1)) queue.push({m->first, i, m->second});
+    if (const auto* m = find(i, i + 1)) queue.push({m->rank, i, m->merged});
   }
   while (!queue.empty()) {
     const Merge top = queue.top();
@@ -736,16 +807,16 @@ void Tokenizer::Impl::bpe_uncached(const std::string& word, std::vector<int32_t>
     if (!alive[top.pos] || next[top.pos] < 0) continue;
     const int32_t right = next[top.pos];
     const auto* m = find(top.pos, right);
-    if (!m || m->second != top.new_id) continue;
+    if (!m || m->merged != top.new_id) continue;
     ids[top.pos] = top.new_id;
     alive[right] = false;
     next[top.pos] = next[right];
     if (next[right] >= 0) prev[next[right]] = top.pos;
     if (prev[top.pos] >= 0) {
-      if (const auto* pm = find(prev[top.pos], top.pos)) queue.push({pm->first, prev[top.pos], pm->second});
+      if (const auto* pm = find(prev[top.pos], top.pos)) queue.push({pm->rank, prev[top.pos], pm->merged});
     }
     if (next[top.pos] >= 0) {
-      if (const auto* nm = find(top.pos, next[top.pos])) queue.push({nm->first, top.pos, nm->second});
+      if (const auto* nm = find(top.pos, next[top.pos])) queue.push({nm->rank, top.pos, nm->merged});
     }
   }
   for (int32_t i = 0; i < n; ++i) {
