@@ -27,6 +27,9 @@ void append_utf8(std::string& out, char32_t cp);
 // \p{L}, \p{N} (categories via utf8proc) and \s (the Unicode White_Space property).
 uint8_t classify(char32_t cp);
 bool is_whitespace(char32_t cp);
+// Rust regex \w (single_word added tokens): letters, marks, decimal and letter numbers, connector
+// punctuation, and the joiners U+200C/U+200D.
+bool is_word_char(char32_t cp);
 
 // The pre-tokenizer regexes used by real tokenizer.json files, recognised by their exact text.
 enum class Pattern { kGpt2, kLlama3, kQwen2 };

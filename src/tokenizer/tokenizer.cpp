@@ -607,8 +607,8 @@ std::vector<std::pair<int32_t, std::pair<size_t, size_t>>> Tokenizer::Impl::find
       if (t.single_word) {
         const auto before = d::decode_utf8(s.substr(0, start));
         const auto after = d::decode_utf8(s.substr(stop, 4));
-        const bool word_before = !before.empty() && (before.back().cls & (d::kLetter | d::kNumber));
-        const bool word_after = !after.empty() && (after.front().cls & (d::kLetter | d::kNumber));
+        const bool word_before = !before.empty() && d::is_word_char(before.back().cp);
+        const bool word_after = !after.empty() && d::is_word_char(after.front().cp);
         if (word_before || word_after) continue;
       }
       if (t.lstrip) {

@@ -67,6 +67,32 @@ TEST(Tokenizer, TinyBpeMergesStringAndPairForms) {
   EXPECT_FALSE(t.post_bos_id().has_value());
 }
 
+// Expectations from `tokenizers` 0.23 on the same file.
+TEST(Tokenizer, AddedTokenSingleWordAndStrip) {
+  sf::test::TempDir tmp("tok-single-word");
+  json j = tiny();
+  j["model"]["vocab"]["\xC4\xA0"] = 6;  // "Ġ", the byte-level space
+  j["model"]["vocab"]["cc"] = 7;
+  j["added_tokens"].push_back({{"id", 7},
+                               {"content", "cc"},
+                               {"special", false},
+                               {"lstrip", true},
+                               {"rstrip", true},
+                               {"single_word", true},
+                               {"normalized", false}});
+  const Tokenizer t = load(j, tmp);
+  using V = std::vector<int32_t>;
+  EXPECT_EQ(t.encode("cc"), (V{7}));
+  EXPECT_EQ(t.encode("acc"), (V{0, 2, 2}));
+  EXPECT_EQ(t.encode("a cc b"), (V{0, 7, 1}));
+  EXPECT_EQ(t.encode("a  cc  b"), (V{0, 7, 1}));
+  EXPECT_EQ(t.encode("cc\u0301"), (V{2, 2}));
+  EXPECT_EQ(t.encode("_cc"), (V{2, 2}));
+  EXPECT_EQ(t.encode("a\u200D"
+                     "cc"),
+            (V{0, 2, 2}));
+}
+
 TEST(Tokenizer, UnknownComponentsAreFormatErrorsNamingThem) {
   json j = tiny();
   j["pre_tokenizer"] = {{"type", "Whitespace"}};
