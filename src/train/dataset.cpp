@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/error.hpp"
+#include "eval/task.hpp"
 
 namespace sf::train {
 namespace {
@@ -16,12 +17,12 @@ struct SourceRecords {
 SourceRecords read_source(const TextSource& s, const std::filesystem::path& data_root) {
   SourceRecords out;
   out.name = s.where + " " + s.file;
-  for (const auto& file : match_files(data_root, s.file)) {
+  for (const auto& file : eval::match_files(data_root, s.file)) {
     auto recs = read_records(file, s.format);
     if (s.limit > 0 && static_cast<int64_t>(recs.size()) > s.limit) recs.resize(static_cast<size_t>(s.limit));
     for (auto& r : recs) {
       if (s.unescape) {
-        for (auto& [k, v] : r) v = unescape_text(v);
+        for (auto& [k, v] : r) v = unescape_newlines(v);
       }
       out.records.push_back(std::move(r));
     }

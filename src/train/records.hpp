@@ -1,6 +1,7 @@
 #pragma once
-// Training text sources: records read from dataset files (CSV with a header, JSON Lines, or plain
-// lines) and rendered through format strings such as "{goal}\n{target}".
+// Training text sources: records read from dataset files (with the evaluation task readers: CSV
+// with a header, JSON Lines, or plain lines) and rendered through format strings such as
+// "{goal}\n{target}".
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -18,20 +19,16 @@ enum class RecordFormat { kCsv, kJsonl, kLines };
 // "csv" | "jsonl" | "lines"; `where` names the config key in the ConfigError.
 RecordFormat parse_record_format(const std::string& name, const std::string& where);
 
-// Reads every record of `file`. Throws IoError when the file cannot be read and FormatError naming
-// the file and line for malformed content (unterminated CSV quote, wrong column count, bad JSON).
+// Reads every record of `file` (blank lines skipped). IoError when the file cannot be read;
+// FormatError naming the file and line for malformed content.
 std::vector<Record> read_records(const std::filesystem::path& file, RecordFormat format);
-
-// Files matched by `pattern` relative to `root`: a plain path, or one whose last component holds
-// '*' wildcards (e.g. "toxigen/hate_*.txt"); matches are sorted by name. IoError when none match.
-std::vector<std::filesystem::path> match_files(const std::filesystem::path& root, const std::string& pattern);
 
 // Replaces "{field}" by the record's value; "{{" and "}}" are literal braces. Throws ConfigError
 // naming `where` and the field when the record lacks it or a brace is unbalanced.
 std::string render_format(const std::string& format, const Record& record, const std::string& where);
 
-// Turns the two-character escapes "\n" and "\t" of text stored with escaped newlines into the
-// characters themselves ("\\" becomes one backslash).
-std::string unescape_text(const std::string& s);
+// Turns the two characters '\' 'n' of text stored with escaped newlines (ToxiGen's files) into a
+// newline, as the evaluation tasks' `unescape` does.
+std::string unescape_newlines(const std::string& s);
 
 }  // namespace sf::train

@@ -16,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "dist/comm.hpp"
+#include "eval/stop.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "train/dataset.hpp"
 
@@ -290,7 +291,7 @@ TrainResult run_training(const TrainConfig& c) {
 
   auto optimizer = make_optimizer(model, c);
   std::vector<torch::Tensor> params;
-  for (const auto& p : optimizer->parameters()) params.push_back(p);
+  for (const auto& named : model.named_parameters()) params.push_back(named.second);
   if (checkpoint) torch::load(*optimizer, (checkpoint->dir / "optimizer.pt").string());
 
   if (comm.is_root()) {
@@ -329,6 +330,7 @@ TrainResult run_training(const TrainConfig& c) {
     comm.barrier();
   };
 
+  eval::install_stop_handlers();
   const auto t0 = std::chrono::steady_clock::now();
   double last_loss = std::numeric_limits<double>::quiet_NaN();
   int64_t step = result.resumed_from;
@@ -378,6 +380,13 @@ TrainResult run_training(const TrainConfig& c) {
       return result;
     }
     if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps) save_checkpoint(step);
+    // SIGTERM / SIGUSR1 on any rank: every rank stops after this step, with a checkpoint.
+    const bool stop = eval::stop_requested();
+    if (step < c.steps && (ranks > 1 ? comm.allreduce_max(stop ? 1.0 : 0.0) > 0 : stop)) {
+      save_checkpoint(step);
+      throw Interrupted(out.string() + ": training stopped at step " + std::to_string(step) + " by a signal; run " +
+                        "the same command again to resume");
+    }
   }
 
   if (comm.is_root()) {

@@ -12,6 +12,7 @@
 //   checkpoints/step-NNNNNN/  model + tokenizer + optimizer.pt + trainer_state.json, while running
 // A run finds its newest checkpoint and resumes from it (weights, AdamW moments, step; the data
 // order is a function of seed and step). Checkpoints are removed once the model is complete.
+// SIGTERM/SIGUSR1 stop every rank after the current step with a checkpoint (sf::Interrupted).
 #include <torch/torch.h>
 
 #include <cstdint>

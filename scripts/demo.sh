@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The main job, out of the box: builds `superficial`, trains the embedded demo pair from
+# ../shared/data (configs/demo/base.yaml: pretraining; configs/demo/aligned.yaml: SFT with refusals),
+# runs the whole study on it with 2 MPI ranks (jobs/demo.yaml) and prints the per-task table.
+# With --recovery it also compromises the aligned model (configs/demo/compromise.yaml) and
+# evaluates how much safety the base→aligned head restores (jobs/recovery.yaml).
+# Every step is cached: a finished model or stage is not recomputed; a killed run resumes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECOVERY=0
+for arg in "$@"; do
+  case "$arg" in
+    --recovery) RECOVERY=1 ;;
+    *) echo "usage: $0 [--recovery]" >&2; exit 2 ;;
+  esac
+done
+
+bash scripts/install-deps.sh
+BUILD_DIR=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target superficial
+SF="$BUILD_DIR/src/superficial"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+MPIRUN=(mpirun --oversubscribe -np 2)
+
+"${MPIRUN[@]}" "$SF" train configs/demo/base.yaml
+"${MPIRUN[@]}" "$SF" train configs/demo/aligned.yaml
+"${MPIRUN[@]}" "$SF" run jobs/demo.yaml
+echo
+cat runs/demo/study/summary.md
+
+if [[ $RECOVERY == 1 ]]; then
+  "${MPIRUN[@]}" "$SF" train configs/demo/compromise.yaml
+  "${MPIRUN[@]}" "$SF" evaluate jobs/recovery.yaml
+  "$SF" reduce runs/demo/recovery
+  echo
+  echo "Recovery study (base = the compromised model, base+hidden = compromised + base→aligned head):"
+  cat runs/demo/recovery/summary.md
+fi
