@@ -1,0 +1,171 @@
+// The decoder against transformers (fixtures from scripts/golden_models.py: fp32, eager attention).
+//
+// Tolerances, max |Δlogit| at real (unpadded) positions:
+//   device  dtype  tolerance  why
+//   cpu     fp32   1e-4       same math, different op order/BLAS
+//   cpu     bf16   0.25       bf16 weights and activations (8-bit mantissa) through 2 layers, logits of
+//                             magnitude ~5; greedy tokens are not required to match in bf16
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "io/safetensors.hpp"
+#include "model/causal_lm.hpp"
+#include "model/generate.hpp"
+#include "testutil/testutil.hpp"
+
+namespace {
+
+using sf::model::CausalLM;
+using sf::model::KVCache;
+
+constexpr double kFp32Tol = 1e-4;
+constexpr double kBf16Tol = 0.25;
+
+std::filesystem::path model_dir(const std::string& variant) { return sf::test::fixtures_dir() / "models" / variant; }
+
+std::map<std::string, torch::Tensor> reference(const std::string& variant) {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [name, t] : sf::io::read_safetensors(model_dir(variant) / "reference.safetensors")) out[name] = t;
+  return out;
+}
+
+// Max |a-b| over the positions where mask [B,T] is 1.
+double masked_max_diff(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
+  auto m = mask.to(torch::kBool).unsqueeze(-1).expand_as(a);
+  return (a - b).abs().masked_select(m).max().item<double>();
+}
+
+// The unpadded sequences of a padded batch.
+std::vector<std::vector<int32_t>> unpad(const torch::Tensor& ids, const torch::Tensor& mask) {
+  std::vector<std::vector<int32_t>> out;
+  for (int64_t b = 0; b < ids.size(0); ++b) {
+    std::vector<int32_t> s;
+    for (int64_t t = 0; t < ids.size(1); ++t) {
+      if (mask[b][t].item<int64_t>()) s.push_back(static_cast<int32_t>(ids[b][t].item<int64_t>()));
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
+class Golden : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    model = CausalLM::load(model_dir(GetParam()));
+    ref = reference(GetParam());
+  }
+  torch::InferenceMode guard;
+  CausalLM model;
+  std::map<std::string, torch::Tensor> ref;
+};
+
+TEST_P(Golden, LeftPaddedLogitsAndHiddenMatchTransformers) {
+  auto out = model.forward(ref["left_ids"], ref["left_mask"]);
+  EXPECT_LE(masked_max_diff(out.logits, ref["left_logits"], ref["left_mask"]), kFp32Tol);
+  EXPECT_LE(masked_max_diff(out.hidden, ref["left_hidden"], ref["left_mask"]), kFp32Tol);
+}
+
+TEST_P(Golden, RightPaddedLogitsMatchTransformers) {
+  auto out = model.forward(ref["right_ids"], ref["right_mask"]);
+  EXPECT_LE(masked_max_diff(out.logits, ref["right_logits"], ref["right_mask"]), kFp32Tol);
+}
+
+TEST_P(Golden, GreedyTokensMatchTransformers) {
+  sf::model::GenerateOptions opts;
+  opts.max_new_tokens = ref["greedy_tokens"].size(1);
+  opts.batch_size = 2;  // batches of 2 and 1: padding differs from the reference's, tokens must not
+  auto gens = sf::model::generate(model, unpad(ref["left_ids"], ref["left_mask"]), opts);
+  ASSERT_EQ(gens.size(), 3u);
+  for (size_t i = 0; i < gens.size(); ++i) {
+    const torch::Tensor expected = ref["greedy_tokens"][static_cast<int64_t>(i)];
+    ASSERT_EQ(static_cast<int64_t>(gens[i].tokens.size()), expected.size(0));
+    for (size_t t = 0; t < gens[i].tokens.size(); ++t) {
+      EXPECT_EQ(gens[i].tokens[t], expected[static_cast<int64_t>(t)].item<int64_t>()) << "row " << i << " step " << t;
+    }
+    EXPECT_EQ(gens[i].finish_reason, "length");
+  }
+}
+
+TEST_P(Golden, KvCachedStepwiseEqualsFullForward) {
+  const torch::Tensor ids = ref["left_ids"], mask = ref["left_mask"];
+  const int64_t T = ids.size(1), first = 5;
+  auto full = model.forward(ids, mask);
+  KVCache cache;
+  std::vector<torch::Tensor> parts{model.forward(ids.narrow(1, 0, first), mask.narrow(1, 0, first), &cache).logits};
+  for (int64_t t = first; t < T; ++t) {
+    parts.push_back(model.forward(ids.narrow(1, t, 1), mask.narrow(1, 0, t + 1), &cache).logits);
+  }
+  EXPECT_EQ(cache.length(), T);
+  EXPECT_LE(masked_max_diff(torch::cat(parts, 1), full.logits, mask), kFp32Tol);
+}
+
+TEST_P(Golden, SequenceAloneEqualsItInsideALeftPaddedBatch) {
+  const torch::Tensor ids = ref["left_ids"], mask = ref["left_mask"];
+  auto batch = model.forward(ids, mask);
+  const int64_t row = 2, n = mask[row].sum().item<int64_t>(), T = ids.size(1);
+  auto alone = model.forward(ids[row].narrow(0, T - n, n).unsqueeze(0), torch::ones({1, n}, torch::kInt64));
+  EXPECT_LE((alone.logits[0] - batch.logits[row].narrow(0, T - n, n)).abs().max().item<double>(), kFp32Tol);
+}
+
+TEST_P(Golden, SaveLoadRoundTripGivesIdenticalLogits) {
+  sf::test::TempDir dir("golden-save");
+  model.save(dir.path());
+  auto again = CausalLM::load(dir.path());
+  EXPECT_TRUE(torch::equal(again.forward(ref["left_ids"], ref["left_mask"]).logits,
+                           model.forward(ref["left_ids"], ref["left_mask"]).logits));
+}
+
+TEST_P(Golden, Bf16WithinTolerance) {
+  sf::model::LoadOptions opts;
+  opts.dtype = torch::kBFloat16;
+  auto bf = CausalLM::load(model_dir(GetParam()), opts);
+  auto out = bf.forward(ref["right_ids"], ref["right_mask"]);
+  EXPECT_EQ(out.logits.scalar_type(), torch::kFloat32);
+  EXPECT_LE(masked_max_diff(out.logits, ref["right_logits"], ref["right_mask"]), kBf16Tol);
+}
+
+TEST_P(Golden, ScoreMatchesLogSoftmaxOfReference) {
+  const auto seqs = unpad(ref["right_ids"], ref["right_mask"]);
+  sf::model::ScoreOptions opts;
+  opts.top_k = 5;
+  opts.full_logprobs = true;
+  opts.hidden = true;
+  opts.batch_size = 2;
+  auto s = sf::model::score(model, seqs, opts);
+  const torch::Tensor lsm = torch::log_softmax(ref["right_logits"], -1);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(seqs[i].size()), b = static_cast<int64_t>(i);
+    ASSERT_EQ(s.token_logprobs[i].size(0), n);
+    EXPECT_EQ(s.token_logprobs[i][0].item<float>(), 0.0f);
+    for (int64_t t = 1; t < n; ++t) {
+      EXPECT_NEAR(s.token_logprobs[i][t].item<double>(), lsm[b][t - 1][seqs[i][static_cast<size_t>(t)]].item<double>(),
+                  kFp32Tol);
+    }
+    auto tk = ref["right_logits"][b].narrow(0, 0, n).topk(5, -1);
+    EXPECT_LE((s.topk_logits[i] - std::get<0>(tk)).abs().max().item<double>(), kFp32Tol);
+    EXPECT_TRUE(torch::equal(s.topk_ids[i], std::get<1>(tk)));
+    EXPECT_LE((s.logprobs[i] - lsm[b].narrow(0, 0, n)).abs().max().item<double>(), kFp32Tol);
+    EXPECT_EQ(s.hidden[i].sizes(), (std::vector<int64_t>{n, model.config().hidden_size}));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, Golden,
+                         ::testing::Values("llama_tied", "llama_untied", "llama3", "mistral_swa", "qwen2"));
+
+TEST(GoldenSlidingWindow, WindowChangesTheResult) {
+  // The mistral fixture's window (4) is shorter than its sequences (12): dropping it must change
+  // late positions, or the test above would not be testing the window.
+  torch::InferenceMode guard;
+  auto ref = reference("mistral_swa");
+  auto cfg = sf::model::ModelConfig::from_file(model_dir("mistral_swa") / "config.json");
+  ASSERT_EQ(cfg.sliding_window, 4);
+  sf::test::TempDir dir("golden-noswa");
+  std::filesystem::copy_file(model_dir("mistral_swa") / "model.safetensors", dir / "model.safetensors");
+  cfg.sliding_window.reset();
+  sf::test::write_file(dir / "config.json", cfg.to_json().dump());
+  auto full = CausalLM::load(dir.path()).forward(ref["right_ids"], ref["right_mask"]);
+  EXPECT_GT((full.logits[0][11] - ref["right_logits"][0][11]).abs().max().item<double>(), 1e-2);
+}
+
+}  // namespace
