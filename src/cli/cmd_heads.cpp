@@ -20,6 +20,7 @@
 // training config is skipped, so a requeued job continues with the next head.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>

@@ -95,12 +95,14 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
   const bool with_heads = job.has_section("heads");
   const fs::path logits = sf::extract::extract_dir(job) / "logits.h5";
   if (with_heads || job.has_section("extract")) {
-    if (fs::exists(logits)) {
+    // Decided on rank 0, so every rank takes the same path.
+    if (comm.broadcast(std::string(comm.is_root() && fs::exists(logits) ? "done" : "todo")) == "done") {
       spdlog::info("run: extract: {} is complete, skipped", logits.string());
     } else {
       spdlog::info("run: extract");
       sf::extract::run_extract(job, comm);
     }
+    comm.barrier();  // rank 0 merges the shards into logits.h5 after the other ranks are done
   }
   if (sf::eval::stop_requested()) throw sf::Interrupted("run: stopped by a signal after extract; rerun to resume");
   if (with_heads) {

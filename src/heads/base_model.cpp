@@ -45,7 +45,8 @@ std::map<std::string, fs::path> weight_map(const fs::path& dir) {
   const fs::path single = dir / "model.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
   if (fs::exists(single)) {
-    for (const auto& t : io::SafetensorsFile::open(single).tensors()) out[t.name] = single;
+    const io::SafetensorsFile f = io::SafetensorsFile::open(single);
+    for (const auto& t : f.tensors()) out[t.name] = single;
     return out;
   }
   if (!fs::exists(index)) {

@@ -1,5 +1,6 @@
 #include "heads/train.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 

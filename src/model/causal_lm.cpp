@@ -255,7 +255,8 @@ CausalLM CausalLM::random(const ModelConfig& config, uint64_t seed, const LoadOp
   return m;
 }
 
-ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache) const {
+ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache,
+                                int64_t last_n) const {
   const Weights& w = *w_;
   const ModelConfig& c = w.config;
   if (ids.dim() != 2) throw ShapeError("forward: ids must be [B,T], got " + shape_str(ids.sizes()));
@@ -271,6 +272,7 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
   }
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, rep = H / KV;
   const int64_t L = past + T;
+  if (last_n < 0 || last_n > T) throw ShapeError("forward: last_n must be in [0, T]");
   const torch::Tensor input = ids.to(w.device, torch::kInt64);
   const torch::Tensor mask = attention_mask.to(w.device).to(torch::kBool);  // [B,L]
 
@@ -320,7 +322,8 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
   }
   if (cache) cache->length_ = L;
   ForwardOutput out;
-  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);         // [B,T,Hd]
+  if (last_n > 0) x = x.narrow(1, T - last_n, last_n);
+  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);         // [B,T,Hd] or [B,last_n,Hd]
   out.logits = torch::linear(hidden, w.lm_head).to(torch::kFloat32);  // [B,T,V]
   out.hidden = hidden.to(torch::kFloat32);
   return out;

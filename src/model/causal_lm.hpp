@@ -49,7 +49,10 @@ class CausalLM {
   // ids: [B,T] int64. attention_mask: [B, past+T] with 1 for real tokens and 0 for padding
   // (left padding for batched generation; right padding allowed for scoring). With a cache the
   // new keys/values are appended to it. Positions are derived from the mask (cumsum - 1).
-  ForwardOutput forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache = nullptr) const;
+  // last_n > 0: logits and hidden only for the last `last_n` positions ([B,last_n,V]); generation
+  // uses 1 for its prompt pass so the lm_head does not run on every prompt position.
+  ForwardOutput forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache = nullptr,
+                        int64_t last_n = 0) const;
 
   const ModelConfig& config() const;
   torch::Device device() const;

@@ -172,7 +172,7 @@ std::vector<Generation> generate(const CausalLM& model, const std::vector<std::v
     for (int64_t b = 0; b < B; ++b) out[start + static_cast<size_t>(b)].finish_reason = "length";
     mask = mask.to(model.device());
     KVCache cache;
-    ForwardOutput f = opts.max_new_tokens > 0 ? model.forward(ids, mask, &cache) : ForwardOutput{};
+    ForwardOutput f = opts.max_new_tokens > 0 ? model.forward(ids, mask, &cache, /*last_n=*/1) : ForwardOutput{};
     for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
       torch::Tensor logits = f.logits.select(1, f.logits.size(1) - 1).contiguous();  // [B,V]
       const torch::Tensor hidden = f.hidden.select(1, f.hidden.size(1) - 1);         // [B,H]

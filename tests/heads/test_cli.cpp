@@ -26,7 +26,7 @@ fs::path write_job(const fs::path& dir, int epochs) {
     << "  variants:\n"
     << "    - {name: hidden, type: hidden}\n"
     << "    - {name: lowrank, type: hidden, rank: 2}\n"
-    << "    - {name: bb, type: bb, k: 8, rank: 4, lr: 0.05}\n"
+    << "    - {name: bb, type: bb, k: 12, rank: 4, lr: 0.05}\n"
     << "    - {name: bias, type: bias, lr: 0.05}\n";
   sf::test::write_file(job, y.str());
   return job;
@@ -60,7 +60,7 @@ TEST(TrainHeadCli, TrainsEveryHeadWritesMetricsAndSkipsFinishedHeads) {
     EXPECT_EQ(lines[0].at("epoch"), 0);
     EXPECT_LT(lines[3].at("val_kl").get<double>(), lines[0].at("base_val_kl").get<double>()) << name;
   }
-  EXPECT_EQ(Head::load(dir / "heads" / "bb.safetensors").spec().k, 8);
+  EXPECT_EQ(Head::load(dir / "heads" / "bb.safetensors").spec().k, 12);
 
   // Run again: every head is complete and skipped.
   const auto again = sf::test::run_command(cmd);
@@ -102,8 +102,8 @@ TEST(TrainHeadMpi, DISABLED_OneAndTwoRanksTrainTheSameHeads) {
     const Head a = Head::load(dir / ("one/" + file));
     const Head b = Head::load(dir / ("two/" + file));
     for (size_t i = 0; i < a.named_parameters().size(); ++i) {
-      const auto& pa = a.named_parameters()[i].second;
-      const auto& pb = b.named_parameters()[i].second;
+      const torch::Tensor pa = a.named_parameters()[i].second;
+      const torch::Tensor pb = b.named_parameters()[i].second;
       EXPECT_TRUE(torch::allclose(pa, pb, 1e-4, 1e-5))
           << name << " " << a.named_parameters()[i].first << ": max diff " << (pa - pb).abs().max().item<float>();
       EXPECT_GT(pa.abs().max().item<float>(), 0.0f);

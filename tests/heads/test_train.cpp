@@ -1,6 +1,9 @@
 // Training heads on synthetic studies whose aligned model each head can express.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "core/error.hpp"
 #include "extract/logit_dataset.hpp"
 #include "heads/loss.hpp"
 #include "heads/synthetic.hpp"
@@ -14,16 +17,16 @@ using sf::heads::Head;
 using sf::heads::HeadSpec;
 using sf::heads::TrainOptions;
 
-struct Run {
+struct Trained {
   Head head;
   std::vector<EpochMetrics> epochs;
 };
 
-Run train(const sf::test::Study& study, const HeadSpec& spec, const TrainOptions& opts) {
+Trained train(const sf::test::Study& study, const HeadSpec& spec, const TrainOptions& opts) {
   const auto ds = sf::extract::LogitDataset::open(study.dataset);
   const bool bb = spec.variant == "bb";
   const auto data = sf::heads::load_split(ds, nullptr, 0.25, opts.seed, !bb, bb, study.lm_head.size(0));
-  Run r{Head::init(spec, study.lm_head.size(0), bb ? 0 : study.lm_head.size(1), opts.seed), {}};
+  Trained r{Head::init(spec, study.lm_head.size(0), bb ? 0 : study.lm_head.size(1), opts.seed), {}};
   sf::heads::train_head(r.head, data, bb ? torch::Tensor() : study.lm_head, opts, nullptr,
                         [&](const EpochMetrics& m) { r.epochs.push_back(m); });
   return r;
@@ -43,9 +46,8 @@ TEST(Split, ByExampleSeededAndRankIndependent) {
   EXPECT_EQ(std::count(a.begin(), a.end(), true), 10);
   EXPECT_EQ(a, sf::heads::validation_examples(40, 0.25, 7));
   EXPECT_NE(a, sf::heads::validation_examples(40, 0.25, 8));
-  EXPECT_EQ(std::count(sf::heads::validation_examples(3, 0.01, 1).begin(),
-                       sf::heads::validation_examples(3, 0.01, 1).end(), true),
-            1);  // at least one validation example
+  const auto small = sf::heads::validation_examples(3, 0.01, 1);
+  EXPECT_EQ(std::count(small.begin(), small.end(), true), 1);  // at least one validation example
   EXPECT_THROW(sf::heads::validation_examples(1, 0.5, 1), sf::ConfigError);
   EXPECT_THROW(sf::heads::validation_examples(10, 0.0, 1), sf::ConfigError);
   // Rank slices cover the rows exactly once.
@@ -81,7 +83,7 @@ TEST(Train, HiddenHeadLearnsAnExpressibleTeacher) {
   sf::test::StudyOptions so;
   so.delta_scale = 0.4;
   const auto study = sf::test::make_study(dir.path(), so);
-  const Run r = train(study, {"hidden", "hidden", 0, 0}, options(0.02, 25));
+  const Trained r = train(study, {"hidden", "hidden", 0, 0}, options(0.02, 25));
   ASSERT_EQ(r.epochs.size(), 26u);
   const EpochMetrics& first = r.epochs.front();
   const EpochMetrics& last = r.epochs.back();
@@ -102,7 +104,7 @@ TEST(Train, LowRankHeadLearnsALowRankTeacher) {
   so.delta_scale = 0.4;
   so.delta_rank = 2;
   const auto study = sf::test::make_study(dir.path(), so);
-  const Run r = train(study, {"lowrank", "hidden", 2, 0}, options(0.02, 25));
+  const Trained r = train(study, {"lowrank", "hidden", 2, 0}, options(0.02, 25));
   EXPECT_LT(r.epochs.back().val.kl, 0.35 * r.epochs.front().base_val.kl);
 }
 
@@ -111,7 +113,7 @@ TEST(Train, BiasHeadLearnsABiasTeacher) {
   sf::test::StudyOptions so;
   so.bias_scale = 2.0;
   const auto study = sf::test::make_study(dir.path(), so);
-  const Run r = train(study, {"bias", "bias", 0, 0}, options(0.05, 25));
+  const Trained r = train(study, {"bias", "bias", 0, 0}, options(0.05, 25));
   EXPECT_LT(r.epochs.back().val.kl, 0.25 * r.epochs.front().base_val.kl);
 }
 
@@ -121,7 +123,7 @@ TEST(Train, BlackBoxHeadLearnsOnTheSupportAndTransfersToALargerBase) {
   so.bias_scale = 2.0;
   so.top_k = 24;
   const auto study = sf::test::make_study(dir.path(), so);
-  const Run r = train(study, {"bb", "bb", 8, 20}, options(0.05, 25));
+  const Trained r = train(study, {"bb", "bb", 8, 20}, options(0.05, 25));
   const EpochMetrics& last = r.epochs.back();
   EXPECT_EQ(last.support, "base_topk");
   EXPECT_LT(last.val.kl, 0.35 * r.epochs.front().base_val.kl);
@@ -149,8 +151,8 @@ TEST(Train, SameSeedSameHead) {
   sf::test::StudyOptions so;
   so.delta_scale = 0.4;
   const auto study = sf::test::make_study(dir.path(), so);
-  const Run a = train(study, {"lowrank", "hidden", 3, 0}, options(0.02, 2));
-  const Run b = train(study, {"lowrank", "hidden", 3, 0}, options(0.02, 2));
+  const Trained a = train(study, {"lowrank", "hidden", 3, 0}, options(0.02, 2));
+  const Trained b = train(study, {"lowrank", "hidden", 3, 0}, options(0.02, 2));
   for (size_t i = 0; i < a.head.named_parameters().size(); ++i) {
     EXPECT_TRUE(a.head.named_parameters()[i].second.equal(b.head.named_parameters()[i].second));
   }

@@ -100,6 +100,16 @@ TEST_P(Golden, KvCachedStepwiseEqualsFullForward) {
   EXPECT_LE(masked_max_diff(torch::cat(parts, 1), full.logits, mask), kFp32Tol);
 }
 
+TEST_P(Golden, LastNIsTheTailOfTheFullForward) {
+  const torch::Tensor ids = ref["left_ids"], mask = ref["left_mask"];
+  const int64_t T = ids.size(1);
+  auto full = model.forward(ids, mask);
+  auto tail = model.forward(ids, mask, nullptr, /*last_n=*/3);
+  ASSERT_EQ(tail.logits.size(1), 3);
+  EXPECT_LE((tail.logits - full.logits.narrow(1, T - 3, 3)).abs().max().item<double>(), kFp32Tol);
+  EXPECT_LE((tail.hidden - full.hidden.narrow(1, T - 3, 3)).abs().max().item<double>(), kFp32Tol);
+}
+
 TEST_P(Golden, SequenceAloneEqualsItInsideALeftPaddedBatch) {
   const torch::Tensor ids = ref["left_ids"], mask = ref["left_mask"];
   auto batch = model.forward(ids, mask);
