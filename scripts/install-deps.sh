@@ -10,6 +10,7 @@ PKGS=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libssl-dev
   libspdlog-dev libfmt-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang-format
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,7 +4,6 @@
 // which adds its subcommand(s) and their callbacks to the app. Callbacks throw sf::Error
 // subclasses on failure; main prints the one-line message and exits non-zero.
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <vector>
 

@@ -27,11 +27,11 @@
 namespace sf {
 
 struct ModelRef {
-  std::string role;                // key under `models` (base, aligned, compromised, ...)
-  std::filesystem::path path;      // HF-layout model folder
+  std::string role;                         // key under `models` (base, aligned, compromised, ...)
+  std::filesystem::path path;               // HF-layout model folder
   std::optional<ConfigNode> chat_template;  // the `template` value: a preset name or a mapping
-  std::string template_name;       // preset name, or "custom" for a mapping
-  std::string dtype = "float32";   // compute dtype: float32 | bfloat16 | float16
+  std::string template_name;                // preset name, or "custom" for a mapping
+  std::string dtype = "float32";            // compute dtype: float32 | bfloat16 | float16
 };
 
 class Job {

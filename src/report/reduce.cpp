@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -35,6 +36,44 @@ void write_atomically(const fs::path& path, const std::string& text) {
     if (!out) throw IoError(part.string() + ": cannot write");
   }
   fs::rename(part, path);
+}
+
+// The loss curve `superficial train` left in a model folder (loss.csv: step,loss,... with a header),
+// or nullopt when the model was not trained by this tool.
+std::optional<TrainingCurve> training_curve(const std::string& role, const fs::path& model_dir) {
+  const fs::path csv = model_dir / "loss.csv";
+  if (!fs::exists(csv)) return std::nullopt;
+  std::ifstream in(csv);
+  std::string line;
+  if (!in || !std::getline(in, line)) throw FormatError(csv.string() + ": empty or unreadable");
+  std::vector<std::string> header;
+  for (std::stringstream hs(line); std::getline(hs, line, ',');) header.push_back(line);
+  const auto col = [&](const std::string& name) {
+    const auto it = std::find(header.begin(), header.end(), name);
+    if (it == header.end()) throw FormatError(csv.string() + ": header has no column '" + name + "'");
+    return static_cast<size_t>(it - header.begin());
+  };
+  const size_t step_col = col("step"), loss_col = col("loss");
+  TrainingCurve c{role, model_dir.string(), "", {}, {}};
+  for (int64_t lineno = 2; std::getline(in, line); ++lineno) {
+    std::vector<std::string> cells;
+    for (std::stringstream ls(line); std::getline(ls, line, ',');) cells.push_back(line);
+    try {
+      c.step.push_back(std::stoll(cells.at(step_col)));
+      c.loss.push_back(std::stod(cells.at(loss_col)));
+    } catch (const std::exception&) {
+      throw FormatError(csv.string() + ":" + std::to_string(lineno) + ": expected numbers in columns step and loss");
+    }
+  }
+  const fs::path summary = model_dir / "train_summary.json";
+  if (fs::exists(summary)) {
+    std::ifstream sin(summary);
+    const json j = json::parse(sin, nullptr, false);
+    if (j.is_discarded() || !j.contains("recipe") || !j["recipe"].is_string())
+      throw FormatError(summary.string() + ": not JSON with a string 'recipe'");
+    c.recipe = j["recipe"].get<std::string>();
+  }
+  return c;
 }
 
 KlCurve kl_curve(const extract::LogitDataset& ds, const heads::Head& head, const torch::Tensor& w,
@@ -117,9 +156,17 @@ Job job_from_results(const fs::path& results_h5) {
 
 Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings& settings) {
   const fs::path results = run_dir / "evaluate" / "results.h5";
+  const h5::File f = h5::File::open(results);
+  constexpr int64_t kReadsResultsVersion = 1;
+  if (f.attr_string("schema") != "results" || f.attr_int("schema_version") != kReadsResultsVersion) {
+    throw FormatError(results.string() + ": schema " + f.attr_string("schema") + " v" +
+                      std::to_string(f.attr_int("schema_version")) + ", this build reduces results v" +
+                      std::to_string(kReadsResultsVersion) +
+                      "; re-run `superficial evaluate` with this build, or reduce with the superficial version "
+                      "named in its tool_version attribute");
+  }
   const auto problems = h5::validate_file(results);
   if (!problems.empty()) throw FormatError(results.string() + ": " + problems.front());
-  const h5::File f = h5::File::open(results);
   const json systems = json::parse(f.attr_string("systems"));
   const json tasks = json::parse(f.attr_string("tasks"));
 
@@ -200,6 +247,11 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
       }
       s.metrics.push_back(std::move(m));
     }
+  }
+
+  for (const char* role : {"base", "aligned"}) {
+    if (!job.has_model(role)) continue;
+    if (auto c = training_curve(role, job.model(role).path)) s.training.push_back(std::move(*c));
   }
 
   // KL curves and token shifts, for every base+head system, from the extraction file.

@@ -138,6 +138,31 @@ std::string kl_chart(const KlCurve& k) {
   return o.str();
 }
 
+// Training loss against step.
+std::string loss_chart(const TrainingCurve& c) {
+  const int w = 640, h = 220, left = 60, right = 620, top = 20, bottom = 180;
+  double ymax = 0;
+  for (double v : c.loss) ymax = std::max(ymax, v);
+  if (ymax <= 0) ymax = 1;
+  const double xmax = std::max<double>(1.0, static_cast<double>(c.step.empty() ? 1 : c.step.back()));
+  auto x = [&](int64_t step) { return left + (right - left) * static_cast<double>(step) / xmax; };
+  auto y = [&](double v) { return bottom - (bottom - top) * v / ymax; };
+  std::ostringstream o;
+  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << w << "\" height=\"" << h << "\" role=\"img\">";
+  o << "<title>Training loss of " << escape_html(c.role) << "</title>";
+  for (int t = 0; t <= 4; ++t) {
+    const double v = ymax * t / 4.0;
+    o << "<line x1=\"" << left << "\" x2=\"" << right << "\" y1=\"" << y(v) << "\" y2=\"" << y(v)
+      << "\" stroke=\"#ddd\"/><text x=\"" << left - 6 << "\" y=\"" << y(v) + 4
+      << "\" font-size=\"11\" text-anchor=\"end\">" << fixed(v, 2) << "</text>";
+  }
+  o << "<polyline fill=\"none\" stroke=\"" << color(0) << "\" stroke-width=\"2\" points=\"";
+  for (size_t i = 0; i < c.step.size(); ++i) o << x(c.step[i]) << "," << y(c.loss[i]) << " ";
+  o << "\"/><text x=\"" << (left + right) / 2 << "\" y=\"" << h - 8
+    << "\" font-size=\"12\" text-anchor=\"middle\">step (last " << xmax << ")</text></svg>";
+  return o.str();
+}
+
 }  // namespace
 
 json to_json(const Summary& s) {
@@ -186,6 +211,13 @@ json to_json(const Summary& s) {
     };
     j["head_tokens"].push_back(
         {{"head_system", h.head_system}, {"promoted", list(h.promoted)}, {"demoted", list(h.demoted)}});
+  }
+  if (!s.training.empty()) {
+    j["training"] = json::array();
+    for (const auto& c : s.training) {
+      j["training"].push_back(
+          {{"role", c.role}, {"model_dir", c.model_dir}, {"recipe", c.recipe}, {"step", c.step}, {"loss", c.loss}});
+    }
   }
   j["notes"] = s.notes;
   return j;
@@ -243,6 +275,15 @@ std::string to_markdown(const Summary& s) {
         return i < v.size() ? "`" + escape_md(v[i].token) + "` | " + fixed(v[i].mean_delta) : std::string(" | ");
       };
       o << "| " << cell(h.promoted, i) << " | " << cell(h.demoted, i) << " |\n";
+    }
+  }
+  if (!s.training.empty()) {
+    o << "\n## Training of the models (superficial train)\n\n| role | model | recipe | steps | first loss | final loss "
+         "|\n|---|---|---|---|---|---|\n";
+    for (const auto& c : s.training) {
+      o << "| " << escape_md(c.role) << " | `" << escape_md(c.model_dir) << "` | " << escape_md(c.recipe) << " | "
+        << (c.step.empty() ? 0 : c.step.back()) << " | " << (c.loss.empty() ? "-" : fixed(c.loss.front(), 4)) << " | "
+        << (c.loss.empty() ? "-" : fixed(c.loss.back(), 4)) << " |\n";
     }
   }
   if (!s.notes.empty()) {
@@ -306,6 +347,11 @@ std::string to_html(const Summary& s) {
       o << "<tr>" << cells(h.promoted, i) << cells(h.demoted, i) << "</tr>\n";
     }
     o << "</table>\n";
+  }
+  for (const auto& c : s.training) {
+    o << "<h2>Training loss: " << escape_html(c.role) << " (" << escape_html(c.recipe) << ", <code>"
+      << escape_html(c.model_dir) << "</code>)</h2>\n"
+      << loss_chart(c) << "\n";
   }
   if (!s.notes.empty()) {
     o << "<h2>Notes</h2><ul>";

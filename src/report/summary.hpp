@@ -60,6 +60,15 @@ struct HeadTokens {
   std::vector<TokenShift> demoted;
 };
 
+// The loss curve of a model that `superficial train` made (its folder's loss.csv).
+struct TrainingCurve {
+  std::string role;       // job role: base, aligned
+  std::string model_dir;  // the model folder
+  std::string recipe;     // pretrain | sft | compromise, from train_summary.json ("" if absent)
+  std::vector<int64_t> step;
+  std::vector<double> loss;
+};
+
 struct Summary {
   nlohmann::json provenance = nlohmann::json::object();  // tool version, git SHA, run_dir, created
   BootstrapSettings bootstrap;
@@ -67,6 +76,7 @@ struct Summary {
   std::vector<MetricSummary> metrics;
   std::vector<KlCurve> kl;
   std::vector<HeadTokens> head_tokens;
+  std::vector<TrainingCurve> training;  // models of the job trained by `superficial train`
   std::vector<std::string> notes;
 };
 

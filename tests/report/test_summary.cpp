@@ -42,6 +42,7 @@ Summary example_summary() {
   s.metrics.push_back(tox);
   s.kl.push_back({"base+hidden", 20, {5, 5, 4}, {2.0, 1.5, 1.0}, {0.5, 0.4, 0.3}});
   s.head_tokens.push_back({"base+hidden", {{29871, "▁I", 1.5}}, {{13, "<0x0A>", -0.7}}});
+  s.training.push_back({"base", "runs/m/base", "pretrain", {1, 2, 3}, {10.5, 7.25, 4.125}});
   s.notes = {"toxigen/toxicity: unscored"};
   return s;
 }
@@ -62,8 +63,9 @@ TEST(Summary, SchemaRejectsBrokenDocuments) {
   j["bootstrap"].erase("seed");
   j["extra"] = 1;
   j["kl"][0]["positions"][0]["count"] = "five";
+  j["training"][0]["loss"][1] = "low";
   const auto problems = check_json(j, schema());
-  ASSERT_EQ(problems.size(), 4u);
+  ASSERT_EQ(problems.size(), 5u);
   EXPECT_NE(problems[0].find("$.bootstrap"), std::string::npos) << problems[0];
   EXPECT_THROW(check_json(json::object(), json{{"type", "object"}, {"patternProperties", json::object()}}),
                sf::FormatError);
@@ -84,6 +86,9 @@ TEST(Summary, MarkdownAndHtml) {
   EXPECT_NE(html.find("<polyline"), std::string::npos);
   EXPECT_EQ(html.find("<script"), std::string::npos);
   EXPECT_NE(html.find("&lt;0x0A&gt;"), std::string::npos);  // token text is escaped
+  // The training loss curve: a table row in markdown, a chart in HTML.
+  EXPECT_NE(md.find("| base | `runs/m/base` | pretrain | 3 | 10.5000 | 4.1250 |"), std::string::npos) << md;
+  EXPECT_NE(html.find("<title>Training loss of base</title>"), std::string::npos);
 }
 
 }  // namespace

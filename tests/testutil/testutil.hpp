@@ -7,10 +7,10 @@
 
 namespace sf::test {
 
-std::filesystem::path source_dir();   // the repository root
-std::filesystem::path shared_dir();   // ../shared (real tokenizers, configs, datasets)
-std::filesystem::path fixtures_dir(); // tests/fixtures
-std::filesystem::path cli_path();     // the built `superficial` binary
+std::filesystem::path source_dir();    // the repository root
+std::filesystem::path shared_dir();    // ../shared (real tokenizers, configs, datasets)
+std::filesystem::path fixtures_dir();  // tests/fixtures
+std::filesystem::path cli_path();      // the built `superficial` binary
 
 // A fresh, empty folder under the build tree, removed when the object goes away.
 class TempDir {
