@@ -10,6 +10,12 @@
 
 #include "core/error.hpp"
 
+#ifdef SUPERFICIAL_WITH_NCCL
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <nccl.h>
+#endif
+
 namespace sf::dist {
 namespace {
 
@@ -27,12 +33,46 @@ bool mpi_active() {
   return initialized && !finalized;
 }
 
-void finalize_at_exit() {
-  if (mpi_active()) MPI_Finalize();
-}
-
 void check_mpi(int rc, const char* what) {
   if (rc != MPI_SUCCESS) throw IoError(std::string("MPI: ") + what + " failed (code " + std::to_string(rc) + ")");
+}
+
+#ifdef SUPERFICIAL_WITH_NCCL
+void check_nccl(ncclResult_t rc, const char* what) {
+  if (rc != ncclSuccess) throw IoError(std::string("NCCL: ") + what + " failed: " + ncclGetErrorString(rc));
+}
+
+// One NCCL communicator over MPI_COMM_WORLD, made on the first CUDA allreduce (a collective call, so
+// every rank makes it at the same point) on the device of the tensor being reduced.
+struct Nccl {
+  ncclComm_t comm = nullptr;
+  int device = -1;
+};
+Nccl nccl;
+
+ncclComm_t nccl_comm(int rank, int size, int device) {
+  if (nccl.comm) {
+    if (nccl.device != device)
+      throw ShapeError("allreduce_sum: CUDA tensor on device " + std::to_string(device) +
+                       ", but this rank's NCCL communicator is on device " + std::to_string(nccl.device));
+    return nccl.comm;
+  }
+  ncclUniqueId id;
+  if (rank == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+  check_mpi(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast (NCCL id)");
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+  check_nccl(ncclCommInitRank(&nccl.comm, size, id, rank), "ncclCommInitRank");
+  nccl.device = device;
+  return nccl.comm;
+}
+#endif
+
+void finalize_at_exit() {
+#ifdef SUPERFICIAL_WITH_NCCL
+  if (nccl.comm) ncclCommDestroy(nccl.comm);
+  nccl.comm = nullptr;
+#endif
+  if (mpi_active()) MPI_Finalize();
 }
 
 MPI_Datatype mpi_type(const torch::Tensor& t) {
@@ -77,7 +117,21 @@ void Comm::barrier() const {
 void Comm::allreduce_sum(torch::Tensor& t) const {
   const MPI_Datatype type = mpi_type(t);
   if (size_ == 1) return;
-  // CUDA tensors are staged through host memory.
+#ifdef SUPERFICIAL_WITH_NCCL
+  if (t.is_cuda()) {
+    if (!t.is_contiguous()) throw ShapeError("allreduce_sum: CUDA tensor must be contiguous for NCCL");
+    const int device = t.get_device();
+    ncclComm_t comm = nccl_comm(rank_, size_, device);
+    const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
+    // On the tensor's current stream, so that later torch ops on that stream see the sum.
+    check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()),
+                             t.scalar_type() == torch::kFloat64 ? ncclDouble : ncclFloat, ncclSum, comm,
+                             c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream()),
+               "ncclAllReduce");
+    return;
+  }
+#endif
+  // CPU tensors (and CUDA tensors in builds without NCCL, staged through host memory).
   torch::Tensor host = t.device().is_cpu() && t.is_contiguous() ? t : t.to(torch::kCPU).contiguous();
   check_mpi(MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(host.numel()), type, MPI_SUM, MPI_COMM_WORLD),
             "MPI_Allreduce");

@@ -3,3 +3,9 @@ add_test(NAME e2e_tiny_run
          COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/run_tiny.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
                  ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-tiny)
 set_tests_properties(e2e_tiny_run PROPERTIES LABELS e2e TIMEOUT 600)
+
+# evaluate: SIGKILL of one rank, rerun, results identical to an uninterrupted run.
+add_test(NAME e2e_evaluate_resume
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/eval_resume.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
+                 ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-eval-resume)
+set_tests_properties(e2e_evaluate_resume PROPERTIES LABELS e2e PROCESSORS 2 TIMEOUT 600)
