@@ -26,6 +26,7 @@
 #include "extract/extract.hpp"
 #include "extract/shard_writer.hpp"
 #include "heads/base_model.hpp"
+#include "heads/stage.hpp"
 #include "report/reduce.hpp"
 
 namespace {
@@ -64,15 +65,6 @@ nlohmann::json provenance(const sf::Job& job, const std::string& job_file, const
           {"models", models}};
 }
 
-// Runs another registered subcommand in this process (the stages without a library entry point).
-void run_subcommand(const std::vector<std::string>& args) {
-  CLI::App sub{"superficial"};
-  sub.require_subcommand(1);
-  for (const auto& setup : sf::cli::registry()) setup(sub);
-  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes the arguments reversed
-  sub.parse(reversed);
-}
-
 void run(const std::string& job_file, const std::vector<std::string>& overrides) {
   sf::eval::install_stop_handlers();
   const sf::Job job = sf::Job::load(job_file, overrides);
@@ -107,9 +99,7 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
   if (sf::eval::stop_requested()) throw sf::Interrupted("run: stopped by a signal after extract; rerun to resume");
   if (with_heads) {
     spdlog::info("run: train-head");
-    std::vector<std::string> args = {"train-head", job_file};
-    for (const auto& o : overrides) args.insert(args.end(), {"--set", o});
-    run_subcommand(args);
+    sf::heads::run_train_heads(job, comm);
   }
   if (sf::eval::stop_requested()) throw sf::Interrupted("run: stopped by a signal after train-head; rerun to resume");
   if (sf::eval::evaluate_complete(job)) {
