@@ -251,6 +251,7 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
 
   for (const char* role : {"base", "aligned"}) {
     if (!job.has_model(role)) continue;
+    s.provenance[std::string("model_") + role] = job.model(role).path.string();
     if (auto c = training_curve(role, job.model(role).path)) s.training.push_back(std::move(*c));
   }
 

@@ -228,6 +228,11 @@ std::string to_markdown(const Summary& s) {
   o << "# Superficial alignment summary\n\n";
   if (s.provenance.contains("run_dir")) o << "Run: `" << s.provenance["run_dir"].get<std::string>() << "`";
   if (s.provenance.contains("git_sha")) o << ", git " << s.provenance["git_sha"].get<std::string>();
+  // Which model each role is (in a recovery study the role `base` is the compromised model).
+  for (const char* role : {"base", "aligned"}) {
+    const std::string key = std::string("model_") + role;
+    if (s.provenance.contains(key)) o << "\n\nModel `" << role << "`: `" << s.provenance[key].get<std::string>() << "`";
+  }
   o << "\n\nValues are means over examples with " << fixed(s.bootstrap.confidence * 100, 0)
     << "% percentile bootstrap intervals (" << s.bootstrap.resamples << " resamples, seed " << s.bootstrap.seed
     << "). Superficial portion = (S - B)/(A - B) with a paired bootstrap interval; n/a when the interval of "

@@ -16,8 +16,11 @@ json schema() { return json::parse(sf::test::read_file(sf::test::source_dir() / 
 
 Summary example_summary() {
   Summary s;
-  s.provenance = {
-      {"tool_version", "0.1.0"}, {"git_sha", "abc"}, {"run_dir", "runs/x"}, {"created", "2025-01-01T00:00:00Z"}};
+  s.provenance = {{"tool_version", "0.1.0"},
+                  {"git_sha", "abc"},
+                  {"run_dir", "runs/x"},
+                  {"created", "2025-01-01T00:00:00Z"},
+                  {"model_base", "runs/m/compromised"}};
   s.bootstrap = {1000, 0.95, 7};
   s.systems = {"base", "aligned", "base+hidden"};
   MetricSummary m;
@@ -79,6 +82,7 @@ TEST(Summary, MarkdownAndHtml) {
             std::string::npos)
       << md;
   EXPECT_NE(md.find("| advbench | harm_rate | 100 |"), std::string::npos);
+  EXPECT_NE(md.find("Model `base`: `runs/m/compromised`"), std::string::npos) << md;
   EXPECT_NE(md.find("n/a"), std::string::npos);
   EXPECT_NE(md.find("unscored"), std::string::npos);
   const std::string html = to_html(s);
