@@ -179,9 +179,8 @@ void bench_forward(bool quick, int threads) {
   const double flops_per_token = 2.0 * weight_macs + attn_flops;
 
   double gemm_peak = 0;
-  // The (N, K) shapes of the model's GEMMs at B*T rows: fused gate/up, down, lm_head, fused q/k/v, o.
-  for (auto [n, k] :
-       std::vector<std::pair<int64_t, int64_t>>{{2 * I, hd}, {hd, I}, {V, hd}, {q + 2 * kv, hd}, {hd, q}}) {
+  // The (N, K) shapes of the model's GEMMs at B*T rows: gate/up, down, lm_head, q, k/v, o.
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{I, hd}, {hd, I}, {V, hd}, {q, hd}, {kv, hd}, {hd, q}}) {
     gemm_peak = std::max(gemm_peak, gemm_gflops(B * T, k, n, reps + 1));
   }
 

@@ -97,11 +97,6 @@ torch::Tensor rope_inv_freq(const ModelConfig& c) {
   return inv;
 }
 
-// From this many rows (B*T) on, q/k/v and gate/up run as one GEMM each (scoring, prompts,
-// training); single-token decoding keeps separate GEMMs, where concatenating the weights would
-// cost as much as the products.
-constexpr int64_t kFuseMinTokens = 64;
-
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   torch::Tensor xf = x.to(torch::kFloat32);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
@@ -301,28 +296,12 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
     cache->values.resize(w.layers.size());
   }
   torch::Tensor x = torch::embedding(w.embed, input);  // [B,T,Hd]
-  const bool fuse = B * T >= kFuseMinTokens;
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const auto& l = w.layers[li];
     torch::Tensor h = rms_norm(x, l.input_norm, c.rms_norm_eps);
-    torch::Tensor q, k, v;
-    if (fuse) {
-      // One GEMM for q/k/v: wider output, better GEMM efficiency; the weight concatenation is
-      // negligible next to B*T >= kFuseMinTokens rows (and differentiable, for the trainer).
-      const torch::Tensor qkv = torch::linear(
-          h, torch::cat({l.q, l.k, l.v}),
-          l.q_bias.defined() ? torch::cat({l.q_bias, l.k_bias, l.v_bias}) : torch::Tensor());  // [B,T,(H+2KV)*D]
-      q = qkv.narrow(-1, 0, H * D);
-      k = qkv.narrow(-1, H * D, KV * D);
-      v = qkv.narrow(-1, (H + KV) * D, KV * D);
-    } else {
-      q = torch::linear(h, l.q, l.q_bias);
-      k = torch::linear(h, l.k, l.k_bias);
-      v = torch::linear(h, l.v, l.v_bias);
-    }
-    q = q.reshape({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
-    k = k.reshape({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
-    v = v.reshape({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor q = torch::linear(h, l.q, l.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
+    torch::Tensor k = torch::linear(h, l.k, l.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor v = torch::linear(h, l.v, l.v_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     if (cache) {
@@ -339,13 +318,7 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
     torch::Tensor attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     x = x + torch::linear(attn, l.o);
     h = rms_norm(x, l.post_norm, c.rms_norm_eps);
-    if (fuse) {
-      const torch::Tensor gu = torch::linear(h, torch::cat({l.gate, l.up}));  // [B,T,2I]
-      const int64_t I = l.gate.size(0);
-      x = x + torch::linear(torch::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), l.down);
-    } else {
-      x = x + torch::linear(torch::silu(torch::linear(h, l.gate)) * torch::linear(h, l.up), l.down);
-    }
+    x = x + torch::linear(torch::silu(torch::linear(h, l.gate)) * torch::linear(h, l.up), l.down);
   }
   if (cache) cache->length_ = L;
   ForwardOutput out;
