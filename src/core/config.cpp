@@ -3,6 +3,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/files.hpp"
+
 namespace sf {
 
 ConfigNode::ConfigNode(YAML::Node node, std::string source, std::string path)
@@ -13,21 +15,20 @@ ConfigNode::ConfigNode(YAML::Node node, std::string source, std::string path)
       children_(std::make_shared<std::vector<ConfigNode>>()) {}
 
 ConfigNode ConfigNode::load_file(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw IoError(file.string() + ": cannot open config file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), file.string());
+  return parse(read_text_file(file, "config file"), file.string());
 }
 
-ConfigNode ConfigNode::parse(const std::string& text, const std::string& source) {
+ConfigNode ConfigNode::parse(const std::string& text, const std::string& source,
+                             const std::vector<std::string>& overrides) {
+  YAML::Node doc;
   try {
-    YAML::Node n = YAML::Load(text);
-    if (!n.IsMap()) throw ConfigError(source + ": top level must be a mapping");
-    return ConfigNode(n, source);
+    doc = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(source + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
+  if (!doc.IsMap()) throw ConfigError(source + ": top level must be a mapping");
+  for (const auto& o : overrides) apply_override(doc, o);
+  return ConfigNode(doc, source);
 }
 
 std::string ConfigNode::where(const std::string& key) const {

@@ -23,8 +23,9 @@ class ConfigNode {
 
   // Loads a YAML file; throws IoError / ConfigError naming the file and line.
   static ConfigNode load_file(const std::filesystem::path& file);
-  // Parses YAML text (used for embedded defaults and tests).
-  static ConfigNode parse(const std::string& text, const std::string& source);
+  // Parses YAML text whose top level is a mapping, then applies `--set key.path=value` overrides.
+  static ConfigNode parse(const std::string& text, const std::string& source,
+                          const std::vector<std::string>& overrides = {});
 
   bool has(const std::string& key) const;
   template <class T>

@@ -4,36 +4,22 @@
 #include <set>
 #include <sstream>
 
+#include "core/files.hpp"
+
 namespace sf {
 namespace {
 
 const std::set<std::string> kSections = {"extract", "heads", "evaluate", "reduce", "train", "compromise"};
 const std::set<std::string> kDtypes = {"float32", "bfloat16", "float16"};
 
-std::string read_text(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw IoError(file.string() + ": cannot open job file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 Job Job::load(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
-  return parse(read_text(file), file.string(), overrides);
+  return parse(read_text_file(file, "job file"), file.string(), overrides);
 }
 
 Job Job::parse(const std::string& yaml_text, const std::string& source, const std::vector<std::string>& overrides) {
-  YAML::Node doc;
-  try {
-    doc = YAML::Load(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(source + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
-  if (!doc.IsMap()) throw ConfigError(source + ": top level must be a mapping");
-  for (const auto& o : overrides) apply_override(doc, o);
-  return Job(ConfigNode(doc, source), source);
+  return Job(ConfigNode::parse(yaml_text, source, overrides), source);
 }
 
 Job::Job(ConfigNode root, std::string source) : root_(std::move(root)), source_(std::move(source)) {

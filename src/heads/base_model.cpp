@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/hash.hpp"
 #include "io/safetensors.hpp"
 #include "model/config.hpp"
@@ -14,16 +15,6 @@
 namespace sf::heads {
 namespace fs = std::filesystem;
 namespace {
-
-nlohmann::json read_json(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw IoError(file.string() + ": cannot open");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(file.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-  }
-}
 
 // sha256 of `len` bytes of `file` starting at `offset`.
 std::string sha256_range(const fs::path& file, uint64_t offset, uint64_t len) {
@@ -52,7 +43,7 @@ std::map<std::string, fs::path> weight_map(const fs::path& dir) {
   if (!fs::exists(index)) {
     throw IoError(dir.string() + ": neither model.safetensors nor model.safetensors.index.json exists");
   }
-  const nlohmann::json j = read_json(index);
+  const nlohmann::json j = read_json_file(index);
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
     throw FormatError(index.string() + ": weight_map is missing or not an object");
   }

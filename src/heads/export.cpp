@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "heads/base_model.hpp"
 #include "heads/head.hpp"
 #include "io/safetensors.hpp"
@@ -16,16 +17,6 @@
 namespace sf::heads {
 namespace fs = std::filesystem;
 namespace {
-
-nlohmann::json read_json(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw IoError(file.string() + ": cannot open");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(file.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-  }
-}
 
 void write_json(const fs::path& file, const nlohmann::json& j) {
   std::ofstream out(file, std::ios::binary);
@@ -65,7 +56,7 @@ void export_merged(const fs::path& base, const fs::path& head_file, const fs::pa
   if (fs::exists(out) && !fs::is_empty(out)) throw IoError(out.string() + ": exists and is not empty");
   fs::create_directories(out);
 
-  nlohmann::json config = read_json(base / "config.json");
+  nlohmann::json config = read_json_file(base / "config.json");
   model::ModelConfig::from_json(config, (base / "config.json").string());  // ConfigError for unsupported models
   const torch::Tensor w = load_lm_head_weight(base);                       // [V,H]
   if (w.size(0) != head.vocab_size() || w.size(1) != head.hidden_size()) {
@@ -103,7 +94,7 @@ void export_merged(const fs::path& base, const fs::path& head_file, const fs::pa
     return;
   }
   // Sharded: rewrite the shard holding lm_head.weight (if any), copy the others, add a shard.
-  nlohmann::json index = read_json(base / "model.safetensors.index.json");
+  nlohmann::json index = read_json_file(base / "model.safetensors.index.json");
   const auto holder = files.find(lm);
   for (const fs::path& shard : weight_files) {
     if (holder != files.end() && holder->second == shard) {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "io/safetensors.hpp"
 
 namespace sf::model {
@@ -146,13 +147,7 @@ CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opt
     files.push_back(io::SafetensorsFile::open(single));
     for (const auto& t : files[0].tensors()) where[t.name] = 0;
   } else if (std::filesystem::exists(index)) {
-    std::ifstream in(index, std::ios::binary);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw FormatError(index.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-    }
+    const nlohmann::json j = read_json_file(index);
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
       throw FormatError(index.string() + ": weight_map is missing or not an object");
     }

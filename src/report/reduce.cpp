@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/build_info.hpp"
+#include "core/files.hpp"
 #include "extract/logit_dataset.hpp"
 #include "extract/shard_writer.hpp"
 #include "heads/analysis.hpp"
@@ -67,10 +68,8 @@ std::optional<TrainingCurve> training_curve(const std::string& role, const fs::p
   }
   const fs::path summary = model_dir / "train_summary.json";
   if (fs::exists(summary)) {
-    std::ifstream sin(summary);
-    const json j = json::parse(sin, nullptr, false);
-    if (j.is_discarded() || !j.contains("recipe") || !j["recipe"].is_string())
-      throw FormatError(summary.string() + ": not JSON with a string 'recipe'");
+    const json j = read_json_file(summary);
+    if (!j.contains("recipe") || !j["recipe"].is_string()) throw FormatError(summary.string() + ": no string 'recipe'");
     c.recipe = j["recipe"].get<std::string>();
   }
   return c;

@@ -5,6 +5,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/hash.hpp"
 
 namespace sf::train {
@@ -78,24 +79,13 @@ TextSource parse_source(const ConfigNode& d, Recipe recipe) {
 }  // namespace
 
 TrainConfig TrainConfig::load(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
-  std::ifstream in(file);
-  if (!in) throw IoError(file.string() + ": cannot open training config");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), file.string(), overrides);
+  return parse(read_text_file(file, "training config"), file.string(), overrides);
 }
 
 TrainConfig TrainConfig::parse(const std::string& yaml_text, const std::string& source,
                                const std::vector<std::string>& overrides) {
-  YAML::Node doc;
-  try {
-    doc = YAML::Load(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(source + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
-  if (!doc.IsMap()) throw ConfigError(source + ": top level must be a mapping");
-  for (const auto& o : overrides) apply_override(doc, o);
-  const ConfigNode root(doc, source);
+  const ConfigNode root = ConfigNode::parse(yaml_text, source, overrides);
+  const YAML::Node& doc = root.yaml();  // after the overrides
 
   TrainConfig c;
   c.source = source;

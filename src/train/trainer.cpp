@@ -14,6 +14,7 @@
 
 #include "core/build_info.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/hash.hpp"
 #include "dist/comm.hpp"
 #include "eval/stop.hpp"
@@ -30,14 +31,6 @@ constexpr const char* kStateFile = "trainer_state.json";
 const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                        "tokenizer.model"};
 
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw IoError(file.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Written beside and renamed, so a reader never sees half a file.
 void write_text(const fs::path& file, const std::string& text) {
   const fs::path tmp = file.string() + ".tmp";
@@ -47,14 +40,6 @@ void write_text(const fs::path& file, const std::string& text) {
     if (!out) throw IoError(tmp.string() + ": cannot write");
   }
   fs::rename(tmp, file);
-}
-
-nlohmann::json read_json(const fs::path& file) {
-  try {
-    return nlohmann::json::parse(read_text(file));
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(file.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-  }
 }
 
 void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
@@ -95,7 +80,7 @@ std::optional<Checkpoint> latest_checkpoint(const fs::path& out) {
     const std::string name = e.path().filename().string();
     if (!e.is_directory() || name.rfind("step-", 0) != 0 || name.find('.') != std::string::npos) continue;
     if (!fs::is_regular_file(e.path() / kStateFile)) continue;
-    const auto state = read_json(e.path() / kStateFile);
+    const auto state = read_json_file(e.path() / kStateFile);
     if (!state.contains("step") || !state["step"].is_number_integer() || !state.contains("hash") ||
         !state["hash"].is_string()) {
       throw FormatError((e.path() / kStateFile).string() + ": expected integer 'step' and string 'hash'");
@@ -165,7 +150,7 @@ class LossLog {
   LossLog(const fs::path& file, int64_t resumed_from) {
     std::string kept = "step,loss,lr,grad_norm,tokens,seconds\n";
     if (resumed_from > 0 && fs::exists(file)) {
-      std::istringstream in(read_text(file));
+      std::istringstream in(read_text_file(file));
       std::string line;
       std::getline(in, line);
       while (std::getline(in, line)) {
@@ -234,7 +219,7 @@ TrainResult run_training(const TrainConfig& c) {
   TrainResult result;
 
   if (fs::exists(out / kCompleteMarker)) {
-    const auto done = read_json(out / kCompleteMarker);
+    const auto done = read_json_file(out / kCompleteMarker);
     if (done.value("hash", std::string()) != hash) {
       throw ConfigError(out.string() + ": holds a model trained from a different config or input model; remove it " +
                         "or choose another `out` (" + c.source + ")");

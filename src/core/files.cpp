@@ -1,0 +1,27 @@
+#include "core/files.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace sf {
+
+std::string read_text_file(const std::filesystem::path& file, const std::string& what) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw IoError(file.string() + ": cannot open" + (what.empty() ? "" : " " + what));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& file) {
+  const std::string text = read_text_file(file);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw FormatError(file.string() + ": malformed JSON at byte " + std::to_string(e.byte));
+  }
+}
+
+}  // namespace sf
