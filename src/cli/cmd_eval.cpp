@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli/command.hpp"
@@ -23,9 +22,7 @@ void evaluate(const std::string& job_file, const std::vector<std::string>& overr
   const sf::Job job = sf::Job::load(job_file, overrides);
   const sf::eval::EvaluateSettings settings = sf::eval::read_evaluate_settings(job);
   sf::dist::Comm& comm = sf::dist::Comm::world();
-  torch::set_num_threads(job.threads() > 0 ? job.threads()
-                                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                                                             std::max(1, comm.local_size())));
+  torch::set_num_threads(comm.threads_per_rank(job.threads()));
   sf::eval::ProgressBoard board(job.run_dir() / "progress", "evaluate", comm.rank(), comm.size());
   sf::eval::run_evaluate(job, settings, comm, [&](const sf::eval::EvalProgress& p) {
     board.update(p.units_done, p.units_total, p.examples, p.tokens, p.seconds);

@@ -12,7 +12,6 @@
 #include <fstream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli/command.hpp"
@@ -69,11 +68,7 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
   sf::eval::install_stop_handlers();
   const sf::Job job = sf::Job::load(job_file, overrides);
   sf::dist::Comm& comm = sf::dist::Comm::world();
-  const int threads =
-      job.threads() > 0
-          ? job.threads()
-          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm.local_size()));
-  torch::set_num_threads(threads);
+  torch::set_num_threads(comm.threads_per_rank(job.threads()));
   // Check every stage's settings before the first long stage starts.
   const sf::eval::EvaluateSettings eval_settings = sf::eval::read_evaluate_settings(job);
   const sf::report::ReduceSettings reduce_settings = sf::report::ReduceSettings::from_job(job);

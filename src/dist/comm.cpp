@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -112,6 +113,11 @@ Comm::Comm() {
 
 void Comm::barrier() const {
   if (size_ > 1) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}
+
+int Comm::threads_per_rank(int configured) const {
+  if (configured > 0) return configured;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, local_size_));
 }
 
 void Comm::allreduce_sum(torch::Tensor& t) const {

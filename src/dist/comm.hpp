@@ -22,6 +22,8 @@ class Comm {
   bool is_root() const { return rank_ == 0; }
   int local_rank() const { return local_rank_; }  // rank among the ranks on this node
   int local_size() const { return local_size_; }
+  // Torch threads for this rank: `configured` when > 0, else the node's cores shared by its ranks.
+  int threads_per_rank(int configured) const;
 
   void barrier() const;
   // Sum across ranks, in place. CPU tensors go through MPI; CUDA tensors through NCCL when built

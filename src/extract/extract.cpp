@@ -3,7 +3,6 @@
 #include <chrono>
 #include <regex>
 #include <set>
-#include <thread>
 
 #include "core/build_info.hpp"
 #include "core/error.hpp"
@@ -327,10 +326,7 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
     return summary;
   }
 
-  const int threads = job.threads() > 0
-                          ? job.threads()
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / comm.local_size());
-  at::set_num_threads(threads);
+  at::set_num_threads(comm.threads_per_rank(job.threads()));
   const model::LoadOptions load{rank_device(job, comm), dtype_of(aligned_ref.dtype)};
   model::LoadOptions load_base = load;
   load_base.dtype = dtype_of(base_ref.dtype);

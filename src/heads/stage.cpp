@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/build_info.hpp"
@@ -99,11 +98,7 @@ void run_train_heads(const Job& job, dist::Comm& comm) {
     if (!torch::cuda::is_available()) throw ConfigError("device: cuda, but no CUDA device is available");
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()));
   }
-  const int threads =
-      job.threads() > 0
-          ? job.threads()
-          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm.local_size()));
-  torch::set_num_threads(threads);
+  torch::set_num_threads(comm.threads_per_rank(job.threads()));
 
   const fs::path base_dir = job.model("base").path;
   const auto ds = extract::LogitDataset::open(section.dataset);

@@ -10,7 +10,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-#include <thread>
 
 #include "core/build_info.hpp"
 #include "core/error.hpp"
@@ -231,10 +230,7 @@ TrainResult run_training(const TrainConfig& c) {
     return result;
   }
 
-  const int threads =
-      c.threads > 0
-          ? c.threads
-          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm.local_size()));
+  const int threads = comm.threads_per_rank(c.threads);
   torch::set_num_threads(threads);
   model::LoadOptions load_opts;
   if (c.device == "cuda")
