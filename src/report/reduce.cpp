@@ -232,15 +232,15 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
         s.metrics.push_back(std::move(m));
         continue;
       }
-      BootstrapSettings b = settings.bootstrap;
+      EstimateSettings b = settings.bootstrap;
       b.seed = derive_seed(settings.bootstrap.seed, task + "/" + metric);
       for (const auto& name : s.systems) {
-        if (values.count(name)) m.systems.push_back({name, bootstrap_mean(values[name], b)});
+        if (values.count(name)) m.systems.push_back({name, estimate_mean(values[name], b)});
       }
       if (values.count("base") && values.count("aligned")) {
         for (const auto& name : s.systems) {
           if (name.rfind("base+", 0) != 0 || !values.count(name)) continue;
-          const PortionEstimate p = bootstrap_portion(values["base"], values["aligned"], values[name], b);
+          const PortionEstimate p = estimate_portion(values["base"], values["aligned"], values[name], b);
           m.portions.push_back({name, p.defined, p.value, p.ci, p.diff, p.diff_ci, p.reason});
         }
       }

@@ -29,7 +29,7 @@
 namespace sf::report {
 
 struct ReduceSettings {
-  BootstrapSettings bootstrap;
+  EstimateSettings bootstrap;
   int64_t kl_positions = 64;
   int64_t kl_max_examples = 0;
   int64_t top_tokens = 20;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "report/bootstrap.hpp"
+#include "report/estimate.hpp"
 
 namespace sf::report {
 
@@ -71,7 +71,7 @@ struct TrainingCurve {
 
 struct Summary {
   nlohmann::json provenance = nlohmann::json::object();  // tool version, git SHA, run_dir, created
-  BootstrapSettings bootstrap;
+  EstimateSettings bootstrap;
   std::vector<std::string> systems;
   std::vector<MetricSummary> metrics;
   std::vector<KlCurve> kl;

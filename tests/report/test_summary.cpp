@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/error.hpp"
 #include "report/json_schema.hpp"
 #include "report/summary.hpp"
 #include "testutil/testutil.hpp"
@@ -27,9 +28,9 @@ Summary example_summary() {
   m.task = "gsm8k";
   m.metric = "accuracy";
   m.examples = 100;
-  m.systems = {{"base", {100, 0.04, {0.01, 0.08}}},
-               {"aligned", {100, 0.23, {0.15, 0.31}}},
-               {"base+hidden", {100, 0.14, {0.08, 0.21}}}};
+  m.systems = {{"base", {100, 0.04, {0.01, 0.08}, "clopper-pearson"}},
+               {"aligned", {100, 0.23, {0.15, 0.31}, "clopper-pearson"}},
+               {"base+hidden", {100, 0.14, {0.08, 0.21}, "clopper-pearson"}}};
   m.portions = {{"base+hidden", true, 0.53, {0.3, 0.8}, 0.19, {0.1, 0.28}, ""}};
   s.metrics.push_back(m);
   MetricSummary same = m;
