@@ -13,6 +13,7 @@
 #include "extract/extract.hpp"
 #include "extract/logit_dataset.hpp"
 #include "io/h5.hpp"
+#include "study/study.hpp"
 
 namespace {
 
@@ -34,11 +35,7 @@ double idle_max(const sf::extract::ExtractSummary& s) {
   return m;
 }
 
-void run_extract_command(const JobArgs& a) {
-  const sf::Job job = sf::Job::load(a.file, a.overrides);
-  const auto& comm = sf::dist::Comm::world();
-  const auto s = sf::extract::run_extract(job, comm);
-  if (!comm.is_root()) return;
+void log_summary(const sf::extract::ExtractSummary& s) {
   for (const auto& r : s.ranks)
     spdlog::info("extract: rank {}: {} chunks, {} examples, {} tokens, busy {:.1f} s of {:.1f} s (idle {:.1f}%)",
                  r.rank, r.chunks, r.examples, r.tokens, r.busy_s, r.wall_s, 100.0 * r.idle_fraction());
@@ -46,6 +43,17 @@ void run_extract_command(const JobArgs& a) {
                s.num_tokens, s.chunks_resumed, s.chunks_total,
                s.num_tokens > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.num_tokens) : 0.0,
                s.output.string());
+}
+
+void run_extract_command(const JobArgs& a) {
+  const sf::Job job = sf::Job::load(a.file, a.overrides);
+  const sf::study::Study study = sf::study::Study::from_job(job);
+  if (study.pairs().empty()) throw sf::ConfigError(a.file + ": heads: no head is trained here, so no pair to extract");
+  const auto& comm = sf::dist::Comm::world();
+  for (const auto& pair : study.pairs()) {
+    const auto s = sf::extract::run_extract(job, study, pair, comm);
+    if (comm.is_root()) log_summary(s);
+  }
 }
 
 void validate_command(const std::vector<std::string>& files) {
@@ -104,7 +112,9 @@ void bench_extract_command(const JobArgs& a) {
   const auto& comm = sf::dist::Comm::world();
   if (comm.is_root()) std::filesystem::remove_all(dir);
   comm.barrier();
-  const auto s = sf::extract::run_extract(job, comm);
+  const sf::study::Study study = sf::study::Study::from_job(job);
+  if (study.pairs().empty()) throw sf::ConfigError(a.file + ": heads: no head is trained here, so no pair to extract");
+  const auto s = sf::extract::run_extract(job, study, study.pairs().front(), comm);
   if (!comm.is_root()) return;
   std::filesystem::remove_all(dir);
   nlohmann::json ranks = nlohmann::json::array();

@@ -16,7 +16,7 @@
 #include "core/files.hpp"
 #include "core/hash.hpp"
 #include "dist/comm.hpp"
-#include "eval/stop.hpp"
+#include "core/stop.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "train/dataset.hpp"
 
@@ -311,7 +311,7 @@ TrainResult run_training(const TrainConfig& c) {
     comm.barrier();
   };
 
-  eval::install_stop_handlers();
+  install_stop_handlers();
   const auto t0 = std::chrono::steady_clock::now();
   double last_loss = std::numeric_limits<double>::quiet_NaN();
   int64_t step = result.resumed_from;
@@ -362,7 +362,7 @@ TrainResult run_training(const TrainConfig& c) {
     }
     if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps) save_checkpoint(step);
     // SIGTERM / SIGUSR1 on any rank: every rank stops after this step, with a checkpoint.
-    const bool stop = eval::stop_requested();
+    const bool stop = stop_requested();
     if (step < c.steps && (ranks > 1 ? comm.allreduce_max(stop ? 1.0 : 0.0) > 0 : stop)) {
       save_checkpoint(step);
       throw Interrupted(out.string() + ": training stopped at step " + std::to_string(step) + " by a signal; run " +

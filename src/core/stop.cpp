@@ -1,8 +1,8 @@
-#include "eval/stop.hpp"
+#include "core/stop.hpp"
 
 #include <csignal>
 
-namespace sf::eval {
+namespace sf {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
@@ -18,4 +18,4 @@ void install_stop_handlers() {
 
 bool stop_requested() { return g_stop != 0; }
 
-}  // namespace sf::eval
+}  // namespace sf
