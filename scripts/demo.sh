@@ -32,9 +32,7 @@ cat runs/demo/study/summary.md
 
 if [[ $RECOVERY == 1 ]]; then
   "${MPIRUN[@]}" "$SF" train configs/demo/compromise.yaml
-  "${MPIRUN[@]}" "$SF" evaluate jobs/recovery.yaml
-  "$SF" reduce runs/demo/recovery
+  "${MPIRUN[@]}" "$SF" run jobs/recovery.yaml
   echo
-  echo "Recovery study (base = the compromised model, base+hidden = compromised + base→aligned head):"
   cat runs/demo/recovery/summary.md
 fi

@@ -116,8 +116,8 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
 }
 
 void setup_run(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "run", "Run a whole study: extract, train-head, evaluate, reduce (skips finished stages)");
+  auto* cmd =
+      app.add_subcommand("run", "Run a whole study: extract, train-head, evaluate, reduce (skips finished stages)");
   auto job = std::make_shared<std::string>();
   auto overrides = std::make_shared<std::vector<std::string>>();
   cmd->add_option("job", *job, "Job file (YAML)")->required();

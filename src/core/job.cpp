@@ -7,7 +7,7 @@
 namespace sf {
 namespace {
 
-const std::set<std::string> kSections = {"extract",  "heads",   "evaluate",    "reduce", "train",
+const std::set<std::string> kSections = {"extract",    "heads",   "evaluate",    "reduce", "train",
                                          "compromise", "systems", "comparisons", "judges", "parallel"};
 const std::set<std::string> kCommon = {"run_dir", "seed", "device", "threads", "data_root", "tasks", "models"};
 const std::set<std::string> kDtypes = {"float32", "bfloat16", "float16"};
@@ -15,9 +15,9 @@ const std::set<std::string> kDtypes = {"float32", "bfloat16", "float16"};
 }  // namespace
 
 void check_name(const std::string& name, const std::string& where) {
-  const bool ok = !name.empty() && name != "." && name != ".." &&
-                  name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+") ==
-                      std::string::npos;
+  const bool ok =
+      !name.empty() && name != "." && name != ".." &&
+      name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+") == std::string::npos;
   if (!ok) throw ConfigError(where + ": '" + name + "' is not a name (letters, digits and . _ - + only)");
 }
 
@@ -30,7 +30,7 @@ Job Job::parse(const std::string& yaml_text, const std::string& source, const st
 }
 
 Job::Job(ConfigNode root, std::string source) : root_(std::move(root)), source_(std::move(source)) {
-  if (root_.has("evaluate") && root_.child("evaluate").has("systems"))
+  if (!root_.has("systems") && root_.has("evaluate") && root_.child("evaluate").has("systems"))
     throw ConfigError(root_.where("evaluate.systems") +
                       ": a job of format v1; systems are now the top-level map `systems:` of named systems, "
                       "models a map of named models, and heads name the pair they come from (README: The job file)");
@@ -60,7 +60,9 @@ Job::Job(ConfigNode root, std::string source) : root_(std::move(root)), source_(
         ref.chat_template = m.child("template");
         ref.template_name = "custom";
       }
-      m.finish();
+      // The template mapping is checked where templates are built (study::Study::from_job).
+      for (const auto& key : m.keys())
+        if (key != "path" && key != "template" && key != "dtype") throw ConfigError(m.where(key) + ": unknown key");
       models_.emplace(name, std::move(ref));
     }
   }

@@ -18,7 +18,8 @@ const std::string& field(const Task& task, const Example& ex, const std::string&
 
 // The ids of " " + answer after a prompt as one continuous text, so the first answer token
 // merges with the prompt's end exactly as the tokenizer would merge it.
-std::vector<int32_t> continuation_ids(const tok::Tokenizer& tk, const std::string& prompt_text, const std::string& answer) {
+std::vector<int32_t> continuation_ids(const tok::Tokenizer& tk, const std::string& prompt_text,
+                                      const std::string& answer) {
   const std::string text = " " + answer;
   const std::vector<int32_t> full = tk.encode(prompt_text + text, false);
   const std::vector<int32_t> prefix = tk.encode(prompt_text, false);

@@ -49,7 +49,8 @@ class Runtimes {
     current_.reset();
     heads_.reset();
     std::vector<const study::LoadedModel*> models = models_.acquire(study_.models_of(def));
-    if (!def.head.empty()) heads_ = std::make_unique<heads::HeadSet>(heads::HeadSet::load(study_.head(def.head).file, device_));
+    if (!def.head.empty())
+      heads_ = std::make_unique<heads::HeadSet>(heads::HeadSet::load(study_.head(def.head).file, device_));
     current_ = std::make_unique<SystemRuntime>(def, std::move(models), heads_.get());
     current_name_ = def.name;
     return *current_;
@@ -154,7 +155,8 @@ void run_evaluate(const Job& job, const study::Study& study, const EvaluateSetti
     json models = json::array();
     for (const auto& m : study.models_of(s)) {
       const ModelRef& ref = job.model(m);
-      models.push_back({{"name", m}, {"path", ref.path.string()}, {"dtype", ref.dtype}, {"template", ref.template_name}});
+      models.push_back(
+          {{"name", m}, {"path", ref.path.string()}, {"dtype", ref.dtype}, {"template", ref.template_name}});
     }
     fp["models"].push_back(models);
     fp["head_sha256"].push_back(s.head.empty() ? "" : sha256_file(study.head(s.head).file));
@@ -219,7 +221,8 @@ void run_evaluate(const Job& job, const study::Study& study, const EvaluateSetti
   {
     dist::WorkQueue queue(comm, static_cast<int64_t>(units.size()), 1, done);
     while (auto chunk = queue.next()) {
-      if (stop_requested()) throw Interrupted("evaluate: stopped by a signal; finished units are kept, rerun to resume");
+      if (stop_requested())
+        throw Interrupted("evaluate: stopped by a signal; finished units are kept, rerun to resume");
       const Unit& u = units[static_cast<size_t>(chunk->index)];
       const Task& task = tasks[u.task];
       const std::vector<Example> batch(examples[u.task].begin() + u.begin, examples[u.task].begin() + u.end);

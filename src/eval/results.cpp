@@ -144,7 +144,6 @@ struct ResultsWriter::State {
   int64_t rows_ = 0, tokens_ = 0, choices_ = 0, prompt_tokens_ = 0;
 };
 
-
 ResultsWriter::ResultsWriter(const fs::path& path, const json& attrs, int64_t top_k)
     : s_(std::make_unique<State>(path, attrs, top_k)) {}
 ResultsWriter::~ResultsWriter() = default;
@@ -168,7 +167,8 @@ std::vector<Row> read_rows(const fs::path& path) {
   const torch::Tensor eid = ex.dataset("example_id").read_all(), toff = ex.dataset("token_offset").read_all(),
                       ntok = ex.dataset("num_tokens").read_all(), coff = ex.dataset("choice_offset").read_all(),
                       nch = ex.dataset("num_choices").read_all(), poff = ex.dataset("prompt_offset").read_all(),
-                      plen = ex.dataset("prompt_length").read_all(), pids = f.group("prompts").dataset("ids").read_all();
+                      plen = ex.dataset("prompt_length").read_all(),
+                      pids = f.group("prompts").dataset("ids").read_all();
   const torch::Tensor token_ids = tk.dataset("token_id").read_all(), logits = tk.dataset("topk_logits").read_all(),
                       ids = tk.dataset("topk_ids").read_all();
   const auto ctext = ch.dataset("text").read_all_strings();

@@ -26,7 +26,8 @@ model::MemberPrompts SystemRuntime::member_prompts(const Task& task, const std::
   model::MemberPrompts p(models_.size());
   for (const auto& m : main) p[0].push_back(m.ids);
   for (size_t m = 1; m < models_.size(); ++m) {
-    for (const auto& ex : examples) p[m].push_back(render_prompt(task, ex, models_[m]->tokenizer, models_[m]->chat).ids);
+    for (const auto& ex : examples)
+      p[m].push_back(render_prompt(task, ex, models_[m]->tokenizer, models_[m]->chat).ids);
   }
   return p;
 }

@@ -128,12 +128,12 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
     // Row t of a scored sequence predicts token t+1: response token j sits at prompt_len + j.
     const int64_t pa = static_cast<int64_t>(ex.aligned_prompt_ids.size()) - 1;
     const int64_t pb = static_cast<int64_t>(ex.base_prompt_ids.size()) - 1;
-    ex.aligned_topk_logits = aligned.topk_logits[r].slice(0, pa, pa + n);               // [n,k]
-    ex.aligned_topk_ids = aligned.topk_ids[r].slice(0, pa, pa + n);                     // [n,k]
-    ex.base_topk_logits = base.topk_logits[r].slice(0, pb, pb + n);                     // [n,k]
-    ex.base_topk_ids = base.topk_ids[r].slice(0, pb, pb + n);                           // [n,k]
-    ex.base_hidden = base.hidden[r].slice(0, pb, pb + n).to(torch::kFloat32);           // [n,H]
-    ex.is_eos = torch::zeros({n}, torch::kBool);                                        // [n]
+    ex.aligned_topk_logits = aligned.topk_logits[r].slice(0, pa, pa + n);      // [n,k]
+    ex.aligned_topk_ids = aligned.topk_ids[r].slice(0, pa, pa + n);            // [n,k]
+    ex.base_topk_logits = base.topk_logits[r].slice(0, pb, pb + n);            // [n,k]
+    ex.base_topk_ids = base.topk_ids[r].slice(0, pb, pb + n);                  // [n,k]
+    ex.base_hidden = base.hidden[r].slice(0, pb, pb + n).to(torch::kFloat32);  // [n,H]
+    ex.is_eos = torch::zeros({n}, torch::kBool);                               // [n]
     for (int64_t j = 0; j < n; ++j)
       if (m.eos.count(ex.response_ids[static_cast<size_t>(j)])) ex.is_eos[j] = true;
   }
@@ -255,8 +255,7 @@ ExtractOptions ExtractOptions::from_job(const Job& job) {
   return o;
 }
 
-ExtractSummary run_extract(const Job& job, const study::Study& study, const study::Pair& pair,
-                           const dist::Comm& comm) {
+ExtractSummary run_extract(const Job& job, const study::Study& study, const study::Pair& pair, const dist::Comm& comm) {
   const ExtractOptions o = ExtractOptions::from_job(job);
   const Prompts prompts = load_prompts(job, o);
   const int64_t num_items = static_cast<int64_t>(prompts.items.size());

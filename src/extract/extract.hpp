@@ -41,7 +41,7 @@ namespace sf::extract {
 
 struct ExtractOptions {
   std::string split = "train";
-  int64_t max_examples = -1;                        // every task's, unless listed below
+  int64_t max_examples = -1;                            // every task's, unless listed below
   std::map<std::string, int64_t> max_examples_by_task;  // per task
   int64_t max_new_tokens = 512;
   int64_t top_k = 500;

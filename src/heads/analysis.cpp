@@ -21,11 +21,11 @@ CorrectionSummary mean_correction(const Head& head, const PositionSet& set, cons
     const int64_t rows = std::min(win.size(), limit - b * kBlockPositions);
     for (int64_t lo = 0; lo < rows; lo += kChunk) {
       const torch::Tensor h = win.hidden.slice(0, lo, std::min(rows, lo + kChunk)).to(device, torch::kFloat32);
-      const torch::Tensor z = torch::matmul(h, w.t());        // [n,V]
-      const torch::Tensor c = head.apply(z, h) - z;           // [n,V]
-      const torch::Tensor support = head.support(z);          // [n,k] or undefined
+      const torch::Tensor z = torch::matmul(h, w.t());  // [n,V]
+      const torch::Tensor c = head.apply(z, h) - z;     // [n,V]
+      const torch::Tensor support = head.support(z);    // [n,k] or undefined
       if (support.defined()) {
-        const torch::Tensor cs = c.gather(1, support);        // [n,k]
+        const torch::Tensor cs = c.gather(1, support);  // [n,k]
         const torch::Tensor centred = cs - cs.mean(1, /*keepdim=*/true);
         sum.index_add_(0, support.reshape({-1}), centred.reshape({-1}));
         count.index_add_(0, support.reshape({-1}), torch::ones_like(support).reshape({-1}));

@@ -39,12 +39,12 @@ class BbVariant final : public Variant {
                       const torch::Tensor&) const override {
     check_support(spec, logits);
     const int64_t n = logits.size(0), k = spec.k, r = spec.rank;
-    const auto [z, ids] = logits.topk(k, /*dim=*/1);                                  // [N,k] descending
-    const torch::Tensor flat = ids.reshape({-1});                                     // [N·k]
-    const torch::Tensor prob = torch::softmax(z, 1);                                  // [N,k]
+    const auto [z, ids] = logits.topk(k, /*dim=*/1);                                 // [N,k] descending
+    const torch::Tensor flat = ids.reshape({-1});                                    // [N·k]
+    const torch::Tensor prob = torch::softmax(z, 1);                                 // [N,k]
     const torch::Tensor in = p.at("bb_in").index_select(0, flat).view({n, k, r});    // [N,k,r]
     const torch::Tensor out = p.at("bb_out").index_select(0, flat).view({n, k, r});  // [N,k,r]
-    const torch::Tensor context = torch::bmm(prob.unsqueeze(1), in);                  // [N,1,r]
+    const torch::Tensor context = torch::bmm(prob.unsqueeze(1), in);                 // [N,1,r]
     const torch::Tensor gain =
         torch::bmm(out, context.transpose(1, 2)).squeeze(2) + p.at("bb_bias").index_select(0, flat).view({n, k});
     // Same total mass on the support as the base: logsumexp over S is unchanged.
@@ -89,12 +89,12 @@ class BbLinearVariant final : public Variant {
     const auto [z, ids] = logits.topk(spec.k, /*dim=*/1);  // [N,k]
     if (spec.rank == 0) {
       const torch::Tensor x = torch::zeros_like(logits).scatter(1, ids, z);  // [N,V], top-k kept
-      return logits + torch::matmul(x, p.at("bbl_weight").t());           // [N,V]
+      return logits + torch::matmul(x, p.at("bbl_weight").t());              // [N,V]
     }
     const int64_t n = logits.size(0), k = spec.k, r = spec.rank;
     const torch::Tensor in = p.at("bbl_in").index_select(0, ids.reshape({-1})).view({n, k, r});  // [N,k,r]
-    const torch::Tensor context = torch::bmm(z.unsqueeze(1), in).squeeze(1);                      // [N,r]
-    return logits + torch::matmul(context, p.at("bbl_out").t());                                   // [N,V]
+    const torch::Tensor context = torch::bmm(z.unsqueeze(1), in).squeeze(1);                     // [N,r]
+    return logits + torch::matmul(context, p.at("bbl_out").t());                                 // [N,V]
   }
 };
 

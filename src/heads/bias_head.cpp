@@ -12,9 +12,7 @@ class BiasVariant final : public Variant {
     if (spec.init != "zero") throw ConfigError(where + ": bias heads start at zero (init: zero)");
   }
 
-  std::vector<ParamShape> shapes(const HeadSpec&, int64_t vocab, int64_t) const override {
-    return {{"bias", {vocab}}};
-  }
+  std::vector<ParamShape> shapes(const HeadSpec&, int64_t vocab, int64_t) const override { return {{"bias", {vocab}}}; }
 
   torch::Tensor initial(const ParamShape& p, const HeadSpec&, uint64_t) const override {
     return torch::zeros(p.shape, torch::kFloat32);

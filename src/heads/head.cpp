@@ -29,9 +29,7 @@ void check_device(const HeadSpec& spec, torch::Device head, const torch::Tensor&
 
 }  // namespace
 
-void validate(const HeadSpec& spec, const std::string& where) {
-  variant_of(spec.type, where).validate(spec, where);
-}
+void validate(const HeadSpec& spec, const std::string& where) { variant_of(spec.type, where).validate(spec, where); }
 
 Head Head::init(const HeadSpec& spec, int64_t vocab_size, int64_t hidden_size, uint64_t seed, torch::Device device) {
   const Variant& v = variant_of(spec.type, who(spec));

@@ -35,8 +35,9 @@ void check_format(const std::map<std::string, std::string>& meta, const std::str
   auto fmt = meta.find(kFormatKey);
   if (fmt == meta.end()) throw FormatError(where + ": no metadata '" + kFormatKey + "' (not a superficial head)");
   if (fmt->second == "superficial-head-v1")
-    throw FormatError(where + ": a superficial-head-v1 file (bb heads were then served on the full vocabulary, "
-                              "unlike their training objective); retrain the head with this build");
+    throw FormatError(where +
+                      ": a superficial-head-v1 file (bb heads were then served on the full vocabulary, "
+                      "unlike their training objective); retrain the head with this build");
   if (fmt->second != kFormat)
     throw FormatError(where + ": metadata '" + kFormatKey + "' is '" + fmt->second + "', this build reads " + kFormat);
 }

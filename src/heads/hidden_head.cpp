@@ -33,7 +33,8 @@ class HiddenVariant final : public Variant {
       return linear_uniform(p.shape, spec.rank, mix_seed(seed, 2));
     }
     // zero: ΔW = 0; V random so that U (zero) receives a gradient, scaled so h·V is O(|h|/√H).
-    if (p.name == "delta_v") return normal_tensor(p.shape, 1.0 / std::sqrt(static_cast<double>(p.shape[0])), mix_seed(seed, 1));
+    if (p.name == "delta_v")
+      return normal_tensor(p.shape, 1.0 / std::sqrt(static_cast<double>(p.shape[0])), mix_seed(seed, 1));
     return torch::zeros(p.shape, torch::kFloat32);
   }
 
@@ -46,7 +47,7 @@ class HiddenVariant final : public Variant {
                        (hidden.defined() ? c10::str(hidden.sizes()) : std::string("undefined")));
     }
     const torch::Tensor h = hidden.to(torch::kFloat32);
-    if (spec.rank == 0) return logits + torch::matmul(h, p.at("delta_weight").t());                     // [N,V]
+    if (spec.rank == 0) return logits + torch::matmul(h, p.at("delta_weight").t());         // [N,V]
     return logits + torch::matmul(torch::matmul(h, p.at("delta_v")), p.at("delta_u").t());  // [N,V]
   }
 };

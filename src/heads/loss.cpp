@@ -12,7 +12,7 @@ torch::Tensor kl_topk_rows(const torch::Tensor& teacher_logits, const torch::Ten
                      c10::str(student_logprobs.sizes()) + " must both be [N,k]");
   }
   const torch::Tensor logp = torch::log_softmax(teacher_logits.to(torch::kFloat32), 1);  // [N,k]
-  return (logp.exp() * (logp - student_logprobs.to(torch::kFloat32))).sum(1);          // [N]
+  return (logp.exp() * (logp - student_logprobs.to(torch::kFloat32))).sum(1);            // [N]
 }
 
 torch::Tensor logprobs_at(const torch::Tensor& logits, const torch::Tensor& ids) {

@@ -8,8 +8,7 @@ namespace sf::heads {
 
 PositionSet::PositionSet(const extract::LogitDataset& ds, std::vector<int64_t> rows, int64_t vocab_size)
     : ds_(&ds), vocab_size_(vocab_size), rows_(std::move(rows)) {
-  if (!std::is_sorted(rows_.begin(), rows_.end()))
-    throw ShapeError("PositionSet: example rows must be ascending");
+  if (!std::is_sorted(rows_.begin(), rows_.end())) throw ShapeError("PositionSet: example rows must be ascending");
   for (int64_t row : rows_) {
     const int64_t n = ds.example_tokens(row);
     if (n == 0) continue;
@@ -30,8 +29,8 @@ int64_t PositionSet::bytes_per_position() const {
 
 Window PositionSet::read_range(int64_t begin, int64_t end) const {
   std::vector<torch::Tensor> h, l, i;
-  auto it = std::upper_bound(runs_.begin(), runs_.end(), begin,
-                             [](int64_t pos, const Run& r) { return pos < r.set_begin; });
+  auto it =
+      std::upper_bound(runs_.begin(), runs_.end(), begin, [](int64_t pos, const Run& r) { return pos < r.set_begin; });
   for (--it; it != runs_.end() && it->set_begin < end; ++it) {
     const int64_t lo = std::max(begin, it->set_begin), hi = std::min(end, it->set_begin + it->length);
     if (lo >= hi) continue;

@@ -115,10 +115,11 @@ void train_one(const Job& job, const study::Study& study, const study::HeadDef& 
       nlohmann::json line = m.to_json();
       if (!task.empty()) line["task"] = task;
       last[task.empty() ? "all" : task] = line;
-      spdlog::info("head '{}' epoch {}: train KL {:.5f}, val KL {:.5f}, val top-1 {:.4f} (base: val KL {:.5f}, top-1 "
-                   "{:.4f}){}",
-                   label, m.epoch, m.train_kl, m.val.kl, m.val.top1, m.base_val.kl, m.base_val.top1,
-                   h.spec.k > 0 ? fmt::format(", top-{} coverage {:.3f}", h.spec.k, m.val.coverage) : "");
+      spdlog::info(
+          "head '{}' epoch {}: train KL {:.5f}, val KL {:.5f}, val top-1 {:.4f} (base: val KL {:.5f}, top-1 "
+          "{:.4f}){}",
+          label, m.epoch, m.train_kl, m.val.kl, m.val.top1, m.base_val.kl, m.base_val.top1,
+          h.spec.k > 0 ? fmt::format(", top-{} coverage {:.3f}", h.spec.k, m.val.coverage) : "");
       if (comm.is_root()) {
         metrics << line.dump() << "\n";
         metrics.flush();
@@ -128,8 +129,8 @@ void train_one(const Job& job, const study::Study& study, const study::HeadDef& 
     trained.emplace(task, head);
   }
   if (comm.is_root()) {
-    const HeadSet set = h.training.per_task ? HeadSet::per_task(std::move(trained))
-                                            : HeadSet::joint(std::move(trained.at("")));
+    const HeadSet set =
+        h.training.per_task ? HeadSet::per_task(std::move(trained)) : HeadSet::joint(std::move(trained.at("")));
     set.save(h.file, {{"pair_base", h.from->base},
                       {"pair_aligned", h.from->aligned},
                       {"base_model", base_dir.string()},

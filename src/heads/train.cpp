@@ -54,7 +54,8 @@ class WindowSource {
     }
     std::vector<torch::Tensor> rows;
     for (int64_t b : blocks)
-      rows.push_back(torch::arange(b * kBlockPositions, std::min(set_.size(), (b + 1) * kBlockPositions), torch::kLong));
+      rows.push_back(
+          torch::arange(b * kBlockPositions, std::min(set_.size(), (b + 1) * kBlockPositions), torch::kLong));
     return {*cache_, rows.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(rows)};
   }
 
@@ -69,8 +70,7 @@ torch::Tensor permuted(const torch::Tensor& rows, uint64_t seed) {
 }
 
 EvalStats evaluate_on(const Head* head, const PositionSet& set, const WindowSource& source, int64_t per_window,
-                      const torch::Tensor& w, const TrainOptions& opts, int64_t support_k,
-                      const dist::Comm* comm) {
+                      const torch::Tensor& w, const TrainOptions& opts, int64_t support_k, const dist::Comm* comm) {
   torch::NoGradGuard no_grad;
   double kl = 0, matches = 0, coverage = 0;
   for (int64_t first = 0; first < set.num_blocks(); first += per_window) {

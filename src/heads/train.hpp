@@ -42,8 +42,8 @@ std::vector<bool> validation_examples(int64_t num_examples, double val_fraction,
 struct TrainOptions {
   double lr = 1e-3;
   int64_t epochs = 1;
-  int64_t batch_tokens = 1024;                // positions per optimiser step, over all ranks
-  uint64_t seed = 0;                          // order of epoch e from mix_seed(seed, e)
+  int64_t batch_tokens = 1024;                  // positions per optimiser step, over all ranks
+  uint64_t seed = 0;                            // order of epoch e from mix_seed(seed, e)
   int64_t max_memory_bytes = int64_t{1} << 32;  // positions held in memory per rank
   torch::Device device = torch::kCPU;
 };
@@ -57,14 +57,14 @@ struct EvalStats {
 };
 
 struct EpochMetrics {
-  int64_t epoch = 0;     // 0: before training (the head at initialisation)
-  int64_t steps = 0;     // optimiser steps so far
+  int64_t epoch = 0;  // 0: before training (the head at initialisation)
+  int64_t steps = 0;  // optimiser steps so far
   int64_t steps_per_epoch = 0;
   int64_t windows_per_epoch = 0;
   int64_t window_positions = 0;  // positions per window (the memory bound in positions)
-  double train_kl = 0;   // epoch ≥ 1: mean over the epoch's positions, each taken before its step's update
-  EvalStats val;         // the head on the validation positions at the end of the epoch
-  EvalStats base_train;  // the base model alone; the same in every line
+  double train_kl = 0;           // epoch ≥ 1: mean over the epoch's positions, each taken before its step's update
+  EvalStats val;                 // the head on the validation positions at the end of the epoch
+  EvalStats base_train;          // the base model alone; the same in every line
   EvalStats base_val;
   int64_t train_positions = 0;
   int64_t val_positions = 0;

@@ -178,8 +178,9 @@ void check_prompts(const Ensemble& e, const MemberPrompts& prompts, const char* 
                      std::to_string(e.members.size()) + " models");
   for (size_t m = 0; m < prompts.size(); ++m) {
     if (prompts[m].size() != prompts[0].size())
-      throw ShapeError(std::string(what) + ": model " + std::to_string(m) + " has " + std::to_string(prompts[m].size()) +
-                       " prompts, model 0 has " + std::to_string(prompts[0].size()));
+      throw ShapeError(std::string(what) + ": model " + std::to_string(m) + " has " +
+                       std::to_string(prompts[m].size()) + " prompts, model 0 has " +
+                       std::to_string(prompts[0].size()));
     for (size_t i = 0; i < prompts[m].size(); ++i) {
       if (prompts[m][i].empty()) throw ShapeError(std::string(what) + ": prompt " + std::to_string(i) + " is empty");
       check_ids(prompts[m][i], i, e.members[m].model->config().vocab_size, "prompt");
@@ -225,7 +226,7 @@ std::vector<double> continuation_logprobs(const Ensemble& e, const MemberPrompts
         rows.push_back(f[m].logits[b].narrow(0, p - 1, len));  // [len,V]
       }
       const auto p0 = static_cast<int64_t>(prompts[0][i].size());
-      const torch::Tensor hidden = f[0].hidden[b].narrow(0, p0 - 1, len);  // [len,H]
+      const torch::Tensor hidden = f[0].hidden[b].narrow(0, p0 - 1, len);        // [len,H]
       const torch::Tensor lp = torch::log_softmax(e.combine(rows, hidden), -1);  // [len,V]
       const torch::Tensor targets =
           torch::tensor(std::vector<int64_t>(continuations[i].begin(), continuations[i].end()), torch::kInt64)
@@ -275,8 +276,8 @@ std::vector<Generation> generate(const Ensemble& e, const MemberPrompts& prompts
     for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
       std::vector<torch::Tensor> last(M);
       for (size_t m = 0; m < M; ++m) last[m] = f[m].logits.select(1, f[m].logits.size(1) - 1);  // [B,V]
-      const torch::Tensor hidden = f[0].hidden.select(1, f[0].hidden.size(1) - 1);            // [B,H]
-      const torch::Tensor logits = e.combine(last, hidden).contiguous();                       // [B,V]
+      const torch::Tensor hidden = f[0].hidden.select(1, f[0].hidden.size(1) - 1);              // [B,H]
+      const torch::Tensor logits = e.combine(last, hidden).contiguous();                        // [B,V]
       torch::Tensor tk_v, tk_i;
       if (opts.record_top_k > 0) {
         auto tk = logits.topk(opts.record_top_k, -1);

@@ -9,11 +9,11 @@
 #include <set>
 #include <sstream>
 
-#include "core/clock.hpp"
 #include "core/build_info.hpp"
+#include "core/clock.hpp"
 #include "core/files.hpp"
-#include "extract/logit_dataset.hpp"
 #include "eval/results.hpp"
+#include "extract/logit_dataset.hpp"
 #include "heads/analysis.hpp"
 #include "heads/base_model.hpp"
 #include "heads/head_set.hpp"
@@ -282,7 +282,8 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
         EstimateSettings e = settings.estimate;
         e.seed = derive_seed(settings.estimate.seed, task + "/" + m.metric);
         for (const auto& sys : s.systems)
-          m.systems[sys.name] = estimate_mean(aligned_scores(table[task][m.metric], sys.name, task_examples[task], what), e);
+          m.systems[sys.name] =
+              estimate_mean(aligned_scores(table[task][m.metric], sys.name, task_examples[task], what), e);
       }
       s.metrics.push_back(std::move(m));
     }
@@ -360,8 +361,9 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
     const heads::HeadSet set = heads::HeadSet::load(head_file);
     const fs::path base_dir = job.model(h.from->base).path;
     const torch::Tensor w = heads::load_lm_head_weight(base_dir);  // [V,H]
-    const std::vector<int64_t> rows = held_out_rows(ds, validation_rows(set, head_file, ds.num_examples()),
-                                                    settings.kl_max_examples, derive_seed(settings.estimate.seed, h.spec.name));
+    const std::vector<int64_t> rows =
+        held_out_rows(ds, validation_rows(set, head_file, ds.num_examples()), settings.kl_max_examples,
+                      derive_seed(settings.estimate.seed, h.spec.name));
     KlCurve k = kl_curve(ds, set, w, rows, settings);
     k.head = h.spec.name;
     k.pair_base = h.from->base;
@@ -373,9 +375,10 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
     s.head_tokens.push_back(std::move(tokens));
   }
   if (!s.kl.empty())
-    s.notes.push_back("KL per position: on each head's held-out validation examples only; aligned top-k support "
-                      "(renormalised) against the full-vocabulary softmax of base / base+head, recomputed from the "
-                      "stored base hidden states and the base lm_head");
+    s.notes.push_back(
+        "KL per position: on each head's held-out validation examples only; aligned top-k support "
+        "(renormalised) against the full-vocabulary softmax of base / base+head, recomputed from the "
+        "stored base hidden states and the base lm_head");
   return s;
 }
 

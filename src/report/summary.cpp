@@ -52,8 +52,10 @@ std::string estimator_text(const EstimateSettings& e, bool html) {
   return "Values are means over examples with " + fixed(e.confidence * 100, 0) +
          "% intervals: exact Clopper-Pearson for binary scores, percentile bootstrap (" + std::to_string(e.resamples) +
          " resamples, seed " + std::to_string(e.seed) + ") otherwise. Superficial portion = (S" + minus + "B)/(A" +
-         minus + "B) with a paired Bayesian bootstrap (Jeffreys pseudo-examples at the corners of [0,1]^3); n/a "
-         "when the interval of A" + minus + "B contains 0.";
+         minus +
+         "B) with a paired Bayesian bootstrap (Jeffreys pseudo-examples at the corners of [0,1]^3); n/a "
+         "when the interval of A" +
+         minus + "B contains 0.";
 }
 
 std::string escape_html(const std::string& s) {
@@ -329,7 +331,8 @@ std::string to_markdown(const Summary& s) {
     }
   }
   if (!s.training.empty()) {
-    o << "\n## Training of the models (superficial train)\n\n| model | folder | recipe | steps | first loss | final loss "
+    o << "\n## Training of the models (superficial train)\n\n| model | folder | recipe | steps | first loss | final "
+         "loss "
          "|\n|---|---|---|---|---|---|\n";
     for (const auto& c : s.training) {
       o << "| " << escape_md(c.model) << " | `" << escape_md(c.model_dir) << "` | " << escape_md(c.recipe) << " | "

@@ -29,9 +29,11 @@ std::unique_ptr<LoadedModel> load_model(const ModelRef& ref, torch::Device devic
   model::LoadOptions opts;
   opts.device = device;
   opts.dtype = parse_dtype(ref.dtype, "models." + ref.name + ".dtype");
-  auto m = std::unique_ptr<LoadedModel>(new LoadedModel{ref.name, model::CausalLM::load(ref.path, opts),
+  auto m = std::unique_ptr<LoadedModel>(new LoadedModel{ref.name,
+                                                        model::CausalLM::load(ref.path, opts),
                                                         tok::Tokenizer::from_file(ref.path / "tokenizer.json"),
-                                                        template_of(ref), {}});
+                                                        template_of(ref),
+                                                        {}});
   m->eos_ids = m->lm.config().eos_token_ids;
   if (m->eos_ids.empty() && m->tokenizer.post_eos_id()) m->eos_ids.push_back(*m->tokenizer.post_eos_id());
   return m;

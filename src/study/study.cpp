@@ -7,6 +7,7 @@
 #include "heads/base_model.hpp"
 #include "heads/head_set.hpp"
 #include "model/config.hpp"
+#include "study/model_set.hpp"
 
 namespace sf::study {
 namespace {
@@ -52,6 +53,7 @@ model::ModelConfig config_of(const Job& job, const std::string& model) {
 
 Study Study::from_job(const Job& job) {
   Study st;
+  for (const auto& [name, ref] : job.models()) template_of(ref);  // unknown template keys are errors now
   // Heads.
   if (job.has_section("heads")) {
     const ConfigNode s = job.section("heads");
@@ -115,12 +117,13 @@ Study Study::from_job(const Job& job) {
       }
       if (n.has("template")) {
         if (n.yaml()["template"].IsScalar()) {
-          ConfigNode preset(YAML::Node(YAML::NodeType::Map), n.source(), n.where("template"));
-          const_cast<YAML::Node&>(preset.yaml())["preset"] = n.get<std::string>("template");
-          d.template_override = preset;
+          YAML::Node preset(YAML::NodeType::Map);
+          preset["preset"] = n.get<std::string>("template");
+          d.template_override = ConfigNode(preset, n.source(), n.where("template"));
         } else {
           d.template_override = n.child("template");
         }
+        template_from(*d.template_override);  // every key checked (and a prefix file read) now
       }
       d.stop = n.get<std::vector<std::string>>("stop", {});
       n.finish();
@@ -222,7 +225,8 @@ void Study::check_compatibility(const Job& job) const {
       vocab = c.vocab_size;
       type = h.spec.type;
     } else {
-      if (!fs::exists(h.file)) throw ConfigError(job.source() + ": heads." + h.spec.name + ": " + h.file.string() + " does not exist");
+      if (!fs::exists(h.file))
+        throw ConfigError(job.source() + ": heads." + h.spec.name + ": " + h.file.string() + " does not exist");
       const auto meta = heads::HeadSet::read_metadata(h.file);
       source = h.file.string();
       head_tok = meta.count("tokenizer_hash") ? meta.at("tokenizer_hash") : "";

@@ -57,10 +57,10 @@ struct HeadTraining {
 };
 
 struct HeadDef {
-  heads::HeadSpec spec;          // name, type, rank, k, init (type etc. empty for a file head)
-  std::optional<Pair> from;      // trained in this run on this pair's extraction
-  std::filesystem::path file;    // where the trained head is (this run's heads/ or `file:`)
-  HeadTraining training;         // for heads trained here
+  heads::HeadSpec spec;        // name, type, rank, k, init (type etc. empty for a file head)
+  std::optional<Pair> from;    // trained in this run on this pair's extraction
+  std::filesystem::path file;  // where the trained head is (this run's heads/ or `file:`)
+  HeadTraining training;       // for heads trained here
   bool trained_here() const { return from.has_value(); }
 };
 
@@ -72,16 +72,16 @@ struct Proxy {
 
 struct SystemDef {
   std::string name;
-  std::string model;                             // a key of the job's models
-  std::string head;                              // a head name, or empty
-  std::optional<Proxy> proxy;                    // proxy-tuning: logits = M + α(E − Ā)
-  std::optional<ConfigNode> template_override;   // the system's own template (preset name or mapping)
-  std::vector<std::string> stop;                 // extra stop strings (after the task's)
+  std::string model;                            // a key of the job's models
+  std::string head;                             // a head name, or empty
+  std::optional<Proxy> proxy;                   // proxy-tuning: logits = M + α(E − Ā)
+  std::optional<ConfigNode> template_override;  // the system's own template (preset name or mapping)
+  std::vector<std::string> stop;                // extra stop strings (after the task's)
 };
 
 struct Comparison {
   std::string name;
-  std::string base;     // system names
+  std::string base;  // system names
   std::string aligned;
   std::vector<std::string> systems;
 };

@@ -15,8 +15,8 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/hash.hpp"
-#include "dist/comm.hpp"
 #include "core/stop.hpp"
+#include "dist/comm.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "train/dataset.hpp"
 

@@ -27,9 +27,9 @@ struct Study {
   std::filesystem::path base_dir;     // <dir>/base: config.json + model.safetensors
   std::filesystem::path aligned_dir;  // <dir>/aligned: a model of the same shape (never read by training)
   std::filesystem::path dataset;      // <dir>/extract/base__aligned/logits.h5, the pair's extraction
-  torch::Tensor lm_head;           // W [V,H]
-  torch::Tensor delta;             // ΔW* [V,H]
-  torch::Tensor bias;              // b* [V]
+  torch::Tensor lm_head;              // W [V,H]
+  torch::Tensor delta;                // ΔW* [V,H]
+  torch::Tensor bias;                 // b* [V]
 };
 
 // Writes <dir>/base, <dir>/aligned and the pair (base, aligned)'s dataset, laid out as a run folder

@@ -104,8 +104,9 @@ TEST(TrainHeadCli, PerTaskHeadsAreTrainedPerTask) {
   const HeadSet set = HeadSet::load(dir / "heads" / "hidden.safetensors");
   ASSERT_TRUE(set.is_per_task());
   EXPECT_EQ(set.tasks(), (std::vector<std::string>{"synthetic0", "synthetic1"}));
-  EXPECT_FALSE(set.for_task("synthetic0").named_parameters()[0].second.equal(
-      set.for_task("synthetic1").named_parameters()[0].second));
+  EXPECT_FALSE(set.for_task("synthetic0")
+                   .named_parameters()[0]
+                   .second.equal(set.for_task("synthetic1").named_parameters()[0].second));
   const auto lines = read_lines(dir / "heads" / "hidden" / "metrics.jsonl");
   ASSERT_EQ(lines.size(), 6u);  // 3 lines (epochs 0..2) per task
   EXPECT_EQ(lines[0].at("task"), "synthetic0");

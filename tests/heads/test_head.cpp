@@ -24,8 +24,8 @@ void randomise(const Head& head, uint64_t seed) {
   for (const auto& [name, t] : head.named_parameters()) t.copy_(randn(t.sizes().vec(), seed + t.numel()));
 }
 
-const std::vector<HeadSpec> kAll = {{"h", "hidden", 0, 0},   {"lr", "hidden", 4, 0},     {"bb", "bb", 3, 10},
-                                    {"b", "bias", 0, 0},     {"bl", "bb_linear", 0, 6}, {"blr", "bb_linear", 3, 6}};
+const std::vector<HeadSpec> kAll = {{"h", "hidden", 0, 0}, {"lr", "hidden", 4, 0},    {"bb", "bb", 3, 10},
+                                    {"b", "bias", 0, 0},   {"bl", "bb_linear", 0, 6}, {"blr", "bb_linear", 3, 6}};
 
 TEST(Head, ZeroInitialisedHeadsChangeNothing) {
   const auto hidden = randn({5, kH}, 1);
@@ -64,7 +64,8 @@ TEST(Head, ParameterShapes) {
             (Shapes{{"bb_in", {kV, 5}}, {"bb_out", {kV, 5}}, {"bb_bias", {kV}}}));
   EXPECT_EQ(shapes(Head::init({"b", "bias", 0, 0}, kV, kH, 1)), (Shapes{{"bias", {kV}}}));
   EXPECT_EQ(shapes(Head::init({"l", "bb_linear", 0, 5}, kV, kH, 1)), (Shapes{{"bbl_weight", {kV, kV}}}));
-  EXPECT_EQ(shapes(Head::init({"l", "bb_linear", 2, 5}, kV, kH, 1)), (Shapes{{"bbl_in", {kV, 2}}, {"bbl_out", {kV, 2}}}));
+  EXPECT_EQ(shapes(Head::init({"l", "bb_linear", 2, 5}, kV, kH, 1)),
+            (Shapes{{"bbl_in", {kV, 2}}, {"bbl_out", {kV, 2}}}));
   EXPECT_EQ(Head::init({"b", "bb", 5, 10}, kV, kH, 1).hidden_size(), 0);
 }
 
@@ -105,7 +106,9 @@ TEST(Head, BbHeadServesWhatItsObjectiveTrains) {
   EXPECT_TRUE(out.masked_select(in_topk.logical_not()).equal(logits.masked_select(in_topk.logical_not())));
   EXPECT_FALSE(out.masked_select(in_topk).equal(logits.masked_select(in_topk)));
   // The support's probability mass under the full softmax is the base's.
-  const auto mass = [&](const torch::Tensor& l) { return torch::softmax(l, 1).masked_fill(in_topk.logical_not(), 0).sum(1); };
+  const auto mass = [&](const torch::Tensor& l) {
+    return torch::softmax(l, 1).masked_fill(in_topk.logical_not(), 0).sum(1);
+  };
   EXPECT_TRUE(torch::allclose(mass(out), mass(logits), 1e-5, 1e-6));
   // By hand for row 0: p = softmax(z_S), g_i = Out[s_i]·Σ_j p_j In[s_j] + b[s_i].
   const auto& params = head.named_parameters();

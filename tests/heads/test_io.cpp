@@ -26,13 +26,14 @@ void randomise(const Head& head, uint64_t seed) {
 
 TEST(HeadIo, SaveLoadRoundTripWithMetadata) {
   sf::test::TempDir dir("heads_io");
-  for (const HeadSpec& spec : {HeadSpec{"h", "hidden", 0, 0}, HeadSpec{"lr", "hidden", 3, 0, "random"},
-                               HeadSpec{"bb", "bb", 4, 10}, HeadSpec{"b", "bias", 0, 0},
-                               HeadSpec{"bl", "bb_linear", 2, 10}}) {
+  for (const HeadSpec& spec :
+       {HeadSpec{"h", "hidden", 0, 0}, HeadSpec{"lr", "hidden", 3, 0, "random"}, HeadSpec{"bb", "bb", 4, 10},
+        HeadSpec{"b", "bias", 0, 0}, HeadSpec{"bl", "bb_linear", 2, 10}}) {
     const Head head = Head::init(spec, 40, 8, 1);
     randomise(head, 2);
     const auto file = dir / (spec.name + ".safetensors");
-    HeadSet::joint(head).save(file, {{"base_model_hash", "abc"}, {"tokenizer_hash", "def"}, {"config", "{\"lr\": 0.1}"}});
+    HeadSet::joint(head).save(file,
+                              {{"base_model_hash", "abc"}, {"tokenizer_hash", "def"}, {"config", "{\"lr\": 0.1}"}});
     const HeadSet back = HeadSet::load(file);
     EXPECT_FALSE(back.is_per_task());
     const Head& h = back.for_task("any task");
@@ -77,9 +78,14 @@ TEST(HeadIo, RejectsFilesThatAreNotHeads) {
   sf::io::write_safetensors(dir / "plain.safetensors", {{"bias", torch::zeros({4})}});
   EXPECT_THROW(HeadSet::load(dir / "plain.safetensors"), sf::FormatError);
   // Right metadata, wrong shape.
-  const std::map<std::string, std::string> meta = {{"format", "superficial-head-v2"}, {"name", "b"}, {"type", "bias"},
-                                                   {"rank", "0"}, {"k", "0"}, {"init", "zero"},
-                                                   {"vocab_size", "5"}, {"hidden_size", "0"}};
+  const std::map<std::string, std::string> meta = {{"format", "superficial-head-v2"},
+                                                   {"name", "b"},
+                                                   {"type", "bias"},
+                                                   {"rank", "0"},
+                                                   {"k", "0"},
+                                                   {"init", "zero"},
+                                                   {"vocab_size", "5"},
+                                                   {"hidden_size", "0"}};
   sf::io::write_safetensors(dir / "shape.safetensors", {{"bias", torch::zeros({4})}}, meta);
   EXPECT_THROW(HeadSet::load(dir / "shape.safetensors"), sf::FormatError);
   auto bad_rank = meta;
@@ -134,7 +140,8 @@ void check_merge(bool tied, int64_t rank) {
 
   const auto base = run(dir / "base");
   const auto merged = run(dir / "merged");
-  const auto expected = HeadSet::load(dir / "h.safetensors").for_task("").apply(base.logits[0], base.hidden[0]);  // [T,V]
+  const auto expected =
+      HeadSet::load(dir / "h.safetensors").for_task("").apply(base.logits[0], base.hidden[0]);  // [T,V]
   EXPECT_TRUE(torch::allclose(merged.logits[0], expected, 1e-4, 1e-4)) << (merged.logits[0] - expected).abs().max();
   EXPECT_FALSE(torch::allclose(merged.logits[0], base.logits[0], 1e-3, 1e-3));  // the head did change something
   std::ifstream in(dir / "merged" / "config.json");

@@ -87,7 +87,8 @@ TEST(Objective, IsTheKlOfTheServedDistributionForEveryKind) {
   }
   const auto base = sf::heads::objective_rows(nullptr, b, w);
   EXPECT_FALSE(base.coverage.defined());
-  EXPECT_TRUE(torch::allclose(base.kl, kl_topk_rows(b.aligned_logits, sf::heads::logprobs_at(b.hidden.matmul(w.t()), b.aligned_ids))));
+  EXPECT_TRUE(torch::allclose(
+      base.kl, kl_topk_rows(b.aligned_logits, sf::heads::logprobs_at(b.hidden.matmul(w.t()), b.aligned_ids))));
 }
 
 }  // namespace
