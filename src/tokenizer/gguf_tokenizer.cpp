@@ -210,8 +210,14 @@ std::string gguf_tokenizer_json(const io::GgufFile& file) {
                      {"normalized", false},
                      {"special", types[i] != kUserDefined}});
   }
-  const auto bos = r.token_id("tokenizer.ggml.bos_token_id", n);
-  const auto eos = r.token_id("tokenizer.ggml.eos_token_id", n);
+  // llama.cpp's defaults for a SentencePiece vocabulary without the keys: <unk> 0, <s> 1, </s> 2.
+  auto id_or = [&](const std::string& key, int32_t spm_default) -> std::optional<int32_t> {
+    if (const auto id = r.token_id(key, n)) return id;
+    if (spm && static_cast<size_t>(spm_default) < n) return spm_default;
+    return std::nullopt;
+  };
+  const auto bos = id_or("tokenizer.ggml.bos_token_id", 1);
+  const auto eos = id_or("tokenizer.ggml.eos_token_id", 2);
 
   json doc = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", added}};
   json bpe = {{"type", "BPE"},
@@ -230,8 +236,9 @@ std::string gguf_tokenizer_json(const io::GgufFile& file) {
     for (size_t i = 0; i < n && !unk; ++i) {
       if (types[i] == kUnknown) unk = static_cast<int32_t>(i);
     }
+    if (!unk) unk = 0;  // llama.cpp's default
     bpe["merges"] = spm_merges(tokens, scores, vocab_ids);
-    bpe["unk_token"] = unk ? json(tokens[static_cast<size_t>(*unk)]) : json(nullptr);
+    bpe["unk_token"] = tokens[static_cast<size_t>(*unk)];
     bpe["fuse_unk"] = true;
     bpe["byte_fallback"] = true;
     bpe["ignore_merges"] = false;

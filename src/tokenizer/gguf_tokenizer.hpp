@@ -10,7 +10,9 @@
 //        `add_space_prefix` (llama.cpp and Llama-2's tokenizer.json; transformers' own GGUF loader
 //        prepends only when the text does not start with a space);
 //   control and unknown tokens become special added tokens, user-defined ones plain added tokens;
-//   BOS/EOS are added as `add_bos_token`/`add_eos_token` say (llama.cpp's defaults otherwise).
+//   BOS/EOS are added as `add_bos_token`/`add_eos_token` say; without the keys, llama.cpp's
+//   defaults (BOS for SentencePiece and the llama3 family; ids <unk> 0, <s> 1, </s> 2 for
+//   SentencePiece).
 // Anything else (another tokenizer model or pre-tokenizer, an unknown tokenizer key, ids outside
 // the vocabulary) is a FormatError naming the file and the key.
 #include <string>

@@ -48,6 +48,7 @@ TEST_P(GgufGolden, LogitsMatchTransformers) {
   const auto out = model.forward(ref["left_ids"], ref["left_mask"]);
   const double diff = masked_max_diff(out.logits, ref["left_logits"], ref["left_mask"]);
   EXPECT_LE(diff, kFp32Tol) << GetParam();
+  RecordProperty("max_abs_logit_diff", std::to_string(diff));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GgufGolden, ::testing::Values("llama_untied.Q8_0", "qwen2.Q8_0", "llama3.F16"),

@@ -99,14 +99,16 @@ TEST_F(Real, TokenizerFromGgufEqualsTokenizerJson) {
     EXPECT_EQ(line(tok.encode(cases[i], true)), special[i]) << "case " << i;
   }
   // The fixture's ids are tokenizer.json's too.
-  for (const auto& t : fixture()["logprobs"]) {
+  const json fx = fixture();
+  for (const auto& t : fx["logprobs"]) {
     EXPECT_EQ(tok.encode(t["text"].get<std::string>()), t["ids"].get<std::vector<int32_t>>());
   }
 }
 
 TEST_F(Real, LogprobsMatchTransformers) {
   double worst = 0;
-  for (const auto& t : fixture()["logprobs"]) {
+  const json fx = fixture();
+  for (const auto& t : fx["logprobs"]) {
     const auto ids = t["ids"].get<std::vector<int32_t>>();
     const auto want = t["logprobs"].get<std::vector<double>>();
     const auto got = sf::model::score(*model, {ids}, {}).token_logprobs.at(0);
@@ -126,7 +128,8 @@ TEST_F(Real, GreedyAnswersMatchTransformers) {
   const auto chatml = sf::tok::ChatTemplate::preset("chatml");
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::vector<int32_t>> want;
-  for (const auto& g : fixture()["greedy"]) {
+  const json fx = fixture();
+  for (const auto& g : fx["greedy"]) {
     const auto rendered = chatml.prompt(g["prompt"].get<std::string>());
     prompts.push_back(tok.encode(rendered.text, rendered.add_special_tokens));
     EXPECT_EQ(prompts.back(), g["prompt_ids"].get<std::vector<int32_t>>());
@@ -139,7 +142,7 @@ TEST_F(Real, GreedyAnswersMatchTransformers) {
   const auto got = sf::model::generate(*model, prompts, opts);
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
-    EXPECT_EQ(got[i].tokens, want[i]) << fixture()["greedy"][i]["prompt"] << ": " << tok.decode(got[i].tokens);
+    EXPECT_EQ(got[i].tokens, want[i]) << fx["greedy"][i]["prompt"] << ": " << tok.decode(got[i].tokens);
   }
   EXPECT_NE(tok.decode(got[0].tokens).find("Paris"), std::string::npos);
 }
@@ -156,7 +159,8 @@ TEST_F(Real, ConvertedFolderIsTheSameModel) {
   sf::model::LoadOptions bf16;
   bf16.dtype = torch::kBFloat16;
   const CausalLM a = CausalLM::load(model_file(), bf16), b = CausalLM::load(dir / "hf", bf16);
-  const auto ids = fixture()["logprobs"][0]["ids"].get<std::vector<int32_t>>();
+  const json fx = fixture();
+  const auto ids = fx["logprobs"][0]["ids"].get<std::vector<int32_t>>();
   const auto sa = sf::model::score(a, {ids}, {}), sb = sf::model::score(b, {ids}, {});
   EXPECT_TRUE(torch::equal(sa.token_logprobs[0], sb.token_logprobs[0]));
   EXPECT_EQ(sf::model::load_tokenizer(dir / "hf").content_hash(),
