@@ -46,6 +46,39 @@ const GgmlType kTypes[] = {
     {39, "MXFP4", kQK, 17, false},
 };
 
+// IEEE half and bfloat16 bit patterns to float.
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t mant = h & 0x3FF;
+  uint32_t bits = 0;
+  if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (mant << 13);  // inf / nan
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  } else if (mant != 0) {
+    // Subnormal half: normalise into a float.
+    uint32_t e = 113;
+    while ((mant & 0x400) == 0) {
+      mant <<= 1;
+      --e;
+    }
+    bits = sign | (e << 23) | ((mant & 0x3FF) << 13);
+  } else {
+    bits = sign;
+  }
+  float out = 0;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+float bf16_to_float(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float out = 0;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
 uint16_t u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 float f16(const uint8_t* p) { return half_to_float(u16(p)); }
 uint32_t u32(const uint8_t* p) {
@@ -177,38 +210,6 @@ std::optional<GgmlType> ggml_type(uint32_t id) {
     if (t.id == id) return t;
   }
   return std::nullopt;
-}
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1F;
-  uint32_t mant = h & 0x3FF;
-  uint32_t bits = 0;
-  if (exp == 0x1F) {
-    bits = sign | 0x7F800000u | (mant << 13);  // inf / nan
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  } else if (mant != 0) {
-    // Subnormal half: normalise into a float.
-    uint32_t e = 113;
-    while ((mant & 0x400) == 0) {
-      mant <<= 1;
-      --e;
-    }
-    bits = sign | (e << 23) | ((mant & 0x3FF) << 13);
-  } else {
-    bits = sign;
-  }
-  float out = 0;
-  std::memcpy(&out, &bits, sizeof(out));
-  return out;
-}
-
-float bf16_to_float(uint16_t h) {
-  const uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float out = 0;
-  std::memcpy(&out, &bits, sizeof(out));
-  return out;
 }
 
 void dequantize(const GgmlType& type, const uint8_t* src, float* dst, int64_t n) {

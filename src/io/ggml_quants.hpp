@@ -26,8 +26,4 @@ std::optional<GgmlType> ggml_type(uint32_t id);
 // naming the type when it is not dequantizable.
 void dequantize(const GgmlType& type, const uint8_t* src, float* dst, int64_t n);
 
-// IEEE half and bfloat16 bit patterns to float.
-float half_to_float(uint16_t h);
-float bf16_to_float(uint16_t h);
-
 }  // namespace sf::io

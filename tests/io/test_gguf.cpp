@@ -3,7 +3,7 @@
 // each a one-line FormatError naming the file and what is wrong, never a crash.
 #include <gtest/gtest.h>
 
-#include <cstring>
+#include <sstream>
 #include <string>
 
 #include "core/error.hpp"
@@ -73,6 +73,9 @@ TEST(Gguf, DequantizesEveryTypeAsGgufPy) {
     const double err = (got - want).abs().max().item<double>();
     const double scale = want.abs().max().item<double>();
     EXPECT_LE(err, 1e-6 * scale) << "max |diff| " << err;
+    std::ostringstream rel;
+    rel << err / scale;
+    RecordProperty(std::string("max_rel_diff_") + type, rel.str());
     ++checked;
   }
   EXPECT_EQ(checked, 10);
