@@ -22,17 +22,9 @@ constexpr int64_t kUnknown = 2, kControl = 3, kUserDefined = 4;
 // tokenizer.json can express exactly.
 enum class Pre { kGpt2, kDigitsGpt2, kLlama3, kQwen2 };
 const std::map<std::string, Pre> kPreTokenizers = {
-    {"gpt-2", Pre::kGpt2},
-    {"smollm", Pre::kDigitsGpt2},
-    {"starcoder", Pre::kDigitsGpt2},
-    {"refact", Pre::kDigitsGpt2},
-    {"llama-bpe", Pre::kLlama3},
-    {"llama3", Pre::kLlama3},
-    {"llama-v3", Pre::kLlama3},
-    {"dbrx", Pre::kLlama3},
-    {"smaug-bpe", Pre::kLlama3},
-    {"qwen2", Pre::kQwen2},
-    {"deepseek-r1-qwen", Pre::kQwen2},
+    {"gpt-2", Pre::kGpt2},        {"smollm", Pre::kDigitsGpt2}, {"starcoder", Pre::kDigitsGpt2},
+    {"refact", Pre::kDigitsGpt2}, {"llama-bpe", Pre::kLlama3},  {"llama3", Pre::kLlama3},
+    {"llama-v3", Pre::kLlama3},   {"qwen2", Pre::kQwen2},       {"deepseek-r1-qwen", Pre::kQwen2},
 };
 
 // Keys of the tokenizer namespace read here or known not to change tokenization.

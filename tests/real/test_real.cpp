@@ -138,7 +138,7 @@ TEST_F(Real, GreedyAnswersMatchTransformers) {
   sf::model::GenerateOptions opts;
   opts.max_new_tokens = 64;
   opts.eos_ids = model->config().eos_token_ids;
-  opts.batch_size = 1;  // as transformers generated them: one prompt at a time, no padding
+  opts.batch_size = 5;  // one left-padded batch (transformers generated them one at a time, unpadded)
   const auto got = sf::model::generate(*model, prompts, opts);
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
