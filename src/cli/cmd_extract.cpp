@@ -94,8 +94,8 @@ void inspect_command(const std::vector<std::string>& files) {
     const nlohmann::json models = nlohmann::json::parse(at.at("models").get<std::string>());
     for (const auto& [role, m] : models.items())
       print_line("  " + role + ": " + m.at("path").get<std::string>() + " (template " +
-                 m.at("template").get<std::string>() + ", config sha256 " +
-                 m.at("config_sha256").get<std::string>().substr(0, 12) + ")");
+                 m.at("template").get<std::string>() + ", model fingerprint " +
+                 m.at("model_fingerprint").get<std::string>().substr(0, 12) + ")");
     print_line("  tasks " + at.at("tasks").get<std::string>());
     print_line("  written by superficial " + at.at("tool_version").get<std::string>() + " (" +
                at.at("git_sha").get<std::string>() + ") at " + at.at("created").get<std::string>());

@@ -35,6 +35,9 @@ DataSource parse_source(const ConfigNode& n) {
   if (d.begin < 0) throw ConfigError(n.where("begin") + ": must be >= 0");
   if (d.end && *d.end < d.begin) throw ConfigError(n.where("end") + ": must be >= begin");
   d.unescape = n.get<bool>("unescape", false);
+  d.order = n.get<std::string>("order", "files");
+  if (d.order != "files" && d.order != "interleave")
+    throw ConfigError(n.where("order") + ": expected files or interleave");
   return d;
 }
 
@@ -183,6 +186,10 @@ Task Task::parse(const ConfigNode& root) {
     t.generation_.max_new_tokens = g.get<int64_t>("max_new_tokens");
     if (t.generation_.max_new_tokens <= 0) throw ConfigError(g.where("max_new_tokens") + ": must be > 0");
     t.generation_.stop = g.get<std::vector<std::string>>("stop", {});
+    t.generation_.extract_stop = g.get<std::vector<std::string>>("extract_stop", {});
+    for (const auto& s : t.generation_.extract_stop) {
+      if (s.empty()) throw ConfigError(g.where("extract_stop") + ": empty stop string");
+    }
     for (const auto& s : t.generation_.stop) {
       if (s.empty()) throw ConfigError(g.where("stop") + ": empty stop string");
     }
@@ -203,8 +210,10 @@ const DataSource& Task::data(Split s) const {
 
 std::vector<Example> Task::examples(Split s, const std::filesystem::path& data_root, int64_t max_examples) const {
   const DataSource& d = data(s);
-  std::vector<Example> out;
+  // Every matched file's rows [begin, end), in file order.
+  std::vector<std::vector<Example>> per_file;
   for (const auto& file : match_files(data_root, d.file)) {
+    std::vector<Example>& out = per_file.emplace_back();
     std::vector<std::map<std::string, std::string>> rows;
     if (d.format == "csv") {
       rows = read_csv(file);
@@ -224,14 +233,31 @@ std::vector<Example> Task::examples(Split s, const std::filesystem::path& data_r
       if (it == row.end())
         throw FormatError(file.string() + ": row " + std::to_string(r + 1) + ": field '" + d.field + "' is missing");
       Example e;
-      e.id = static_cast<int64_t>(out.size());
       e.input = d.unescape ? unescape_newlines(it->second) : it->second;
       e.fields = std::move(row);
       e.fields["source"] = file.stem().string();
       out.push_back(std::move(e));
-      if (max_examples >= 0 && static_cast<int64_t>(out.size()) >= max_examples) return out;
     }
   }
+  // The split's order: file by file, or row m of every file before row m+1 of any (interleave).
+  std::vector<Example> out;
+  if (d.order == "interleave") {
+    for (size_t m = 0;; ++m) {
+      bool any = false;
+      for (auto& rows : per_file) {
+        if (m >= rows.size()) continue;
+        out.push_back(std::move(rows[m]));
+        any = true;
+      }
+      if (!any) break;
+    }
+  } else {
+    for (auto& rows : per_file)
+      for (auto& e : rows) out.push_back(std::move(e));
+  }
+  if (max_examples >= 0 && static_cast<int64_t>(out.size()) > max_examples)
+    out.resize(static_cast<size_t>(max_examples));
+  for (size_t i = 0; i < out.size(); ++i) out[i].id = static_cast<int64_t>(i);
   return out;
 }
 

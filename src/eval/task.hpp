@@ -27,12 +27,15 @@ struct DataSource {
   int64_t begin = 0;           // first row used of each file
   std::optional<int64_t> end;  // one past the last row used of each file (default: all)
   bool unescape = false;       // replace the two characters '\' 'n' by a newline (ToxiGen's files)
+  // files: every file's rows in turn; interleave: row m of every file (sorted by name) before row
+  // m+1 of any, so that a first-N sample covers every file (ToxiGen's groups), as the reference does.
+  std::string order = "files";
 };
 
 // One prompt record. `fields` holds every column/key of the record as text (jsonl non-strings as
 // JSON) plus "source" = the file's stem (e.g. hate_asian_1k).
 struct Example {
-  int64_t id = 0;     // position in the split (after begin/end, across files in sorted order)
+  int64_t id = 0;     // position in the split (after begin/end, in the source's order)
   std::string input;  // the prompt field's value
   std::map<std::string, std::string> fields;
 };
@@ -48,6 +51,9 @@ struct PerTemplate {
 struct GenerationSpec {
   int64_t max_new_tokens = 512;
   std::vector<std::string> stop;  // the answer is cut at the first of these (and generation ends)
+  // Extraction only: the aligned model's training answers also end at these (the reference ends
+  // ToxiGen's extraction answers at the first newline but not its evaluation answers).
+  std::vector<std::string> extract_stop;
 };
 
 enum class MetricKind {

@@ -14,9 +14,11 @@
 #include "eval/task.hpp"
 #include "extract/logit_dataset.hpp"
 #include "extract/shard_writer.hpp"
+#include "heads/base_model.hpp"
 #include "io/h5.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
+#include "model/model_files.hpp"
 #include "study/model_set.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -95,11 +97,12 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
   g.eos_ids.assign(m.eos.begin(), m.eos.end());
   g.batch_size = o.batch_size;
   g.stop = [&](size_t row, const std::vector<int32_t>& generated) {
-    const auto& stops = p.tasks[p.items[static_cast<size_t>(begin) + row].task].generation().stop;
-    if (stops.empty()) return false;
+    const eval::GenerationSpec& gen = p.tasks[p.items[static_cast<size_t>(begin) + row].task].generation();
+    if (gen.stop.empty() && gen.extract_stop.empty()) return false;
     const std::string text = m.aligned->tokenizer.decode(generated, true);
-    return std::any_of(stops.begin(), stops.end(),
-                       [&](const std::string& s) { return text.find(s) != std::string::npos; });
+    auto found = [&](const std::string& s) { return text.find(s) != std::string::npos; };
+    return std::any_of(gen.stop.begin(), gen.stop.end(), found) ||
+           std::any_of(gen.extract_stop.begin(), gen.extract_stop.end(), found);
   };
   const std::vector<model::Generation> gens = model::generate(m.aligned->lm, aligned_prompts, g);
 
@@ -187,8 +190,8 @@ nlohmann::json model_info(const ModelRef& m) {
   return {{"path", m.path.string()},
           {"template", m.template_name},
           {"dtype", m.dtype},
-          {"config_sha256", sha256_file(m.path / "config.json")},
-          {"tokenizer_sha256", sha256_file(m.path / "tokenizer.json")}};
+          {"model_fingerprint", heads::model_fingerprint(m.path)},
+          {"tokenizer_sha256", heads::tokenizer_fingerprint(m.path)}};
 }
 
 std::string to_json_text(const std::vector<RankStats>& s) {
@@ -264,8 +267,8 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
   // Tokenizers first: a mismatch stops the run before any weights are read.
   const ModelRef& aligned_ref = job.model(pair.aligned);
   const ModelRef& base_ref = job.model(pair.base);
-  const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(aligned_ref.path / "tokenizer.json");
-  check_same_tokenizer(tokenizer, tok::Tokenizer::from_file(base_ref.path / "tokenizer.json"), pair);
+  const tok::Tokenizer tokenizer = model::load_tokenizer(aligned_ref.path);
+  check_same_tokenizer(tokenizer, model::load_tokenizer(base_ref.path), pair);
   if (o.top_k > tokenizer.vocab_size())
     throw ConfigError(job.source() + ": extract.top_k " + std::to_string(o.top_k) + " exceeds the vocabulary (" +
                       std::to_string(tokenizer.vocab_size()) + ")");
@@ -312,7 +315,7 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
   Models m{study::load_model(aligned_ref, device), study::load_model(base_ref, device), {}};
   for (int64_t e : m.aligned->eos_ids) m.eos.insert(e);
   if (m.base->lm.config().vocab_size != m.aligned->lm.config().vocab_size)
-    throw ConfigError("pair " + pair.base + " → " + pair.aligned + ": different vocab_size in config.json");
+    throw ConfigError("pair " + pair.base + " → " + pair.aligned + ": different vocab_size in their configs");
 
   ShardLayout layout;
   layout.top_k = o.top_k;

@@ -13,6 +13,7 @@
 #include "heads/head_set.hpp"
 #include "io/safetensors.hpp"
 #include "model/config.hpp"
+#include "model/model_files.hpp"
 
 namespace sf::heads {
 namespace fs = std::filesystem;
@@ -40,6 +41,10 @@ std::vector<std::pair<std::string, torch::Tensor>> tensors_without(const fs::pat
 }  // namespace
 
 void export_merged(const fs::path& base, const fs::path& head_file, const fs::path& out) {
+  if (model::is_gguf_model(base))
+    throw ConfigError(base.string() +
+                      ": export-merged writes a Hugging Face folder from a folder; convert the GGUF "
+                      "file first (superficial convert FILE.gguf --out DIR)");
   const HeadSet set = HeadSet::load(head_file);
   if (set.spec().type != "hidden") {
     throw ConfigError(head_file.string() + ": a " + set.spec().type +

@@ -26,6 +26,8 @@ struct TensorInfo {
   uint64_t end = 0;
 };
 
+class MappedFile;
+
 class SafetensorsFile {
  public:
   // Maps and validates the file. IoError when it cannot be opened; FormatError when invalid.
@@ -43,11 +45,9 @@ class SafetensorsFile {
   // FormatError naming the tensor. Writes to the view never reach the file (private mapping).
   torch::Tensor tensor(const std::string& name) const;
 
-  struct Mapping;
-
  private:
   std::filesystem::path path_;
-  std::shared_ptr<Mapping> map_;
+  std::shared_ptr<MappedFile> map_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;

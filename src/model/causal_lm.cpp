@@ -9,7 +9,9 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "io/gguf.hpp"
 #include "io/safetensors.hpp"
+#include "model/gguf_model.hpp"
 
 namespace sf::model {
 
@@ -131,6 +133,10 @@ void finish_weights(Weights& w) {
 }  // namespace
 
 CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opts) {
+  if (io::is_gguf_file(dir)) {
+    const GgufModel gguf = GgufModel::open(dir);
+    return from_tensors(gguf.config(), gguf.tensors(), opts, dir.string());
+  }
   torch::NoGradGuard no_grad;
   auto w = std::make_shared<Weights>();
   w->config = ModelConfig::from_file(dir / "config.json");
@@ -213,6 +219,41 @@ CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opt
     }
     throw FormatError(files[fi].path().string() + ": tensor '" + name + "' is not used by a " + w->config.model_type +
                       " model");
+  }
+  finish_weights(*w);
+  CausalLM m;
+  m.w_ = std::move(w);
+  return m;
+}
+
+CausalLM CausalLM::from_tensors(const ModelConfig& config, const TensorReaders& tensors, const LoadOptions& opts,
+                                const std::string& source) {
+  torch::NoGradGuard no_grad;
+  auto w = std::make_shared<Weights>();
+  w->config = config;
+  w->device = opts.device;
+  w->dtype = opts.dtype;
+  w->layers.resize(static_cast<size_t>(config.num_hidden_layers));
+  std::set<std::string> used;
+  for (const Slot& s : slots(*w)) {
+    auto it = tensors.find(s.name);
+    if (it == tensors.end()) throw FormatError(source + ": required tensor '" + s.name + "' is missing");
+    torch::Tensor t = it->second();
+    if (!t.is_floating_point()) {
+      throw FormatError(source + ": tensor '" + s.name + "' has dtype " + c10::toString(t.scalar_type()) +
+                        " (expected floating point)");
+    }
+    if (t.sizes().vec() != s.shape) {
+      throw FormatError(source + ": tensor '" + s.name + "' has shape " + shape_str(t.sizes()) + ", expected " +
+                        shape_str(s.shape));
+    }
+    *s.tensor = t.to(opts.device, opts.dtype);
+    used.insert(s.name);
+  }
+  for (const auto& [name, reader] : tensors) {
+    if (!used.count(name)) {
+      throw FormatError(source + ": tensor '" + name + "' is not used by a " + config.model_type + " model");
+    }
   }
   finish_weights(*w);
   CausalLM m;

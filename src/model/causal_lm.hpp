@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -33,6 +35,10 @@ class KVCache {
   int64_t length_ = 0;
 };
 
+// Tensors by Hugging Face name, each read when the model takes it (so that at most one tensor is
+// held besides the model while loading, e.g. one dequantized GGUF tensor).
+using TensorReaders = std::map<std::string, std::function<torch::Tensor()>>;
+
 struct ForwardOutput {
   torch::Tensor logits;  // [B,T,V] float32
   torch::Tensor hidden;  // [B,T,H] float32: final hidden state after the last norm (input of lm_head)
@@ -41,8 +47,12 @@ struct ForwardOutput {
 class CausalLM {
  public:
   // Loads `dir/config.json` and `dir/model.safetensors` or the shards named by
-  // `dir/model.safetensors.index.json`.
+  // `dir/model.safetensors.index.json`; or a GGUF file (model/gguf_model.hpp) when `dir` is one.
   static CausalLM load(const std::filesystem::path& dir, const LoadOptions& opts = {});
+  // A model from tensors by Hugging Face name, with load's checks: every required tensor present,
+  // floating point and of its shape, and none left over. `source` names the tensors' origin in errors.
+  static CausalLM from_tensors(const ModelConfig& config, const TensorReaders& tensors, const LoadOptions& opts,
+                               const std::string& source);
   // A randomly initialised model (HF-style normal(0, 0.02) init), seeded.
   static CausalLM random(const ModelConfig& config, uint64_t seed, const LoadOptions& opts = {});
 

@@ -20,6 +20,7 @@
 #include "heads/positions.hpp"
 #include "heads/rng.hpp"
 #include "io/h5.hpp"
+#include "model/model_files.hpp"
 #include "report/json_schema.hpp"
 #include "study/study.hpp"
 #include "tokenizer/tokenizer.hpp"
@@ -369,7 +370,7 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
     k.pair_base = h.from->base;
     k.pair_aligned = h.from->aligned;
     s.kl.push_back(std::move(k));
-    const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(base_dir / "tokenizer.json");
+    const tok::Tokenizer tokenizer = model::load_tokenizer(base_dir);
     HeadTokens tokens = head_tokens(ds, set, w, rows, tokenizer, settings.top_tokens);
     tokens.head = h.spec.name;
     s.head_tokens.push_back(std::move(tokens));

@@ -5,6 +5,7 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "dist/comm.hpp"
+#include "model/model_files.hpp"
 
 namespace sf::study {
 
@@ -29,11 +30,8 @@ std::unique_ptr<LoadedModel> load_model(const ModelRef& ref, torch::Device devic
   model::LoadOptions opts;
   opts.device = device;
   opts.dtype = parse_dtype(ref.dtype, "models." + ref.name + ".dtype");
-  auto m = std::unique_ptr<LoadedModel>(new LoadedModel{ref.name,
-                                                        model::CausalLM::load(ref.path, opts),
-                                                        tok::Tokenizer::from_file(ref.path / "tokenizer.json"),
-                                                        template_of(ref),
-                                                        {}});
+  auto m = std::unique_ptr<LoadedModel>(new LoadedModel{
+      ref.name, model::CausalLM::load(ref.path, opts), model::load_tokenizer(ref.path), template_of(ref), {}});
   m->eos_ids = m->lm.config().eos_token_ids;
   if (m->eos_ids.empty() && m->tokenizer.post_eos_id()) m->eos_ids.push_back(*m->tokenizer.post_eos_id());
   return m;

@@ -6,7 +6,8 @@
 #include "core/error.hpp"
 #include "heads/base_model.hpp"
 #include "heads/head_set.hpp"
-#include "model/config.hpp"
+#include "heads/variant.hpp"
+#include "model/model_files.hpp"
 #include "study/model_set.hpp"
 
 namespace sf::study {
@@ -46,7 +47,7 @@ std::string tokenizer_of(const Job& job, const std::string& model) {
 }
 
 model::ModelConfig config_of(const Job& job, const std::string& model) {
-  return model::ModelConfig::from_file(job.model(model).path / "config.json");
+  return model::load_model_config(job.model(model).path);
 }
 
 }  // namespace
@@ -221,7 +222,7 @@ void Study::check_compatibility(const Job& job) const {
       source = h.from->base;
       head_tok = tokenizer_of(job, source);
       const model::ModelConfig c = config_of(job, source);
-      hidden = c.hidden_size;
+      hidden = heads::variant_of(h.spec.type, h.spec.name).uses_hidden() ? c.hidden_size : 0;
       vocab = c.vocab_size;
       type = h.spec.type;
     } else {

@@ -7,7 +7,7 @@
 //   seed: 1
 //   model:                      # either a fresh model ...
 //     arch: llama               #   llama | mistral | qwen2
-//     tokenizer: ../shared/models/meta-llama--Llama-2-7b-hf   # folder with tokenizer.json
+//     tokenizer: ../shared/models/meta-llama--Llama-2-7b-hf   # folder with tokenizer.json, or a .gguf
 //     bos_token: "<s>"
 //     eos_token: "</s>"
 //     layers: 2
@@ -18,7 +18,7 @@
 //     max_positions: 2048       # optional (default 2048)
 //     rope_theta: 10000         # optional
 //     tie_embeddings: true      # optional (default true)
-//   # model: {init_from: runs/demo/models/base}   # ... or a saved model (its tokenizer comes along)
+//   # model: {init_from: runs/demo/models/base}   # ... or a saved model or .gguf (its tokenizer comes along)
 //   template: llama2-chat       # sft/compromise only: a preset name or a mapping
 //   data:                       # pretrain: `text`; sft/compromise: `prompt` and `response`
 //     - file: advbench/train.csv   # '*' wildcards allowed in the file name

@@ -17,6 +17,7 @@
 #include "core/hash.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "model/model_files.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "train/dataset.hpp"
 
@@ -41,7 +42,12 @@ void write_text(const fs::path& file, const std::string& text) {
   fs::rename(tmp, file);
 }
 
+// The tokenizer files of a model folder; of a GGUF file, the tokenizer.json it is read from.
 void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
+  if (model::is_gguf_model(from)) {
+    write_text(to / "tokenizer.json", model::tokenizer_json_text(from));
+    return;
+  }
   if (!fs::is_regular_file(from / "tokenizer.json")) throw IoError((from / "tokenizer.json").string() + ": not found");
   for (const char* name : kTokenizerFiles) {
     if (fs::is_regular_file(from / name)) fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing);
@@ -50,8 +56,10 @@ void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
 
 // What the trained model depends on besides the config: the tokenizer and the starting weights.
 std::string run_hash(const TrainConfig& c, const fs::path& tokenizer_dir) {
-  std::string s = c.hash + "|" + sha256_file(tokenizer_dir / "tokenizer.json");
-  if (c.init_from) {
+  std::string s = c.hash + "|" + sha256_hex(model::tokenizer_json_text(tokenizer_dir));
+  if (c.init_from && model::is_gguf_model(*c.init_from)) {
+    s += "|" + sha256_file(*c.init_from);
+  } else if (c.init_from) {
     const fs::path single = *c.init_from / "model.safetensors";
     s += "|" + sha256_file(*c.init_from / "config.json") + "|" +
          sha256_file(fs::exists(single) ? single : *c.init_from / "model.safetensors.index.json");
@@ -236,7 +244,7 @@ TrainResult run_training(const TrainConfig& c) {
   if (c.device == "cuda")
     load_opts.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()));
 
-  const auto tokenizer = tok::Tokenizer::from_file(tokenizer_dir / "tokenizer.json");
+  const auto tokenizer = model::load_tokenizer(tokenizer_dir);
   const auto checkpoint = latest_checkpoint(out);
   if (checkpoint && checkpoint->hash != hash) {
     throw ConfigError(checkpoint->dir.string() + ": checkpoint of a different config or input model; remove " +
@@ -257,7 +265,8 @@ TrainResult run_training(const TrainConfig& c) {
                      " ids do not fit the model's vocab_size " + std::to_string(model.config().vocab_size));
   }
   if (model.config().eos_token_ids.empty()) {
-    throw ConfigError(c.source + ": model.init_from: config.json names no eos_token_id (needed to end each example)");
+    throw ConfigError(c.source +
+                      ": model.init_from: the model's config names no eos_token_id (needed to end each example)");
   }
   const auto eos_id = static_cast<int32_t>(model.config().eos_token_ids.front());
 
