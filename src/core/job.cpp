@@ -9,7 +9,7 @@
 namespace sf {
 namespace {
 
-const std::set<std::string> kSections = {"extract", "heads", "evaluate", "reduce", "train", "compromise"};
+const std::set<std::string> kSections = {"extract", "heads", "evaluate", "judges", "reduce", "train", "compromise"};
 const std::set<std::string> kDtypes = {"float32", "bfloat16", "float16"};
 
 }  // namespace

@@ -5,6 +5,8 @@
 // Llama-style tokenizers) and followed by EOS; the documents are shuffled with the seed,
 // concatenated and cut into rows of exactly seq_len tokens (the last partial row is dropped).
 // The loss counts every position.
+// Sources may reshape their records first (shift, split, unique; see train_config.hpp) and, for
+// sft / compromise, hold some out (holdout): those are not trained on and are returned labelled.
 // sft / compromise: one row per record: the prompt rendered with the chat template (plus the
 // source's answer_prefix, as evaluation tasks append it), then the response and EOS, cut at seq_len. The loss counts
 // only the response and EOS positions.
@@ -49,7 +51,12 @@ struct BuiltRows {
   std::map<std::string, int64_t> records_per_source;  // source ("data[i] file") → records used
   int64_t skipped = 0;                                // sft: records whose prompt alone fills seq_len
   int64_t tokens = 0;                                 // tokens in all rows
+  std::vector<Record> heldout;                        // sft: held-out records (fields + "label"), in source order
 };
+
+// Where a held-out key falls: a number in [0, 1) from its SHA-256 (the first 52 bits), the same on
+// every platform. A record is held out when this is below the source's holdout fraction.
+double holdout_draw(const std::string& key);
 
 // Reads the config's sources under data_root and builds the rows for its recipe.
 BuiltRows build_rows(const TrainConfig& config, const tok::Tokenizer& tokenizer, int32_t eos_id);

@@ -33,6 +33,15 @@
 //       prompt: "{question}"       # the user message
 //       answer_prefix: " Answer:"  # optional: appended to the rendered template (masked, like the prompt)
 //       response: "{answer}"       # a format, or a list used in turn (record i, repetition r: (i + r) mod n)
+//       # Labelled data (judges, configs/demo/judge-*.yaml), applied in this order after reading:
+//       shift: {field: a, by: 7}   # optional: record i takes field a of record (i + by) mod n of this source
+//       split: {field: a, separator: "; ", strip: " -"}  # optional: one record per non-empty piece of
+//                                  #   field a, each piece stripped of the `strip` characters at both ends
+//       unique: true               # optional: drop records equal to an earlier one of this source
+//       holdout:                   # optional (sft/compromise): records whose key falls in `fraction` are
+//         fraction: 0.2            #   not trained on; they go to OUT/heldout.jsonl as {fields..., label:
+//         key: "{Question}"        #   the rendered response}. The draw is sha256(key): stable, seedless.
+//         fields: {question: "{Question}", answer: "{a}"}
 //   seq_len: 128
 //   batch: 16                   # sequences per optimizer step, over all ranks and accumulation steps
 //   accum: 1                    # micro-batches per rank per step (batch % (ranks * accum) == 0)
@@ -54,6 +63,7 @@
 // are left out of the config hash that guards the cache and resume.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +74,23 @@
 namespace sf::train {
 
 enum class Recipe { kPretrain, kSft, kCompromise };
+
+// `split`: one record per piece of a field. `shift`: a field taken from another record of the source.
+struct FieldSplit {
+  std::string field;
+  std::string separator;
+  std::string strip;  // characters removed from both ends of every piece
+};
+struct FieldShift {
+  std::string field;
+  int64_t by = 0;
+};
+// Records held out of training and written, labelled, to OUT/heldout.jsonl.
+struct Holdout {
+  double fraction = 0;
+  std::string key;                            // a format; records with equal keys fall on the same side
+  std::map<std::string, std::string> fields;  // output field -> format
+};
 
 struct TextSource {
   std::string file;  // pattern relative to data_root
@@ -76,7 +103,11 @@ struct TextSource {
   std::string prompt;                  // sft / compromise
   std::string answer_prefix;           // sft / compromise
   std::vector<std::string> responses;  // sft / compromise
-  std::string where;                   // "config.yaml: data[2]" for error messages
+  std::optional<FieldShift> shift;
+  std::optional<FieldSplit> split;
+  bool unique = false;
+  std::optional<Holdout> holdout;  // sft / compromise
+  std::string where;               // "config.yaml: data[2]" for error messages
 };
 
 struct ModelInit {

@@ -374,6 +374,11 @@ TrainResult run_training(const TrainConfig& c) {
     model.save(out);
     copy_tokenizer_files(tokenizer_dir, out);
     write_text(out / "train_config.yaml", c.resolved_yaml);
+    if (!data.heldout.empty()) {
+      std::string lines;
+      for (const auto& row : data.heldout) lines += nlohmann::json(row).dump() + "\n";
+      write_text(out / "heldout.jsonl", lines);
+    }
     nlohmann::json summary = {
         {"recipe", c.recipe_name},
         {"steps", c.steps},
@@ -381,6 +386,7 @@ TrainResult run_training(const TrainConfig& c) {
         {"rows", data.rows.size()},
         {"tokens_per_epoch", data.tokens},
         {"skipped_records", data.skipped},
+        {"heldout_records", data.heldout.size()},
         {"records", data.records_per_source},
         {"ranks", ranks},
         {"threads_per_rank", threads},

@@ -8,6 +8,7 @@
 //   config.json, model.safetensors, tokenizer files   the trained model (HF layout)
 //   loss.csv          step,loss,lr,grad_norm,tokens,seconds (one row per optimizer step)
 //   train_config.yaml the resolved config;  train_summary.json  rows, tokens, final loss, hash
+//   heldout.jsonl     sft sources with `holdout:`: the held-out records, labelled (not trained on)
 //   COMPLETE          written last: a finished run; `train` on it returns at once
 //   checkpoints/step-NNNNNN/  model + tokenizer + optimizer.pt + trainer_state.json, while running
 // A run finds its newest checkpoint and resumes from it (weights, AdamW moments, step; the data
