@@ -128,6 +128,11 @@ Verdict label_verdict(const Recipe& recipe, std::vector<double> raw) {
 }
 
 void preflight(const Recipe& recipe, const Binding& binding) {
+  for (const char* file : {"config.json", "tokenizer.json"}) {
+    if (!std::filesystem::is_regular_file(binding.path / file))
+      throw IoError(judge_name(recipe, binding) + ": " + (binding.path / file).string() +
+                    " not found (a judge's folder holds config.json, tokenizer.json and the safetensors weights)");
+  }
   if (recipe.kind == Kind::kClassifier) {
     preflight_classifier(recipe, binding);
   } else {

@@ -53,15 +53,6 @@ SourceRecords read_source(const TextSource& s, const std::filesystem::path& data
       out.records.push_back(std::move(r));
     }
   }
-  if (s.shift) {
-    const auto n = static_cast<int64_t>(out.records.size());
-    std::vector<std::string> values;
-    for (const auto& r : out.records) values.push_back(field_of(r, s.shift->field, s.where + ".shift.field"));
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t from = ((i + s.shift->by) % n + n) % n;
-      out.records[static_cast<size_t>(i)][s.shift->field] = values[static_cast<size_t>(from)];
-    }
-  }
   if (s.split) {
     std::vector<Record> pieces;
     for (const auto& r : out.records) {
@@ -160,7 +151,7 @@ BuiltRows build_rows(const TrainConfig& config, const tok::Tokenizer& tokenizer,
           for (const auto& [name, format] : s.holdout->fields)
             row[name] = render_format(format, rec, s.where + ".holdout.fields." + name);
           row["label"] = render_format(s.responses[i % s.responses.size()], rec, s.where + ".response");
-          out.heldout.push_back(std::move(row));
+          out.heldout[s.holdout->file].push_back(std::move(row));
         }
       }
       int64_t trained = 0;
@@ -190,7 +181,7 @@ BuiltRows build_rows(const TrainConfig& config, const tok::Tokenizer& tokenizer,
   return out;
 }
 
-Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id) {
+Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id, bool left_pad) {
   if (rows.empty()) throw ShapeError("collate: empty batch");
   size_t T = 0;
   for (const auto* r : rows) T = std::max(T, r->ids.size());
@@ -204,10 +195,11 @@ Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id) {
   auto labels = b.labels.accessor<int64_t, 2>();
   for (int64_t i = 0; i < B; ++i) {
     const Sequence& s = *rows[static_cast<size_t>(i)];
+    const auto off = static_cast<int64_t>(left_pad ? T - s.ids.size() : 0);
     for (size_t t = 0; t < s.ids.size(); ++t) {
-      ids[i][static_cast<int64_t>(t)] = s.ids[t];
-      mask[i][static_cast<int64_t>(t)] = 1;
-      labels[i][static_cast<int64_t>(t)] = s.labels[t];
+      ids[i][off + static_cast<int64_t>(t)] = s.ids[t];
+      mask[i][off + static_cast<int64_t>(t)] = 1;
+      labels[i][off + static_cast<int64_t>(t)] = s.labels[t];
     }
   }
   return b;

@@ -181,9 +181,9 @@ TEST(TrainData, SftRowsFromConfigUseTheTemplate) {
 
 namespace {
 
-// Labelled data for judges: split a field into records, take a field from another record, drop
-// repeats, and hold records out by key (never trained on, written labelled).
-TEST(TrainData, SplitShiftUniqueAndHoldout) {
+// Labelled data for judges: split a field into records, drop repeats, and hold records out by key
+// (never trained on, written labelled).
+TEST(TrainData, SplitUniqueAndHoldout) {
   sf::test::TempDir dir("train-judge-data");
   std::string csv = "Question,Answers\n";
   for (int q = 0; q < 40; ++q)
@@ -210,11 +210,11 @@ TEST(TrainData, SplitShiftUniqueAndHoldout) {
   EXPECT_EQ(row_text(b1.rows[0]), "Q: q0? A: a0 yes");
   EXPECT_EQ(row_text(b1.rows[1]), "Q: q0? A: b0 yes");
 
-  // shift: every question paired with the next question's answers; holdout by question.
+  // holdout by question.
   const auto c2 = sf::train::TrainConfig::parse(
       head +
           "  - {file: qa.csv, format: csv, prompt: 'Q: {Question} A: {Answers}', response: ' no',\n"
-          "     shift: {field: Answers, by: 1}, split: {field: Answers, separator: ';', strip: ' -'}, unique: true,\n"
+          "     split: {field: Answers, separator: ';', strip: ' -'}, unique: true,\n"
           "     holdout: {fraction: 0.25, key: '{Question}', fields: {question: '{Question}', answer: '{Answers}'}}}\n",
       "c2.yaml");
   const auto b2 = sf::train::build_rows(c2, tok, 0);
@@ -224,20 +224,21 @@ TEST(TrainData, SplitShiftUniqueAndHoldout) {
     const std::string t = row_text(r);
     trained_questions.insert(t.substr(3, t.find('?') - 3));
     const int q = std::stoi(t.substr(4, t.find('?') - 4));
-    const std::string next = std::to_string((q + 1) % 40);
-    EXPECT_TRUE(t.find("A: a" + next + " no") != std::string::npos ||
-                t.find("A: b" + next + " no") != std::string::npos)
+    const std::string own = std::to_string(q);
+    EXPECT_TRUE(t.find("A: a" + own + " no") != std::string::npos || t.find("A: b" + own + " no") != std::string::npos)
         << t;
   }
-  for (const auto& h : b2.heldout) {
+  ASSERT_EQ(b2.heldout.size(), 1u);
+  const auto& held = b2.heldout.at("heldout.jsonl");
+  for (const auto& h : held) {
     held_questions.insert(h.at("question").substr(0, h.at("question").size() - 1));
     EXPECT_EQ(h.at("label"), " no");
     EXPECT_EQ(h.size(), 3u);  // question, answer, label
   }
-  EXPECT_EQ(b2.rows.size() + b2.heldout.size(), 80u);
+  EXPECT_EQ(b2.rows.size() + held.size(), 80u);
   EXPECT_FALSE(held_questions.empty());
   for (const auto& q : held_questions) EXPECT_EQ(trained_questions.count(q), 0u) << q;  // all of a key on one side
-  EXPECT_EQ(b2.heldout.size(), 2 * held_questions.size());
+  EXPECT_EQ(held.size(), 2 * held_questions.size());
   EXPECT_NEAR(static_cast<double>(held_questions.size()) / 40.0, 0.25, 0.15);
   // The draw is a pure function of the key.
   EXPECT_EQ(sf::train::holdout_draw("q1?"), sf::train::holdout_draw("q1?"));
@@ -253,6 +254,11 @@ TEST(TrainData, SplitShiftUniqueAndHoldout) {
                    head + "  - {file: qa.csv, format: csv, prompt: 'x', response: 'y',\n"
                           "     holdout: {fraction: 0.5, key: '{Question}', fields: {label: '{Question}'}}}\n",
                    "c4.yaml"),
+               sf::ConfigError);
+  EXPECT_THROW(sf::train::TrainConfig::parse(
+                   head + "  - {file: qa.csv, format: csv, prompt: 'x', response: 'y',\n"
+                          "     holdout: {fraction: 0.5, key: '{Question}', fields: {q: '{Question}'}, file: ../x}}\n",
+                   "c6.yaml"),
                sf::ConfigError);
   const auto c5 = sf::train::TrainConfig::parse(
       head + "  - {file: qa.csv, format: csv, prompt: 'x', response: 'y', split: {field: Nope, separator: ';'}}\n",
