@@ -11,7 +11,7 @@
 //     base:    {path: DIR, template: plain,  dtype: float32}
 //     aligned: {path: DIR, template: chatml, dtype: float32}
 //   tasks: [advbench, gsm8k]    # names of configs/tasks/<name>.yaml, or paths to task files
-//   extract: {...}  heads: {...}  evaluate: {...}  reduce: {...}
+//   extract: {...}  heads: {...}  evaluate: {...}  judges: {...}  reduce: {...}
 //
 // Relative paths resolve against the current working directory (run from the repository root).
 // Unknown top-level keys are errors.

@@ -267,6 +267,34 @@ std::vector<Judgment> all_of_rows(const Plan& plan, const std::vector<Judgment>&
   return out;
 }
 
+// One log line per (task, metric): each system's mean value (reduce adds intervals and portions).
+void log_means(const std::vector<Judgment>& rows) {
+  std::vector<std::string> order;
+  std::map<std::string, std::map<std::string, std::pair<double, int64_t>>> sums;  // task/metric -> system
+  std::map<std::string, std::vector<std::string>> systems;
+  for (const auto& r : rows) {
+    const std::string key = r.task + "/" + r.metric;
+    if (!sums.count(key)) order.push_back(key);
+    auto& s = sums[key];
+    if (!s.count(r.system)) systems[key].push_back(r.system);
+    auto& [sum, n] = s[r.system];
+    if (std::isfinite(r.value)) {
+      sum += r.value;
+      ++n;
+    }
+  }
+  for (const auto& key : order) {
+    std::string line;
+    for (const auto& system : systems[key]) {
+      const auto& [sum, n] = sums[key][system];
+      line += (line.empty() ? "" : ", ") + system + " " +
+              (n > 0 ? fmt::format("{:.3f}", sum / static_cast<double>(n)) : std::string("-")) +
+              " (n=" + std::to_string(n) + ")";
+    }
+    spdlog::info("judge: {}: {}", key, line);
+  }
+}
+
 // Writes judgments.h5 (whole, then renamed into place).
 void write_merged(const Job& job, const Plan& plan, const Answers& answers, const std::string& plan_fingerprint,
                   const json& judges, const std::vector<Judgment>& rows, const std::vector<HeldoutJudgment>& heldout,
@@ -422,6 +450,7 @@ JudgeStageSummary run_judge(const Job& job, const dist::Comm& comm, bool heldout
       spdlog::info("judge: held-out accuracies in {}", (dir / "heldout.json").string());
     } else {
       write_merged(job, plan, answers, plan_fingerprint, judges, rows, heldout, units.size(), out);
+      log_means(rows);
       summary.verdicts = static_cast<int64_t>(rows.size());
       spdlog::info("judge: wrote {} ({} rows, {} held-out verdicts) in {:.1f} s", out.string(), rows.size(),
                    heldout.size(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -92,6 +92,16 @@ TEST(JudgeSpec, TaskRecipesAndTrim) {
   EXPECT_EQ(fx.tasks[0].definition_yaml().find("judges"), std::string::npos);
 }
 
+TEST(JudgeSpec, PromptsAreFilledFromTheRowTheQuestionAndTheTrimmedAnswer) {
+  const Fixture fx;
+  const auto& truth = fx.tasks[0].judging().judges[0];
+  const auto& ex = fx.examples[0][1];
+  const auto fields = sf::judge::judge_fields(truth, ex.fields, ex.input, " Answer: Nobody knows.\n\nQ: next");
+  EXPECT_EQ(sf::judge::fill_prompt(truth, fields), "Q: Who?\nA: Nobody knows.\nRef: Nobody. (people)\nTrue:");
+  const auto& tox = fx.tasks[0].judging().judges[1];
+  EXPECT_EQ(sf::judge::fill_prompt(tox, sf::judge::judge_fields(tox, ex.fields, ex.input, " raw\n")), " raw\n");
+}
+
 TEST(JudgeSpec, StrictRecipes) {
   auto bad = [](const std::string& judges) {
     const std::string yaml = std::string(R"(name: t
