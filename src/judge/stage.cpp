@@ -114,8 +114,8 @@ std::vector<Unit> make_units(const Plan& plan, const std::vector<eval::Task>& ta
     const Recipe& r = j.recipe;
     const int64_t chunk = j.binding.chunk_examples;
     auto finish = [&](Unit u) {
-      std::string h = j.fingerprint + "\n" + (u.heldout ? "heldout " + j.heldout_sha256 : "answers " + j.task) + "\n" +
-                      u.system + "\n";
+      std::string h = j.fingerprint + "\n" + (u.heldout ? "heldout " + j.heldout_sha256 : "answers") + "\n" + j.task +
+                      "\n" + u.system + "\n";
       for (size_t i = 0; i < u.rows.size(); ++i)
         h += std::to_string(u.rows[i]) + ":" + (u.heldout ? "" : std::to_string(u.example_ids[i])) + ":" +
              sha256_hex(u.inputs[i]) + "\n";
