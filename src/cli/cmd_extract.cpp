@@ -13,6 +13,7 @@
 #include "extract/extract.hpp"
 #include "extract/logit_dataset.hpp"
 #include "io/h5.hpp"
+#include "judge/judgments.hpp"
 #include "study/study.hpp"
 
 namespace {
@@ -59,7 +60,10 @@ void run_extract_command(const JobArgs& a) {
 void validate_command(const std::vector<std::string>& files) {
   int bad = 0;
   for (const auto& f : files) {
-    const auto problems = sf::h5::validate_file(f);
+    auto problems = sf::h5::validate_file(f);
+    // Beyond the schema: offsets, judges and probabilities of a judgments file.
+    if (problems.empty() && sf::h5::File::open(f).attr_string("schema") == "judgments")
+      problems = sf::judge::check_judgments(f);
     if (problems.empty()) {
       const auto file = sf::h5::File::open(f);
       print_line(f + ": ok (schema " + file.attr_string("schema") + " v" +

@@ -1,6 +1,6 @@
 // `superficial run JOB.yaml [--set key=value ...]`: the whole study in one (MPI) job:
-// extract (once per pair) → train-head → evaluate → reduce. A stage whose output is complete is
-// skipped, and the stages themselves resume from their finished chunks, so a requeued job
+// extract (once per pair) → train-head → evaluate → judge → reduce. A stage whose output is complete
+// is skipped, and the stages themselves resume from their finished chunks, so a requeued job
 // continues where it stopped.
 //
 // Every run folder keeps job.resolved.yaml (the job after --set) and provenance.json (tool version,
@@ -26,6 +26,7 @@
 #include "extract/extract.hpp"
 #include "heads/base_model.hpp"
 #include "heads/stage.hpp"
+#include "judge/stage.hpp"
 #include "report/reduce.hpp"
 #include "study/study.hpp"
 
@@ -79,6 +80,7 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
   const sf::report::ReduceSettings reduce_settings = sf::report::ReduceSettings::from_job(job);
   if (!study.pairs().empty()) sf::extract::ExtractOptions::from_job(job);
   study.check_compatibility(job);
+  sf::judge::check_judges(job);
   if (comm.is_root()) {
     fs::create_directories(job.run_dir());
     write_text(job.run_dir() / "job.resolved.yaml", job.resolved_yaml() + "\n");
@@ -107,6 +109,10 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
     });
     board.finish();
   }
+  stop_point("evaluate");
+  spdlog::info("run: judge");
+  sf::judge::run_judge(job, comm);
+  stop_point("judge");
   if (comm.is_root()) {
     spdlog::info("run: reduce");
     sf::report::write_summary(job.run_dir(), sf::report::reduce_run(job.run_dir(), job, reduce_settings));
@@ -116,8 +122,8 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
 }
 
 void setup_run(CLI::App& app) {
-  auto* cmd =
-      app.add_subcommand("run", "Run a whole study: extract, train-head, evaluate, reduce (skips finished stages)");
+  auto* cmd = app.add_subcommand(
+      "run", "Run a whole study: extract, train-head, evaluate, judge, reduce (skips finished stages)");
   auto job = std::make_shared<std::string>();
   auto overrides = std::make_shared<std::vector<std::string>>();
   cmd->add_option("job", *job, "Job file (YAML)")->required();

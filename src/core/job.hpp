@@ -12,7 +12,7 @@
 //     llama2-7b-chat: {path: DIR, template: llama2-chat, dtype: bfloat16}
 //   tasks: [gsm8k, advbench]   # names of configs/tasks/<name>.yaml, or paths to task files
 //   heads: {...}  systems: {...}  comparisons: [...]   (src/study/study.hpp)
-//   extract: {...}  evaluate: {...}  reduce: {...}      (their stages)
+//   extract: {...}  evaluate: {...}  judges: {...}  reduce: {...}   (their stages)
 //
 // A model path is a Hugging Face folder (config.json, safetensors, tokenizer.json). Relative paths
 // resolve against the current working directory (run from the repository root). Unknown keys are

@@ -82,10 +82,6 @@ MetricSpec parse_metric(const ConfigNode& n) {
     if (m.separator.empty()) throw ConfigError(n.where("separator") + ": must not be empty");
   } else if (kind == "judge") {
     m.kind = MetricKind::kJudge;
-    m.judge = n.get<std::string>("judge");
-    m.judge_metric = n.get<std::string>("name");
-    if (m.judge != "none")
-      throw ConfigError(n.where("judge") + ": judge '" + m.judge + "' is not supported (supported: none)");
   } else {
     throw ConfigError(n.where("kind") + ": expected number_match, refusal_keywords, multiple_choice or judge");
   }
@@ -145,7 +141,7 @@ std::vector<std::string> MetricSpec::score_names() const {
     case MetricKind::kMultipleChoice:
       return {"mc1", "mc2"};
     case MetricKind::kJudge:
-      return {judge_metric};
+      return {};
   }
   return {};
 }
@@ -163,7 +159,9 @@ Task Task::load(const std::string& name_or_path, const std::filesystem::path& ta
 Task Task::parse(const ConfigNode& root) {
   Task t;
   t.source_ = root.source();
-  t.yaml_ = YAML::Dump(root.yaml());
+  YAML::Node answers_only = YAML::Clone(root.yaml());
+  answers_only.remove("judges");  // judges score the answers; changing them changes no answer
+  t.yaml_ = YAML::Dump(answers_only);
   t.name_ = root.get<std::string>("name");
   t.version_ = root.get<int64_t>("version");
   root.get<std::string>("description", "");
@@ -181,6 +179,9 @@ Task Task::parse(const ConfigNode& root) {
   check_input(t.user_.fallback);
   for (const auto& kv : t.user_.by_template) check_input(kv.second);
   t.metric_ = parse_metric(root.child("metric"));
+  if (root.has("judges")) t.judging_ = judge::parse_task_judges(root.sequence("judges"));
+  if (t.metric_.kind == MetricKind::kJudge && t.judging_.judges.empty())
+    throw ConfigError(root.where("judges") + ": metric kind 'judge' needs the judges that score the task");
   if (t.generates()) {
     const ConfigNode g = root.child("generation");
     t.generation_.max_new_tokens = g.get<int64_t>("max_new_tokens");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -20,6 +21,7 @@
 #include "heads/positions.hpp"
 #include "heads/rng.hpp"
 #include "io/h5.hpp"
+#include "judge/judgments.hpp"
 #include "model/model_files.hpp"
 #include "report/json_schema.hpp"
 #include "study/study.hpp"
@@ -176,6 +178,27 @@ HeadTokens head_tokens(const extract::LogitDataset& ds, const heads::HeadSet& se
 // Scores of one (task, metric) per system and example id.
 using ExampleScores = std::map<std::string, std::map<int64_t, double>>;
 
+// The examples every listed system has a score for (a judge may give some answers none).
+std::set<int64_t> common_examples(const ExampleScores& by_system, const std::vector<std::string>& systems) {
+  std::set<int64_t> ids;
+  bool first = true;
+  for (const auto& name : systems) {
+    std::set<int64_t> mine;
+    auto it = by_system.find(name);
+    if (it != by_system.end())
+      for (const auto& [id, v] : it->second) mine.insert(id);
+    if (first) {
+      ids = std::move(mine);
+      first = false;
+      continue;
+    }
+    std::set<int64_t> both;
+    std::set_intersection(ids.begin(), ids.end(), mine.begin(), mine.end(), std::inserter(both, both.end()));
+    ids = std::move(both);
+  }
+  return ids;
+}
+
 std::vector<double> aligned_scores(const ExampleScores& by_system, const std::string& system,
                                    const std::set<int64_t>& ids, const std::string& what) {
   auto it = by_system.find(system);
@@ -265,29 +288,60 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
          [row_id[static_cast<int64_t>(r)].item<int64_t>()] = score_value[k].item<double>();
   }
 
+  // The judges' verdicts (judge/judgments.h5) are per-example scores like the others.
+  const judge::JudgedScores judged = judge::read_judged_scores(run_dir);
+  std::map<std::string, std::optional<double>> accuracy;  // per "task/metric"
+  for (const judge::JudgedScore& j : judged.scores) {
+    table[j.task][j.metric][j.system][j.example_id] = j.value;
+    accuracy[j.task + "/" + j.metric] = j.judge_accuracy;
+  }
+  std::vector<std::string> names;
+  for (const auto& sys : s.systems) names.push_back(sys.name);
+  std::map<std::string, std::set<int64_t>> metric_examples;  // per "task/metric": scored by every system
+  auto add_metric = [&](const std::string& task, MetricRow m) {
+    const std::string key = task + "/" + m.metric;
+    const std::string what = results.string() + ": " + key;
+    if (m.scored) {
+      metric_examples[key] = common_examples(table[task][m.metric], names);
+      m.examples = static_cast<int64_t>(metric_examples[key].size());
+      const auto missing = static_cast<int64_t>(task_examples[task].size()) - m.examples;
+      if (missing > 0)
+        s.notes.push_back(key + ": " + std::to_string(missing) +
+                          " examples without a score for some system are left out of every number of this metric");
+      if (m.examples == 0) {
+        s.notes.push_back(key + ": no example has a score for every system");
+        m.scored = false;
+      } else {
+        EstimateSettings e = settings.estimate;
+        e.seed = derive_seed(settings.estimate.seed, key);
+        for (const auto& name : names)
+          m.systems[name] = estimate_mean(aligned_scores(table[task][m.metric], name, metric_examples[key], what), e);
+      }
+    }
+    s.metrics.push_back(std::move(m));
+  };
   for (const auto& t : tasks) {
     const std::string task = t.at("name").get<std::string>();
     for (const auto& metric_name : t.at("scores")) {
       MetricRow m;
       m.task = task;
       m.metric = metric_name.get<std::string>();
-      m.scored = t.at("metric_kind").get<std::string>() == "scored";
-      m.examples = static_cast<int64_t>(task_examples[task].size());
-      const std::string what = results.string() + ": " + task + "/" + m.metric;
-      if (!m.scored) {
-        s.notes.push_back(task + "/" + m.metric +
-                          ": unscored (no judge is configured); the generations are in evaluate/results.h5");
-      } else if (m.examples == 0) {
-        s.notes.push_back(task + "/" + m.metric + ": no examples were evaluated");
-      } else {
-        EstimateSettings e = settings.estimate;
-        e.seed = derive_seed(settings.estimate.seed, task + "/" + m.metric);
-        for (const auto& sys : s.systems)
-          m.systems[sys.name] =
-              estimate_mean(aligned_scores(table[task][m.metric], sys.name, task_examples[task], what), e);
-      }
-      s.metrics.push_back(std::move(m));
+      add_metric(task, std::move(m));
     }
+    for (const judge::JudgedMetric& jm : judged.metrics) {
+      if (jm.task != task || jm.status == "omitted") continue;
+      MetricRow m;
+      m.task = task;
+      m.metric = jm.metric;
+      m.scored = jm.status == "scored";
+      for (const auto& j : jm.judges) m.judge += (m.judge.empty() ? "" : "&") + j;
+      m.judge_accuracy = accuracy[task + "/" + jm.metric];
+      if (!m.scored) m.examples = static_cast<int64_t>(task_examples[task].size());
+      s.notes.push_back(jm.note);
+      add_metric(task, std::move(m));
+    }
+    if (t.at("scores").empty() && !judged.present)
+      s.notes.push_back(task + ": judged only, and the judge stage has not run (superficial judge JOB.yaml)");
   }
 
   for (const auto& c : comparisons) {
@@ -309,7 +363,7 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
       if (!m.scored || m.examples == 0) continue;
       const std::string what = results.string() + ": " + m.task + "/" + m.metric;
       const auto& by_system = table[m.task][m.metric];
-      const std::set<int64_t>& ids = task_examples[m.task];
+      const std::set<int64_t>& ids = metric_examples[m.task + "/" + m.metric];
       const std::vector<double> b = aligned_scores(by_system, cs.base, ids, what);
       const std::vector<double> a = aligned_scores(by_system, cs.aligned, ids, what);
       ComparisonRow row;

@@ -203,6 +203,15 @@ int64_t count_targets(const torch::Tensor& labels) {
   return labels.narrow(1, 1, labels.size(1) - 1).ne(kIgnoreLabel).sum().item<int64_t>();
 }
 
+int64_t loss_window(const torch::Tensor& labels) {
+  const int64_t T = labels.size(1);
+  const torch::Tensor counted = labels.narrow(1, 1, T - 1).ne(kIgnoreLabel).any(0);  // [T-1]: position t+1 counts
+  const torch::Tensor idx = counted.nonzero();
+  if (idx.numel() == 0) return std::min<int64_t>(T, 2);
+  const int64_t first = idx.min().item<int64_t>();  // logits at position `first` predict the first target
+  return std::max<int64_t>(std::min<int64_t>(T, 2), T - first);
+}
+
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const model::CausalLM& model, const TrainConfig& c) {
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& [name, p] : model.named_parameters()) {
@@ -338,9 +347,12 @@ TrainResult run_training(const TrainConfig& c) {
       std::vector<const Sequence*> mb;
       for (int64_t i = first; i < first + micro; ++i)
         mb.push_back(&data.rows[static_cast<size_t>(rows[static_cast<size_t>(i)])]);
-      const Batch b = collate(mb, eos_id);
-      const auto fwd = model.forward(b.ids, b.mask);                        // logits [B,T,V]
-      const torch::Tensor loss_sum = token_loss_sum(fwd.logits, b.labels);  // scalar
+      const Batch b = collate(mb, eos_id, c.response_logits_only);
+      // With response_logits_only, logits only for the final w positions that predict targets.
+      const int64_t w = c.response_logits_only ? loss_window(b.labels) : 0;
+      const auto fwd = model.forward(b.ids, b.mask, nullptr, w);  // logits [B,T,V] or [B,w,V]
+      const torch::Tensor labels = w > 0 ? b.labels.narrow(1, b.labels.size(1) - w, w) : b.labels;
+      const torch::Tensor loss_sum = token_loss_sum(fwd.logits, labels);  // scalar
       (loss_sum / static_cast<double>(targets)).backward();
       local_loss += loss_sum.item<double>();
       local_tokens += b.mask.sum().item<int64_t>();
@@ -383,6 +395,13 @@ TrainResult run_training(const TrainConfig& c) {
     model.save(out);
     copy_tokenizer_files(tokenizer_dir, out);
     write_text(out / "train_config.yaml", c.resolved_yaml);
+    nlohmann::json heldout_counts = nlohmann::json::object();
+    for (const auto& [file, rows] : data.heldout) {
+      std::string lines;
+      for (const auto& row : rows) lines += nlohmann::json(row).dump() + "\n";
+      write_text(out / file, lines);
+      heldout_counts[file] = rows.size();
+    }
     nlohmann::json summary = {
         {"recipe", c.recipe_name},
         {"steps", c.steps},
@@ -390,6 +409,7 @@ TrainResult run_training(const TrainConfig& c) {
         {"rows", data.rows.size()},
         {"tokens_per_epoch", data.tokens},
         {"skipped_records", data.skipped},
+        {"heldout_records", heldout_counts},
         {"records", data.records_per_source},
         {"ranks", ranks},
         {"threads_per_rank", threads},
