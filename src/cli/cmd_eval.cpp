@@ -12,6 +12,7 @@
 #include "core/job.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "dist/run_lock.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/progress.hpp"
 #include "study/study.hpp"
@@ -25,6 +26,7 @@ void evaluate(const std::string& job_file, const std::vector<std::string>& overr
   const sf::eval::EvaluateSettings settings = sf::eval::read_evaluate_settings(job, study);
   study.check_compatibility(job);
   sf::dist::Comm& comm = sf::dist::Comm::world();
+  const auto lock = sf::dist::lock_run_folder(job, "evaluate " + job_file, comm);
   torch::set_num_threads(comm.threads_per_rank(job.threads()));
   sf::eval::ProgressBoard board(job.run_dir() / "progress", "evaluate", comm.rank(), comm.size());
   sf::eval::run_evaluate(job, study, settings, comm, [&](const sf::eval::EvalProgress& p) {

@@ -10,6 +10,7 @@
 #include "core/job.hpp"
 #include "core/log.hpp"
 #include "dist/comm.hpp"
+#include "dist/run_lock.hpp"
 #include "extract/extract.hpp"
 #include "extract/logit_dataset.hpp"
 #include "io/h5.hpp"
@@ -51,6 +52,7 @@ void run_extract_command(const JobArgs& a) {
   const sf::study::Study study = sf::study::Study::from_job(job);
   if (study.pairs().empty()) throw sf::ConfigError(a.file + ": heads: no head is trained here, so no pair to extract");
   const auto& comm = sf::dist::Comm::world();
+  const auto lock = sf::dist::lock_run_folder(job, "extract " + a.file, comm);
   for (const auto& pair : study.pairs()) {
     const auto s = sf::extract::run_extract(job, study, pair, comm);
     if (comm.is_root()) log_summary(s);

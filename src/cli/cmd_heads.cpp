@@ -10,6 +10,7 @@
 #include "cli/command.hpp"
 #include "core/job.hpp"
 #include "dist/comm.hpp"
+#include "dist/run_lock.hpp"
 #include "heads/export.hpp"
 #include "heads/stage.hpp"
 #include "study/study.hpp"
@@ -24,6 +25,7 @@ void setup_heads(CLI::App& app) {
   train->add_option("--set", *overrides, "Override a job key: key.path=value (repeatable)");
   train->callback([job, overrides] {
     const sf::Job j = sf::Job::load(*job, *overrides);
+    const auto lock = sf::dist::lock_run_folder(j, "train-head " + *job, sf::dist::Comm::world());
     sf::heads::run_train_heads(j, sf::study::Study::from_job(j), sf::dist::Comm::world());
   });
 

@@ -9,6 +9,7 @@
 #include "core/job.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "dist/run_lock.hpp"
 #include "judge/stage.hpp"
 
 namespace {
@@ -17,6 +18,7 @@ void judge(const std::string& job_file, const std::vector<std::string>& override
   sf::install_stop_handlers();
   const sf::Job job = sf::Job::load(job_file, overrides);
   sf::dist::Comm& comm = sf::dist::Comm::world();
+  const auto lock = sf::dist::lock_run_folder(job, "judge " + job_file, comm);
   torch::set_num_threads(comm.threads_per_rank(job.threads()));
   sf::judge::run_judge(job, comm, heldout_only);
 }

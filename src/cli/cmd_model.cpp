@@ -11,6 +11,7 @@
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "model/causal_lm.hpp"
+#include "model/finite.hpp"
 #include "model/generate.hpp"
 #include "model/model_files.hpp"
 #include "tokenizer/chat_template.hpp"
@@ -185,7 +186,7 @@ void bench_forward(bool quick, int threads) {
     gemm_peak = std::max(gemm_peak, gemm_gflops(B * T, k, n, reps + 1));
   }
 
-  double score_s = 1e30;
+  double score_s = 1e30, guard_s = 1e30;
   {
     torch::InferenceMode guard;
     const auto ids = torch::randint(0, V, {B, T}, torch::kInt64);
@@ -193,8 +194,14 @@ void bench_forward(bool quick, int threads) {
     model.forward(ids.narrow(1, 0, 16), mask.narrow(1, 0, 16));  // warm-up
     for (int r = 0; r < reps; ++r) {
       auto t0 = std::chrono::steady_clock::now();
-      model.forward(ids, mask);
+      const auto f = model.forward(ids, mask);
       score_s = std::min(score_s, seconds_since(t0));
+      // The non-finite guard over every logit of the batch [B,T,V] as rows [B*T,V]: an upper bound
+      // of what the stages check (top-k logits, log-probabilities, hidden states).
+      t0 = std::chrono::steady_clock::now();
+      if (sf::model::first_non_finite(f.logits.reshape({B * T, V})))
+        throw sf::NumericError("bench forward: non-finite logits from a random model");
+      guard_s = std::min(guard_s, seconds_since(t0));
     }
   }
   const double score_tps = static_cast<double>(B * T) / score_s;
@@ -237,6 +244,8 @@ void bench_forward(bool quick, int threads) {
   out["scoring_gflops"] = score_gflops;
   out["gemm_peak_gflops"] = gemm_peak;
   out["scoring_vs_gemm"] = score_gflops / gemm_peak;
+  out["finite_guard_seconds"] = guard_s;
+  out["finite_guard_vs_scoring"] = guard_s / score_s;
   out["decode_new_tokens"] = new_tokens;
   out["decode_tokens_per_s_b1"] = d1;
   out["decode_tokens_per_s_b16"] = d16;
@@ -316,7 +325,9 @@ void setup(CLI::App& app) {
     opts.top_p = gen->top_p;
     opts.seed = gen->seed;
     opts.eos_ids = model.config().eos_token_ids;
+    opts.record_top_k = 1;  // the logit of each step's token, for the non-finite guard
     const auto g = sf::model::generate(model, {ids}, opts).at(0);
+    sf::model::require_finite(g.topk_logits, {"generate: model " + gen->model, "step logits", 0, g.topk_ids});
     if (tok) {
       std::printf("%s\n", tok->decode(g.tokens, /*skip_special=*/true).c_str());
     } else {
@@ -350,6 +361,7 @@ void setup(CLI::App& app) {
       ids = tok->encode(sc->text, /*add_special=*/true);
     }
     const auto s = sf::model::score(model, {ids}, {});
+    sf::model::require_finite(s.token_logprobs[0], {"score: model " + sc->model, "log-probability", 0, {}});
     std::printf("position\tid\ttoken\tlogprob\n");
     for (size_t t = 0; t < ids.size(); ++t) {
       const std::string piece = tok ? nlohmann::json(tok->id_to_token(ids[t])).dump() : "\"\"";

@@ -9,6 +9,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "dist/run_lock.hpp"
 #include "report/reduce.hpp"
 
 namespace {
@@ -25,6 +26,7 @@ void reduce(const std::string& run_dir, bool check_only) {
   }
   const sf::Job job = sf::report::job_from_results(std::filesystem::path(run_dir) / "evaluate" / "results.h5");
   const auto settings = sf::report::ReduceSettings::from_job(job);
+  const auto lock = sf::dist::lock_run_folder(run_dir, job, "reduce " + run_dir, sf::dist::Comm::world());
   const auto summary = sf::report::reduce_run(run_dir, job, settings);
   sf::report::write_summary(run_dir, summary);
   spdlog::info("reduce: wrote {0}/summary.json, {0}/summary.md, {0}/report.html", run_dir);

@@ -9,18 +9,19 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "cli/command.hpp"
+#include "core/atomic_file.hpp"
 #include "core/build_info.hpp"
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/job.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "dist/run_lock.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/progress.hpp"
 #include "extract/extract.hpp"
@@ -33,12 +34,6 @@
 namespace {
 
 namespace fs = std::filesystem;
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  if (!out) throw sf::IoError(path.string() + ": cannot write");
-}
 
 nlohmann::json provenance(const sf::Job& job, const std::string& job_file, const std::vector<std::string>& overrides,
                           const sf::dist::Comm& comm) {
@@ -81,10 +76,12 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
   if (!study.pairs().empty()) sf::extract::ExtractOptions::from_job(job);
   study.check_compatibility(job);
   sf::judge::check_judges(job);
+  const auto lock = sf::dist::lock_run_folder(job, "run " + job_file, comm);
   if (comm.is_root()) {
     fs::create_directories(job.run_dir());
-    write_text(job.run_dir() / "job.resolved.yaml", job.resolved_yaml() + "\n");
-    write_text(job.run_dir() / "provenance.json", provenance(job, job_file, overrides, comm).dump(2) + "\n");
+    sf::write_file_atomically(job.run_dir() / "job.resolved.yaml", job.resolved_yaml() + "\n");
+    sf::write_file_atomically(job.run_dir() / "provenance.json",
+                              provenance(job, job_file, overrides, comm).dump(2) + "\n");
   }
   comm.barrier();
 

@@ -35,6 +35,13 @@ class ShapeError : public Error {
   using Error::Error;
 };
 
+// A computed number that is not finite (NaN/Inf logits of a model, a diverged loss): the unit of
+// work stops instead of storing or using it.
+class NumericError : public Error {
+ public:
+  using Error::Error;
+};
+
 // The job was asked to stop (SIGTERM/SIGUSR1) and stopped cleanly after flushing.
 class Interrupted : public Error {
  public:

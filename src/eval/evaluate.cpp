@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 
+#include "core/atomic_file.hpp"
 #include "core/build_info.hpp"
 #include "core/clock.hpp"
 #include "core/error.hpp"
@@ -241,7 +242,7 @@ void run_evaluate(const Job& job, const study::Study& study, const EvaluateSetti
         w.append(rows);
         w.close();
       }
-      fs::rename(part, p);
+      commit_file(part, p);
       prog.units_done += 1;
       prog.examples += static_cast<int64_t>(rows.size());
       prog.seconds = clock.seconds();
@@ -258,7 +259,7 @@ void run_evaluate(const Job& job, const study::Study& study, const EvaluateSetti
     ResultsWriter w(part, a, settings.answer.record_top_k);
     for (int64_t u = 0; u < static_cast<int64_t>(units.size()); ++u) w.append(read_rows(chunk_path(dir, u)));
     w.close();
-    fs::rename(part, out);
+    commit_file(part, out);
     spdlog::info("evaluate: wrote {} ({} rows)", out.string(), w.rows());
   }
   comm.barrier();

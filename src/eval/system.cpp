@@ -15,19 +15,32 @@ SystemRuntime::SystemRuntime(const study::SystemDef& def, std::vector<const stud
   if (!def.head.empty() && !heads_) throw ShapeError("system " + def.name + ": head " + def.head + " is not loaded");
 }
 
-std::vector<Prompt> SystemRuntime::main_prompts(const Task& task, const std::vector<Example>& examples) const {
+namespace {
+
+ContextLimit limit_of(const study::LoadedModel& m, int64_t reserve) {
+  return {m.name, m.lm.config().max_position_embeddings, reserve};
+}
+
+}  // namespace
+
+std::vector<Prompt> SystemRuntime::main_prompts(const Task& task, const std::vector<Example>& examples,
+                                                const std::vector<int64_t>& reserve) const {
   std::vector<Prompt> out;
-  for (const auto& ex : examples) out.push_back(render_prompt(task, ex, main().tokenizer, main_chat_));
+  for (size_t i = 0; i < examples.size(); ++i)
+    out.push_back(render_prompt(task, examples[i], main().tokenizer, main_chat_, limit_of(main(), reserve.at(i))));
   return out;
 }
 
 model::MemberPrompts SystemRuntime::member_prompts(const Task& task, const std::vector<Example>& examples,
-                                                   const std::vector<Prompt>& main) const {
+                                                   const std::vector<Prompt>& main,
+                                                   const std::vector<int64_t>& reserve) const {
   model::MemberPrompts p(models_.size());
   for (const auto& m : main) p[0].push_back(m.ids);
   for (size_t m = 1; m < models_.size(); ++m) {
-    for (const auto& ex : examples)
-      p[m].push_back(render_prompt(task, ex, models_[m]->tokenizer, models_[m]->chat).ids);
+    for (size_t i = 0; i < examples.size(); ++i)
+      p[m].push_back(render_prompt(task, examples[i], models_[m]->tokenizer, models_[m]->chat,
+                                   limit_of(*models_[m], reserve.at(i)))
+                         .ids);
   }
   return p;
 }

@@ -31,11 +31,14 @@ class SystemRuntime {
   const study::LoadedModel& main() const { return *models_[0]; }
   const tok::ChatTemplate& main_template() const { return main_chat_; }
 
-  // The examples' prompts as the main model sees them (text and ids).
-  std::vector<Prompt> main_prompts(const Task& task, const std::vector<Example>& examples) const;
-  // The same rows for every member: member 0 is main_prompts' ids.
+  // The examples' prompts as the main model sees them (text and ids), each leaving `reserve[i]`
+  // positions of the model's context for what follows it (eval::render_prompt).
+  std::vector<Prompt> main_prompts(const Task& task, const std::vector<Example>& examples,
+                                   const std::vector<int64_t>& reserve) const;
+  // The same rows for every member (each within its own model's context): member 0 is
+  // main_prompts' ids.
   model::MemberPrompts member_prompts(const Task& task, const std::vector<Example>& examples,
-                                      const std::vector<Prompt>& main) const;
+                                      const std::vector<Prompt>& main, const std::vector<int64_t>& reserve) const;
   // The decoding ensemble for a task (the head of that task when heads are per task).
   model::Ensemble ensemble(const std::string& task) const;
   // The stop strings of a task under this system: the task's, then the system's own.

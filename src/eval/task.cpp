@@ -179,6 +179,12 @@ Task Task::parse(const ConfigNode& root) {
   check_input(t.user_.fallback);
   for (const auto& kv : t.user_.by_template) check_input(kv.second);
   t.metric_ = parse_metric(root.child("metric"));
+  const std::string truncate = root.get<std::string>("truncate", "error");
+  if (truncate == "left") {
+    t.truncate_ = Truncate::kLeft;
+  } else if (truncate != "error") {
+    throw ConfigError(root.where("truncate") + ": expected left or error");
+  }
   if (root.has("judges")) t.judging_ = judge::parse_task_judges(root.sequence("judges"));
   if (t.metric_.kind == MetricKind::kJudge && t.judging_.judges.empty())
     throw ConfigError(root.where("judges") + ": metric kind 'judge' needs the judges that score the task");

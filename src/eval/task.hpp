@@ -79,6 +79,14 @@ struct MetricSpec {
   bool scored() const { return kind != MetricKind::kJudge; }
 };
 
+// What a prompt longer than a model's context does (`truncate:`, default error). The context is the
+// model's max_position_embeddings less the room kept for what follows the prompt (the answer's new
+// tokens, or the longest answer scored after it); see eval::render_prompt.
+enum class Truncate {
+  kError,  // stop with an error naming the task, example and model
+  kLeft,   // drop tokens from the start of the example's text until the prompt fits
+};
+
 class Task {
  public:
   // `name_or_path`: a file path (contains '/' or ends in .yaml) or a name looked up as
@@ -94,6 +102,7 @@ class Task {
   const GenerationSpec& generation() const { return generation_; }
   bool generates() const { return metric_.kind != MetricKind::kMultipleChoice; }
   const MetricSpec& metric() const { return metric_; }
+  Truncate truncate() const { return truncate_; }
   // The judges that score the task's answers (`judges:`, parsed by src/judge).
   const judge::TaskJudging& judging() const { return judging_; }
 
@@ -119,6 +128,7 @@ class Task {
   PerTemplate answer_prefix_;
   GenerationSpec generation_;
   MetricSpec metric_;
+  Truncate truncate_ = Truncate::kError;
   judge::TaskJudging judging_;
 };
 

@@ -17,6 +17,7 @@
 #include "heads/base_model.hpp"
 #include "io/h5.hpp"
 #include "model/causal_lm.hpp"
+#include "model/finite.hpp"
 #include "model/generate.hpp"
 #include "model/model_files.hpp"
 #include "study/model_set.hpp"
@@ -78,6 +79,10 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
                                             const ExtractOptions& o) {
   std::vector<ExtractedExample> out(static_cast<size_t>(end - begin));
   std::vector<std::vector<int32_t>> aligned_prompts;
+  // Room for the answer (generated, then teacher-forced) in each model's context.
+  const eval::ContextLimit aligned_limit{m.aligned->name, m.aligned->lm.config().max_position_embeddings,
+                                         o.max_new_tokens};
+  const eval::ContextLimit base_limit{m.base->name, m.base->lm.config().max_position_embeddings, o.max_new_tokens};
   for (int64_t i = begin; i < end; ++i) {
     const Item& it = p.items[static_cast<size_t>(i)];
     const eval::Task& task = p.tasks[it.task];
@@ -86,8 +91,9 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
     ex.example_id = it.example.id;
     ex.task = task.name();
     ex.prompt = it.example.input;
-    ex.aligned_prompt_ids = eval::render_prompt(task, it.example, m.aligned->tokenizer, m.aligned->chat).ids;
-    ex.base_prompt_ids = eval::render_prompt(task, it.example, m.base->tokenizer, m.base->chat).ids;
+    ex.aligned_prompt_ids =
+        eval::render_prompt(task, it.example, m.aligned->tokenizer, m.aligned->chat, aligned_limit).ids;
+    ex.base_prompt_ids = eval::render_prompt(task, it.example, m.base->tokenizer, m.base->chat, base_limit).ids;
     aligned_prompts.push_back(ex.aligned_prompt_ids);
   }
 
@@ -96,6 +102,7 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
   g.greedy = true;
   g.eos_ids.assign(m.eos.begin(), m.eos.end());
   g.batch_size = o.batch_size;
+  g.record_top_k = 1;  // the logit each greedy step chose, for the non-finite guard
   g.stop = [&](size_t row, const std::vector<int32_t>& generated) {
     const eval::GenerationSpec& gen = p.tasks[p.items[static_cast<size_t>(begin) + row].task].generation();
     if (gen.stop.empty() && gen.extract_stop.empty()) return false;
@@ -105,6 +112,12 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
            std::any_of(gen.extract_stop.begin(), gen.extract_stop.end(), found);
   };
   const std::vector<model::Generation> gens = model::generate(m.aligned->lm, aligned_prompts, g);
+  // Every logit row used (greedy steps) or kept (teacher-forced top-k, hidden states) is finite.
+  auto where = [&](size_t r, const study::LoadedModel& model) {
+    return "extract: model " + model.name + ", task " + out[r].task + ", example " + std::to_string(out[r].example_id);
+  };
+  for (size_t r = 0; r < out.size(); ++r)
+    model::require_finite(gens[r].topk_logits, {where(r, *m.aligned), "greedy step logits", 0, gens[r].topk_ids});
 
   std::vector<std::vector<int32_t>> seq_aligned, seq_base;
   for (size_t r = 0; r < out.size(); ++r) {
@@ -137,6 +150,9 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
     ex.base_topk_ids = base.topk_ids[r].slice(0, pb, pb + n);                  // [n,k]
     ex.base_hidden = base.hidden[r].slice(0, pb, pb + n).to(torch::kFloat32);  // [n,H]
     ex.is_eos = torch::zeros({n}, torch::kBool);                               // [n]
+    model::require_finite(ex.aligned_topk_logits, {where(r, *m.aligned), "top-k logits", 0, ex.aligned_topk_ids});
+    model::require_finite(ex.base_topk_logits, {where(r, *m.base), "top-k logits", 0, ex.base_topk_ids});
+    model::require_finite(ex.base_hidden, {where(r, *m.base), "final hidden state", 0, {}});
     for (int64_t j = 0; j < n; ++j)
       if (m.eos.count(ex.response_ids[static_cast<size_t>(j)])) ex.is_eos[j] = true;
   }

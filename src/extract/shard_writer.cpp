@@ -1,11 +1,9 @@
 #include "extract/shard_writer.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <ctime>
 #include <map>
 
+#include "core/atomic_file.hpp"
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
@@ -33,15 +31,6 @@ const std::vector<std::pair<std::string, std::string>> kExampleDatasets = {{"ite
 
 const std::vector<std::string> kShardOnlyAttributes = {"chunk_index", "item_begin", "item_end",
                                                        "rank",        "kind",       "created"};
-
-// Writes file data and metadata to stable storage (so a rename never exposes an empty file).
-void sync_path(const std::filesystem::path& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0) throw IoError(p.string() + ": cannot open for sync");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw IoError(p.string() + ": fsync failed (disk full?)");
-}
 
 torch::Tensor ids_of(const std::vector<int32_t>& v) {
   return torch::from_blob(const_cast<int32_t*>(v.data()), {static_cast<int64_t>(v.size())}, torch::kInt32).clone();
@@ -181,11 +170,7 @@ void ShardWriter::finish() {
   files_->ds.clear();
   files_->file.close();
   files_.reset();
-  sync_path(part_path_);
-  std::error_code ec;
-  std::filesystem::rename(part_path_, final_path_, ec);
-  if (ec) throw IoError(final_path_.string() + ": cannot rename the finished shard into place: " + ec.message());
-  sync_path(final_path_.parent_path());
+  commit_file(part_path_, final_path_);
 }
 
 void ShardWriter::discard() {
@@ -278,10 +263,7 @@ void merge_shards(const std::vector<std::filesystem::path>& shards, const std::f
     }
     f.close();
   }
-  sync_path(part);
-  std::error_code ec;
-  std::filesystem::rename(part, out, ec);
-  if (ec) throw IoError(out.string() + ": cannot rename the merged file into place: " + ec.message());
+  commit_file(part, out);
 }
 
 }  // namespace sf::extract

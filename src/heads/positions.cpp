@@ -1,8 +1,10 @@
 #include "heads/positions.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "core/error.hpp"
+#include "model/finite.hpp"
 
 namespace sf::heads {
 
@@ -41,11 +43,32 @@ Window PositionSet::read_range(int64_t begin, int64_t end) const {
       throw ShapeError(ds_->path().string() + ": tokens/aligned_topk_ids rows [" + std::to_string(first) + ", " +
                        std::to_string(first + hi - lo) + "): ids outside [0," + std::to_string(vocab_size_) +
                        ") of the base vocabulary");
+    require_finite(r.aligned_topk_logits, first, "aligned", "top-k logits", r.aligned_topk_ids);
+    require_finite(r.base_hidden, first, "base", "final hidden state", {});
     h.push_back(r.base_hidden);
     l.push_back(r.aligned_topk_logits);
     i.push_back(r.aligned_topk_ids);
   }
   return {torch::cat(h, 0), torch::cat(l, 0), torch::cat(i, 0)};
+}
+
+void PositionSet::require_finite(const torch::Tensor& t, int64_t first_row, const std::string& role,
+                                 const std::string& name, const torch::Tensor& ids) const {
+  const std::optional<model::NonFinite> bad = model::first_non_finite(t);
+  if (!bad) return;
+  const int64_t file_row = first_row + bad->row;
+  // The example holding that token row: the last of the set's rows starting at or before it.
+  const auto it = std::upper_bound(rows_.begin(), rows_.end(), file_row,
+                                   [&](int64_t r, int64_t row) { return r < ds_->token_offset(row); });
+  const int64_t row = *std::prev(it);
+  const nlohmann::json pair = nlohmann::json::parse(ds_->attributes().value("pair", std::string("{}")), nullptr, false);
+  const std::string model_name = pair.is_object() ? pair.value(role, role) : role;
+  const std::string what = "train-head: logit dataset " + ds_->path().string() + ", model " + model_name + " (" + role +
+                           "), task " + ds_->example_task(row) + ", example " +
+                           std::to_string(ds_->example(row).example_id);
+  model::require_finite(t.slice(0, bad->row, bad->row + 1),
+                        {what, name, file_row - ds_->token_offset(row),
+                         ids.defined() ? ids.slice(0, bad->row, bad->row + 1) : torch::Tensor()});
 }
 
 Window PositionSet::read_blocks(const std::vector<int64_t>& blocks) const {

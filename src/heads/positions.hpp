@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "extract/logit_dataset.hpp"
@@ -44,6 +45,10 @@ class PositionSet {
     int64_t set_begin, file_begin, length;
   };
   Window read_range(int64_t begin, int64_t end) const;  // set positions [begin, end)
+  // NumericError naming the model, task, example and position of the first non-finite entry of
+  // `t` (token rows from `first_row` of the file), if any.
+  void require_finite(const torch::Tensor& t, int64_t first_row, const std::string& role, const std::string& name,
+                      const torch::Tensor& ids) const;
   const extract::LogitDataset* ds_;
   int64_t vocab_size_;
   std::vector<int64_t> rows_;

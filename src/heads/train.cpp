@@ -1,6 +1,7 @@
 #include "heads/train.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "core/clock.hpp"
@@ -9,6 +10,7 @@
 #include "heads/loss.hpp"
 #include "heads/objective.hpp"
 #include "heads/rng.hpp"
+#include "model/finite.hpp"
 
 namespace sf::heads {
 namespace {
@@ -191,8 +193,13 @@ void train_head(const Head& head, const PositionSet& train, const PositionSet& v
         if (hi > lo) {
           const PositionBatch b = to_batch(data, rows.slice(0, step + lo, step + hi), opts.device);
           const torch::Tensor sum = objective_rows(&head, b, w).kl.sum();
+          const double kl = sum.item<double>();
+          if (!std::isfinite(kl))
+            throw NumericError("train-head: head " + head.spec().name + ", epoch " + std::to_string(epoch) + ", step " +
+                               std::to_string(m.steps + 1) + ": the KL loss is " + model::non_finite_text(kl) +
+                               " (the head diverged; lower heads.lr)");
           (sum / static_cast<double>(size)).backward();
-          kl_sum += sum.item<double>();
+          kl_sum += kl;
         }
         for (torch::Tensor& p : params) {
           if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);

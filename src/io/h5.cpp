@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/fault.hpp"
 
 namespace sf::h5 {
 namespace {
@@ -54,6 +57,19 @@ void close_any(hid_t id) {
 hid_t check(hid_t id, const std::string& where, const std::string& what) {
   if (id < 0) throw IoError(where + ": " + what + " failed");
   return id;
+}
+
+// Runs an HDF5 call that writes data to disk (through the fault-injection seam): IoError
+// "<where>: <what> failed: <errno text>" on failure.
+template <class F>
+void disk_write(const std::string& where, const std::string& what, F call) {
+  if (const int e = fault::inject(fault::Op::kWrite, where))
+    throw IoError(where + ": " + what + " failed: " + errno_text(e));
+  errno = 0;
+  if (call() < 0) {
+    const int e = errno;
+    throw IoError(where + ": " + what + " failed" + (e != 0 ? ": " + errno_text(e) : std::string(" (disk full?)")));
+  }
 }
 
 bool is_predefined_type(const std::string& dtype) {
@@ -340,8 +356,8 @@ void Dataset::append(const torch::Tensor& rows) const {
   Handle fspace = extend_rows(*this, id(), t.size(0), count);
   Handle mspace(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
   Handle type = make_type(dt, where_);
-  check(H5Dwrite(id(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, t.data_ptr()), where_,
-        "writing " + std::to_string(t.size(0)) + " rows");
+  disk_write(where_, "writing " + std::to_string(t.size(0)) + " rows",
+             [&] { return H5Dwrite(id(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, t.data_ptr()); });
 }
 
 void Dataset::append_strings(const std::vector<std::string>& values) const {
@@ -353,8 +369,8 @@ void Dataset::append_strings(const std::vector<std::string>& values) const {
   Handle fspace = extend_rows(*this, id(), static_cast<int64_t>(values.size()), count);
   Handle mspace(H5Screate_simple(1, count.data(), nullptr));
   Handle type = make_type("string", where_);
-  check(H5Dwrite(id(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, ptrs.data()), where_,
-        "writing " + std::to_string(values.size()) + " strings");
+  disk_write(where_, "writing " + std::to_string(values.size()) + " strings",
+             [&] { return H5Dwrite(id(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, ptrs.data()); });
 }
 
 namespace {
@@ -533,8 +549,11 @@ File::File(Handle h, std::filesystem::path path) : Group(std::move(h), path.stri
 
 File File::create(const std::filesystem::path& path) {
   silence_hdf5();
+  errno = 0;
   hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) throw IoError(path.string() + ": cannot create HDF5 file (missing folder, permission or disk full)");
+  if (f < 0)
+    throw IoError(path.string() + ": cannot create HDF5 file" +
+                  (errno != 0 ? ": " + errno_text(errno) : std::string(" (missing folder, permission or disk full)")));
   return File(Handle(f), path);
 }
 
@@ -547,11 +566,19 @@ File File::open(const std::filesystem::path& path, bool writable) {
   return File(Handle(f), path);
 }
 
-void File::flush() const { check(H5Fflush(id(), H5F_SCOPE_LOCAL), path_.string(), "flushing (disk full?)"); }
+void File::flush() const {
+  disk_write(path_.string(), "flushing", [&] { return H5Fflush(id(), H5F_SCOPE_LOCAL); });
+}
 
 void File::close() {
   if (!h_.valid()) return;
-  if (H5Fclose(h_.release()) < 0) throw IoError(path_.string() + ": closing failed (disk full?)");
+  const hid_t id = h_.release();
+  const int injected = fault::inject(fault::Op::kWrite, path_.string());
+  errno = 0;
+  const herr_t rc = H5Fclose(id);  // closed even when a failure is injected
+  const int e = injected != 0 ? injected : errno;
+  if (injected != 0 || rc < 0)
+    throw IoError(path_.string() + ": closing failed" + (e != 0 ? ": " + errno_text(e) : std::string(" (disk full?)")));
 }
 
 // ---- Attributes as JSON ------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "io/mapped_file.hpp"
 
@@ -219,23 +220,6 @@ std::string safetensors_dtype(torch::Dtype dtype) {
   throw ShapeError(std::string("safetensors: dtype ") + c10::toString(dtype) + " cannot be written");
 }
 
-namespace {
-
-void write_all(int fd, const void* data, size_t n, const std::string& tmp) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw IoError(tmp + ": write failed: " + errno_text());
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-}  // namespace
-
 void write_safetensors(const std::filesystem::path& file,
                        const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
@@ -268,7 +252,7 @@ void write_safetensors(const std::filesystem::path& file,
     write_all(fd, len, 8, tmp);
     write_all(fd, h.data(), h.size(), tmp);
     for (const auto& t : data) write_all(fd, t.data_ptr(), t.numel() * t.element_size(), tmp);
-    if (::fsync(fd) != 0) throw IoError(tmp + ": fsync failed: " + errno_text());
+    sync_fd(fd, tmp);
   } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -278,10 +262,11 @@ void write_safetensors(const std::filesystem::path& file,
     ::unlink(tmp.c_str());
     throw IoError(tmp + ": close failed: " + errno_text());
   }
-  if (::rename(tmp.c_str(), f.c_str()) != 0) {
-    const std::string e = errno_text();
+  try {
+    rename_path(tmp, file);
+  } catch (const IoError&) {
     ::unlink(tmp.c_str());
-    throw IoError(f + ": cannot rename from " + tmp + ": " + e);
+    throw;
   }
 }
 

@@ -45,11 +45,14 @@ std::vector<Verdict> GenerateJudge::judge(const std::vector<std::string>& inputs
   opts.max_new_tokens = recipe_.max_new_tokens;
   opts.greedy = true;
   opts.batch_size = batch_size_;
+  opts.record_top_k = 1;
   opts.eos_ids = model_.config().eos_token_ids;
   if (opts.eos_ids.empty() && tokenizer_.post_eos_id()) opts.eos_ids.push_back(*tokenizer_.post_eos_id());
   std::vector<Verdict> out;
-  for (const auto& g : model::generate(model_, prompts, opts))
+  for (const auto& g : model::generate(model_, prompts, opts)) {
     out.push_back(parse(recipe_, tokenizer_.decode(g.tokens, true)));
+    out.back().step_logits = g.topk_logits;
+  }
   return out;
 }
 

@@ -21,10 +21,11 @@ namespace sf::judge {
 
 struct Verdict {
   double score = std::numeric_limits<double>::quiet_NaN();  // P(positive label) | the extracted number
-  std::string label;         // a declared label | positive / negative / match (generate) | no_match
-  std::vector<double> raw;   // per declared label: log-likelihood (label_prob) or logit (classifier)
-  std::vector<double> prob;  // per declared label: softmax of raw
-  std::string text;          // generate: what the judge wrote
+  std::string label;          // a declared label | positive / negative / match (generate) | no_match
+  std::vector<double> raw;    // per declared label: log-likelihood (label_prob) or logit (classifier)
+  std::vector<double> prob;   // per declared label: softmax of raw
+  std::string text;           // generate: what the judge wrote
+  torch::Tensor step_logits;  // generate: [n,1] the logit each greedy step chose (non-finite guard)
   bool matched() const { return label != kNoMatch; }
   static constexpr const char* kNoMatch = "no_match";
 };

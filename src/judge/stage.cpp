@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
 
+#include "core/atomic_file.hpp"
 #include "core/build_info.hpp"
 #include "core/clock.hpp"
 #include "core/error.hpp"
@@ -22,6 +22,7 @@
 #include "judge/judge.hpp"
 #include "judge/judgments.hpp"
 #include "judge/plan.hpp"
+#include "model/finite.hpp"
 #include "study/study.hpp"
 
 namespace sf::judge {
@@ -185,6 +186,13 @@ void judge_unit(const Unit& u, const ActiveJudge& j, const Judge& judge, std::ve
                      std::to_string(u.inputs.size()) + " inputs");
   for (size_t i = 0; i < verdicts.size(); ++i) {
     const Verdict& v = verdicts[i];
+    // No verdict rests on a non-finite number.
+    const std::string what = "judge: judge " + j.recipe.name + " (model " + j.binding.path.string() + "), task " +
+                             j.task +
+                             (u.heldout ? ", held-out item " + std::to_string(u.rows[i])
+                                        : ", system " + u.system + ", example " + std::to_string(u.example_ids[i]));
+    model::require_finite(torch::tensor(v.raw, torch::kFloat64), {what, "per-label scores (position = label)", 0, {}});
+    model::require_finite(v.step_logits, {what, "generation step logits", 0, {}});
     if (u.heldout) {
       heldout->push_back(
           {j.task, j.recipe.name, j.heldout[static_cast<size_t>(u.rows[i])].at("label"), v.label, u.rows[i], v.score});
@@ -314,7 +322,7 @@ void write_merged(const Job& job, const Plan& plan, const Answers& answers, cons
     w.append(rows, heldout);
     w.close();
   }
-  fs::rename(part, out);
+  commit_file(part, out);
 }
 
 // The job's tasks with all their test examples, and the judging plan.
@@ -421,7 +429,7 @@ JudgeStageSummary run_judge(const Job& job, const dist::Comm& comm, bool heldout
         w.append(rows, heldout);
         w.close();
       }
-      fs::rename(part, p);
+      commit_file(part, p);
     }
   }
   comm.barrier();
@@ -446,7 +454,7 @@ JudgeStageSummary run_judge(const Job& job, const dist::Comm& comm, bool heldout
       for (const auto& j : judges)
         acc[j["task"].get<std::string>() + "/" + j["name"].get<std::string>()] = j["heldout"];
       fs::create_directories(dir);
-      std::ofstream(dir / "heldout.json") << acc.dump(2) << "\n";
+      write_file_atomically(dir / "heldout.json", acc.dump(2) + "\n");
       spdlog::info("judge: held-out accuracies in {}", (dir / "heldout.json").string());
     } else {
       write_merged(job, plan, answers, plan_fingerprint, judges, rows, heldout, units.size(), out);

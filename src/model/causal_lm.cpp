@@ -1,12 +1,12 @@
 #include "model/causal_lm.hpp"
 
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
 #include <set>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "io/gguf.hpp"
@@ -380,14 +380,7 @@ void CausalLM::save(const std::filesystem::path& dir) const {
   std::filesystem::create_directories(dir);
   ModelConfig c = w_->config;
   c.torch_dtype = w_->dtype == torch::kBFloat16 ? "bfloat16" : w_->dtype == torch::kFloat16 ? "float16" : "float32";
-  const auto config_path = dir / "config.json";
-  const auto tmp = dir / "config.json.tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << c.to_json().dump(2) << "\n";
-    if (!out) throw IoError(tmp.string() + ": cannot write");
-  }
-  std::filesystem::rename(tmp, config_path);
+  write_file_atomically(dir / "config.json", c.to_json().dump(2) + "\n");
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (auto& [name, t] : named_parameters()) tensors.emplace_back(name, t.detach());
   io::write_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/atomic_file.hpp"
 #include "core/build_info.hpp"
 #include "core/clock.hpp"
 #include "core/files.hpp"
@@ -35,16 +36,6 @@ using nlohmann::json;
 
 // scores[task][metric][system][example_id]
 using ScoreTable = std::map<std::string, std::map<std::string, std::map<std::string, std::map<int64_t, double>>>>;
-
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path part = path.string() + ".part";
-  {
-    std::ofstream out(part, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw IoError(part.string() + ": cannot write");
-  }
-  fs::rename(part, path);
-}
 
 // The loss curve `superficial train` left in a model folder (loss.csv: step,loss,... with a header),
 // or nullopt when the model was not trained by this tool.
@@ -453,9 +444,9 @@ void write_summary(const fs::path& run_dir, const Summary& summary) {
   const auto problems = check_json(doc, read_json_file(schema_file));
   if (!problems.empty())
     throw FormatError("summary.json does not follow " + schema_file.string() + ": " + problems.front());
-  write_atomically(run_dir / "summary.json", doc.dump(2) + "\n");
-  write_atomically(run_dir / "summary.md", to_markdown(summary));
-  write_atomically(run_dir / "report.html", to_html(summary));
+  write_file_atomically(run_dir / "summary.json", doc.dump(2) + "\n");
+  write_file_atomically(run_dir / "summary.md", to_markdown(summary));
+  write_file_atomically(run_dir / "report.html", to_html(summary));
 }
 
 }  // namespace sf::report

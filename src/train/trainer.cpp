@@ -11,6 +11,7 @@
 #include <optional>
 #include <sstream>
 
+#include "core/atomic_file.hpp"
 #include "core/build_info.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -31,21 +32,10 @@ constexpr const char* kStateFile = "trainer_state.json";
 const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                        "tokenizer.model"};
 
-// Written beside and renamed, so a reader never sees half a file.
-void write_text(const fs::path& file, const std::string& text) {
-  const fs::path tmp = file.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw IoError(tmp.string() + ": cannot write");
-  }
-  fs::rename(tmp, file);
-}
-
 // The tokenizer files of a model folder; of a GGUF file, the tokenizer.json it is read from.
 void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
   if (model::is_gguf_model(from)) {
-    write_text(to / "tokenizer.json", model::tokenizer_json_text(from));
+    write_file_atomically(to / "tokenizer.json", model::tokenizer_json_text(from));
     return;
   }
   if (!fs::is_regular_file(from / "tokenizer.json")) throw IoError((from / "tokenizer.json").string() + ": not found");
@@ -164,7 +154,7 @@ class LossLog {
         if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= resumed_from) kept += line + "\n";
       }
     }
-    write_text(file, kept);
+    write_file_atomically(file, kept);
     out_.open(file, std::ios::app);
     if (!out_) throw IoError(file.string() + ": cannot append");
   }
@@ -318,9 +308,10 @@ TrainResult run_training(const TrainConfig& c) {
       model.save(tmp);
       copy_tokenizer_files(tokenizer_dir, tmp);
       torch::save(*optimizer, (tmp / "optimizer.pt").string());
-      write_text(tmp / kStateFile, nlohmann::json{{"step", step}, {"hash", hash}}.dump(2) + "\n");
+      write_file_atomically(tmp / kStateFile, nlohmann::json{{"step", step}, {"hash", hash}}.dump(2) + "\n");
       fs::remove_all(final_dir);
-      fs::rename(tmp, final_dir);
+      rename_path(tmp, final_dir);
+      sync_path(final_dir.parent_path());
       for (const auto& e : fs::directory_iterator(out / "checkpoints")) {
         if (e.path() != final_dir) fs::remove_all(e.path());
       }
@@ -394,12 +385,12 @@ TrainResult run_training(const TrainConfig& c) {
   if (comm.is_root()) {
     model.save(out);
     copy_tokenizer_files(tokenizer_dir, out);
-    write_text(out / "train_config.yaml", c.resolved_yaml);
+    write_file_atomically(out / "train_config.yaml", c.resolved_yaml);
     nlohmann::json heldout_counts = nlohmann::json::object();
     for (const auto& [file, rows] : data.heldout) {
       std::string lines;
       for (const auto& row : rows) lines += nlohmann::json(row).dump() + "\n";
-      write_text(out / file, lines);
+      write_file_atomically(out / file, lines);
       heldout_counts[file] = rows.size();
     }
     nlohmann::json summary = {
@@ -418,8 +409,8 @@ TrainResult run_training(const TrainConfig& c) {
         {"hash", hash},
         {"tool_version", build::kVersion},
         {"git_sha", build::kGitSha}};
-    write_text(out / "train_summary.json", summary.dump(2) + "\n");
-    write_text(out / kCompleteMarker, nlohmann::json{{"hash", hash}, {"steps", c.steps}}.dump(2) + "\n");
+    write_file_atomically(out / "train_summary.json", summary.dump(2) + "\n");
+    write_file_atomically(out / kCompleteMarker, nlohmann::json{{"hash", hash}, {"steps", c.steps}}.dump(2) + "\n");
     fs::remove_all(out / "checkpoints");
     spdlog::info("trained {} ({} steps, final loss {:.4f})", out.string(), c.steps, last_loss);
   }

@@ -9,3 +9,22 @@ add_test(NAME e2e_evaluate_resume
          COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/eval_resume.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
                  ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-eval-resume)
 set_tests_properties(e2e_evaluate_resume PROPERTIES LABELS e2e PROCESSORS 2 TIMEOUT 600)
+
+# Injected ENOSPC/EIO at writes, fsyncs and renames of extract, evaluate and judge outputs: one error
+# line, only whole files under final names, identical datasets after a clean rerun.
+add_test(NAME e2e_fault_injection
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/fault_injection.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
+                 ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-fault-injection)
+set_tests_properties(e2e_fault_injection PROPERTIES LABELS e2e TIMEOUT 900)
+
+# The run-folder lock: a second job is refused naming the holder; a dead holder's lock is taken over.
+add_test(NAME e2e_run_lock
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/run_lock.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
+                 ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-run-lock)
+set_tests_properties(e2e_run_lock PROPERTIES LABELS e2e PROCESSORS 2 TIMEOUT 600)
+
+# SIGKILL of one rank at seeded points of every stage, three times each: identical results after resuming.
+add_test(NAME e2e_kill_resume
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/kill_resume.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
+                 ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-kill-resume)
+set_tests_properties(e2e_kill_resume PROPERTIES LABELS e2e PROCESSORS 2 TIMEOUT 1500)

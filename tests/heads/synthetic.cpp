@@ -1,6 +1,7 @@
 #include "heads/synthetic.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "extract/shard_writer.hpp"
 #include "heads/base_model.hpp"
@@ -50,8 +51,9 @@ Study make_study(const std::filesystem::path& dir, const StudyOptions& o) {
     const int64_t n = 3 + (e * 7) % 6;  // 3..8 positions, varying
     // Hidden states of the scale of a final RMSNorm output, rounded as the dataset stores them.
     const torch::Tensor h = (2.0 * torch::randn({n, o.hidden})).to(torch::kFloat16).to(torch::kFloat32);
-    const torch::Tensor base = torch::matmul(h, s.lm_head.t());                          // [n,V]
-    const torch::Tensor aligned = torch::matmul(h, (s.lm_head + s.delta).t()) + s.bias;  // [n,V]
+    const torch::Tensor base = torch::matmul(h, s.lm_head.t());                    // [n,V]
+    torch::Tensor aligned = torch::matmul(h, (s.lm_head + s.delta).t()) + s.bias;  // [n,V]
+    if (e == o.nan_example) aligned[1].fill_(std::numeric_limits<float>::quiet_NaN());
     extract::ExtractedExample ex;
     ex.item = e;
     ex.example_id = e;

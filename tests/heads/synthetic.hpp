@@ -21,6 +21,7 @@ struct StudyOptions {
   bool tie_embeddings = false;
   int64_t tasks = 1;  // examples take tasks synthetic0, synthetic1, ... in turn (1: all "synthetic")
   uint64_t seed = 1;
+  int64_t nan_example = -1;  // >= 0: that example's aligned logits at position 1 are NaN (a broken extraction)
 };
 
 struct Study {

@@ -86,6 +86,30 @@ TEST(Positions, SetsKeepExamplesWholeAndReadBlocksInOrder) {
   EXPECT_THROW(PositionSet(ds, s.val, 20).read_blocks({0}), sf::ShapeError);  // ids >= vocab, naming the file
 }
 
+TEST(Positions, NonFiniteLogitsStopTrainingNamingTheExample) {
+  sf::test::TempDir dir("heads_positions_nan");
+  sf::test::StudyOptions so;
+  so.nan_example = 5;
+  const auto study = sf::test::make_study(dir.path(), so);
+  const auto ds = sf::extract::LogitDataset::open(study.dataset);
+  std::vector<int64_t> rows(static_cast<size_t>(ds.num_examples()));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+  const PositionSet all(ds, rows, 48);
+  try {
+    all.read_blocks({0});
+    FAIL() << "NaN logits were read for training";
+  } catch (const sf::NumericError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(study.dataset.string() + ", model aligned (aligned), task synthetic, example 5, position 1: "
+                                              "top-k logits: entry 0 (token "),
+              std::string::npos)
+        << m;
+  }
+  // The examples before it are read normally.
+  const std::vector<int64_t> first(rows.begin(), rows.begin() + 5);
+  EXPECT_NO_THROW(PositionSet(ds, first, 48).read_blocks({0}));
+}
+
 TEST(Train, HiddenHeadLearnsAnExpressibleTeacher) {
   sf::test::TempDir dir("heads_train_hidden");
   sf::test::StudyOptions so;

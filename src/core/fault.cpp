@@ -1,0 +1,78 @@
+#include "core/fault.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace sf::fault {
+namespace {
+
+struct Plan {
+  Op op = Op::kWrite;
+  long long n = 0;
+  int error = 0;
+  std::string text;
+};
+
+Plan parse(const std::string& v) {
+  const std::string where = "SUPERFICIAL_FAULT=" + v;
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t colon = v.find(':', start);
+    if (colon == std::string::npos) break;
+    parts.push_back(v.substr(start, colon - start));
+    start = colon + 1;
+  }
+  parts.push_back(v.substr(start));
+  if (parts.size() < 3) throw ConfigError(where + ": expected <write|fsync|rename>:<n>:<ENOSPC|EIO>[:<path text>]");
+  Plan p;
+  if (parts[0] == "write") {
+    p.op = Op::kWrite;
+  } else if (parts[0] == "fsync") {
+    p.op = Op::kSync;
+  } else if (parts[0] == "rename") {
+    p.op = Op::kRename;
+  } else {
+    throw ConfigError(where + ": operation '" + parts[0] + "' is not write, fsync or rename");
+  }
+  char* end = nullptr;
+  p.n = std::strtoll(parts[1].c_str(), &end, 10);
+  if (parts[1].empty() || *end != '\0' || p.n < 1)
+    throw ConfigError(where + ": '" + parts[1] + "' is not a count >= 1");
+  if (parts[2] == "ENOSPC") {
+    p.error = ENOSPC;
+  } else if (parts[2] == "EIO") {
+    p.error = EIO;
+  } else {
+    throw ConfigError(where + ": errno '" + parts[2] + "' is not ENOSPC or EIO");
+  }
+  if (parts.size() == 4) p.text = parts[3];
+  return p;
+}
+
+}  // namespace
+
+int inject(Op op, const std::string& path) {
+  const char* env = std::getenv("SUPERFICIAL_FAULT");
+  if (env == nullptr || *env == '\0') return 0;
+  static std::mutex mutex;
+  static std::string active;  // the value the plan and count belong to
+  static std::optional<Plan> plan;
+  static long long seen = 0;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!plan || active != env) {  // a new value starts a new count
+    plan.reset();
+    seen = 0;
+    active = env;
+    plan = parse(active);
+  }
+  if (plan->op != op || path.find(plan->text) == std::string::npos) return 0;
+  return ++seen == plan->n ? plan->error : 0;
+}
+
+}  // namespace sf::fault
