@@ -59,12 +59,16 @@ hid_t check(hid_t id, const std::string& where, const std::string& what) {
   return id;
 }
 
-// Runs an HDF5 call that writes data to disk (through the fault-injection seam): IoError
-// "<where>: <what> failed: <errno text>" on failure.
-template <class F>
-void disk_write(const std::string& where, const std::string& what, F call) {
+// The fault-injection seam (core/fault.hpp) for a write to disk, consulted before anything changes
+// (an injected failure leaves the dataset as it was).
+void inject_write_fault(const std::string& where, const std::string& what) {
   if (const int e = fault::inject(fault::Op::kWrite, where))
     throw IoError(where + ": " + what + " failed: " + errno_text(e));
+}
+
+// Runs an HDF5 call that writes data to disk: IoError "<where>: <what> failed: <errno text>" on failure.
+template <class F>
+void disk_write(const std::string& where, const std::string& what, F call) {
   errno = 0;
   if (call() < 0) {
     const int e = errno;
@@ -352,11 +356,13 @@ void Dataset::append(const torch::Tensor& rows) const {
                      c10::str(c10::IntArrayRef(shape)));
   if (t.size(0) == 0) return;
   t = t.contiguous().cpu();
+  const std::string what = "writing " + std::to_string(t.size(0)) + " rows";
+  inject_write_fault(where_, what);
   std::vector<hsize_t> count;
   Handle fspace = extend_rows(*this, id(), t.size(0), count);
   Handle mspace(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
   Handle type = make_type(dt, where_);
-  disk_write(where_, "writing " + std::to_string(t.size(0)) + " rows",
+  disk_write(where_, what,
              [&] { return H5Dwrite(id(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, t.data_ptr()); });
 }
 
@@ -365,11 +371,13 @@ void Dataset::append_strings(const std::vector<std::string>& values) const {
   if (values.empty()) return;
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
+  const std::string what = "writing " + std::to_string(values.size()) + " strings";
+  inject_write_fault(where_, what);
   std::vector<hsize_t> count;
   Handle fspace = extend_rows(*this, id(), static_cast<int64_t>(values.size()), count);
   Handle mspace(H5Screate_simple(1, count.data(), nullptr));
   Handle type = make_type("string", where_);
-  disk_write(where_, "writing " + std::to_string(values.size()) + " strings",
+  disk_write(where_, what,
              [&] { return H5Dwrite(id(), type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, ptrs.data()); });
 }
 
@@ -567,6 +575,7 @@ File File::open(const std::filesystem::path& path, bool writable) {
 }
 
 void File::flush() const {
+  inject_write_fault(path_.string(), "flushing");
   disk_write(path_.string(), "flushing", [&] { return H5Fflush(id(), H5F_SCOPE_LOCAL); });
 }
 
