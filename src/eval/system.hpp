@@ -29,7 +29,6 @@ class SystemRuntime {
 
   const study::SystemDef& def() const { return def_; }
   const study::LoadedModel& main() const { return *models_[0]; }
-  const tok::ChatTemplate& main_template() const { return main_chat_; }
 
   // The examples' prompts as the main model sees them (text and ids), each leaving `reserve[i]`
   // positions of the model's context for what follows it (eval::render_prompt).

@@ -44,7 +44,6 @@ class ModelSet {
   ModelSet(const Job& job, torch::Device device) : job_(job), device_(device) {}
   // The models `names`, loading the missing ones; models not in `names` are released first.
   std::vector<const LoadedModel*> acquire(const std::vector<std::string>& names);
-  torch::Device device() const { return device_; }
 
  private:
   const Job& job_;
