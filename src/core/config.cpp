@@ -6,6 +6,15 @@
 #include "core/files.hpp"
 
 namespace sf {
+namespace {
+
+// A mapping key as text: ConfigError when it is a list or a mapping (`? [a, b]: 1`).
+std::string key_text(const YAML::Node& key, const std::string& where) {
+  if (!key.IsScalar()) throw ConfigError(where + ": a key must be plain text, not " + YAML::Dump(key));
+  return key.Scalar();
+}
+
+}  // namespace
 
 ConfigNode::ConfigNode(YAML::Node node, std::string source, std::string path)
     : node_(std::move(node)),
@@ -74,14 +83,14 @@ std::vector<ConfigNode> ConfigNode::sequence(const std::string& key) const {
 std::vector<std::string> ConfigNode::keys() const {
   std::vector<std::string> out;
   if (!node_.IsMap()) return out;
-  for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
+  for (const auto& kv : node_) out.push_back(key_text(kv.first, where("")));
   return out;
 }
 
 void ConfigNode::finish() const {
   if (node_.IsMap()) {
     for (const auto& kv : node_) {
-      const auto k = kv.first.as<std::string>();
+      const auto k = key_text(kv.first, where(""));
       if (!used_->count(k)) throw ConfigError(where(k) + ": unknown key");
     }
   }

@@ -354,7 +354,7 @@ std::vector<std::map<std::string, std::string>> read_jsonl(const std::filesystem
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // a syntax error, or a number out of range
       throw FormatError(file.string() + ": line " + std::to_string(line_no) + ": invalid JSON: " + e.what());
     }
     if (!j.is_object()) throw FormatError(file.string() + ": line " + std::to_string(line_no) + ": expected an object");

@@ -21,5 +21,7 @@ if(SUPERFICIAL_FUZZ)
     target_compile_definitions(fuzz_${_t} PRIVATE SF_FUZZ_TARGET=${_t} SF_FUZZ_TARGET_NAME="${_t}")
     target_link_libraries(fuzz_${_t} PRIVATE superficial_fuzz_targets superficial_warnings)
     target_link_options(fuzz_${_t} PRIVATE -fsanitize=fuzzer)
+    # The entry point includes no torch header: no precompiled header of its own per target.
+    set_target_properties(fuzz_${_t} PROPERTIES DISABLE_PRECOMPILE_HEADERS ON)
   endforeach()
 endif()
