@@ -53,8 +53,22 @@ uint64_t process_start(int64_t pid) {
   return 0;
 }
 
+// The state letter of a process (field 3 of /proc/<pid>/stat), empty when it cannot be read.
+std::string process_state(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!in || !std::getline(in, stat)) return "";
+  const size_t paren = stat.rfind(')');
+  std::istringstream fields(paren == std::string::npos ? std::string() : stat.substr(paren + 1));
+  std::string state;
+  fields >> state;
+  return state;
+}
+
 bool process_alive(int64_t pid, uint64_t start) {
   if (pid <= 0) return false;
+  const std::string state = process_state(pid);
+  if (state == "Z" || state == "X") return false;  // exited, not yet reaped by its parent
   const uint64_t now = process_start(pid);
   if (now != 0) return start == 0 || now == start;
   // No /proc entry: gone, unless /proc is unreadable here (then ask the kernel).
@@ -244,7 +258,15 @@ RunLock RunLock::acquire(const fs::path& run_dir, const std::string& fingerprint
     const std::string current = first_line_of(file);
     if (current.empty()) continue;  // released in the meantime
     const LockHolder holder = LockHolder::parse(current, file);
-    const std::string reason = stale_reason(holder, me);
+    std::string reason = stale_reason(holder, me);
+    // Another process of this host may be exiting (an MPI rank ending after a peer died, just as
+    // mpirun returns): it gets up to 5 s to go before the refusal.
+    for (int i = 0; reason.empty() && holder.host == me.host && holder.pid != me.pid && i < 50; ++i) {
+      ::usleep(100000);
+      if (first_line_of(file) != current) break;
+      reason = stale_reason(holder, me);
+    }
+    if (first_line_of(file) != current) continue;  // released or replaced meanwhile
     if (reason.empty())
       throw IoError(run_dir.string() + ": in use by " +
                     (holder.fingerprint == fingerprint ? std::string("the same job") : std::string("another job")) +

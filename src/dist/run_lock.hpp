@@ -18,12 +18,13 @@
 //   - it ran on this host before the last reboot (another boot id);
 //   - it is an earlier incarnation of this Slurm job (same SLURM_JOB_ID, lower
 //     SLURM_RESTART_COUNT): a requeued job may take over its own lock on any node.
-// A lock held by a live process, or by one on another host, is never taken over: the message says
-// to delete the lock file only if no job is running there. Removing a stale lock is serialised by
-// a second lock file (<lock>.takeover, taken the same way): its holder removes the lock only if it
-// still holds the stale record, then every contender takes the lock as above, so a fresh lock is
-// never removed and two jobs never both hold one. (A takeover guard left by a process that died
-// within its few microseconds of work is itself removed when stale.)
+// A holder on this host gets up to 5 s to exit (an MPI rank ending just after mpirun returned)
+// before the refusal. A lock held by a live process, or by one on another host, is never taken
+// over: the message says to delete the lock file only if no job is running there. Removing a stale lock is serialised
+// by a second lock file (<lock>.takeover, taken the same way): its holder removes the lock only if it still holds the
+// stale record, then every contender takes the lock as above, so a fresh lock is never removed and two jobs never both
+// hold one. (A takeover guard left by a process that died within its few microseconds of work is itself removed when
+// stale.)
 //
 // In an MPI job rank 0 takes the lock (lock_run_folder) and tells every rank the outcome.
 #include <cstdint>

@@ -309,10 +309,6 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
   const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, rep = H / KV;
   const int64_t L = past + T;
   if (last_n < 0 || last_n > T) throw ShapeError("forward: last_n must be in [0, T]");
-  // Never past the trained context: callers fit prompts by their task's `truncate:` policy first.
-  if (c.max_position_embeddings > 0 && L > c.max_position_embeddings)
-    throw ShapeError("forward: " + std::to_string(L) + " positions exceed the model's max_position_embeddings " +
-                     std::to_string(c.max_position_embeddings));
   const torch::Tensor input = ids.to(w.device, torch::kInt64);
   const torch::Tensor mask = attention_mask.to(w.device).to(torch::kBool);  // [B,L]
 

@@ -37,6 +37,15 @@ launch() {  # STAGE RUN_LETTER
   fi
 }
 STAGES=(extract train-head evaluate judge reduce)
+outputs() {  # STAGE: what the stage writes in run B
+  case $1 in
+    extract) echo "$WORK/b/extract" ;;
+    train-head) echo "$WORK/b/heads" ;;
+    evaluate) echo "$WORK/b/evaluate" ;;
+    judge) echo "$WORK/b/judge" ;;
+    reduce) echo "$WORK/b/summary.json $WORK/b/summary.md $WORK/b/report.html" ;;
+  esac
+}
 
 # A: undisturbed, each stage timed (milliseconds).
 declare -A took
@@ -66,13 +75,17 @@ for s in "${STAGES[@]}"; do
     mapfile -t ranks <<< "$victims"
     if [[ -z ${ranks[0]:-} ]]; then
       wait "$launcher" || true
-      echo "$s try $tries: the stage ended before ${delay_ms} ms; another point"
+      echo "$s try $tries: the stage ended before ${delay_ms} ms; its outputs removed, another point"
+      # shellcheck disable=SC2046
+      rm -rf $(outputs "$s")
       continue
     fi
     victim=${ranks[$((pick % ${#ranks[@]}))]}
     kill -9 "$victim" 2> /dev/null || true
     if wait "$launcher"; then
-      echo "$s try $tries: the stage ended before the kill at ${delay_ms} ms; another point"
+      echo "$s try $tries: the stage ended before the kill at ${delay_ms} ms; its outputs removed, another point"
+      # shellcheck disable=SC2046
+      rm -rf $(outputs "$s")
       continue
     fi
     kills=$((kills + 1))
