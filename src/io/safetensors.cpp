@@ -62,11 +62,13 @@ bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
 struct SafetensorsFile::Mapping {
   void* addr = nullptr;
   size_t size = 0;
+  int fd = -1;  // kept open for read_slice
   Mapping() = default;
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
   ~Mapping() {
     if (addr && size > 0) ::munmap(addr, size);
+    if (fd >= 0) ::close(fd);
   }
   const uint8_t* bytes() const { return static_cast<const uint8_t*>(addr); }
 };
@@ -75,30 +77,19 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& file) {
   const std::string f = file.string();
   const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw IoError(f + ": cannot open: " + errno_text());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const std::string e = errno_text();
-    ::close(fd);
-    throw IoError(f + ": cannot stat: " + e);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw IoError(f + ": not a regular file");
-  }
   auto map = std::make_shared<Mapping>();
+  map->fd = fd;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw IoError(f + ": cannot stat: " + errno_text());
+  if (!S_ISREG(st.st_mode)) throw IoError(f + ": not a regular file");
   map->size = static_cast<size_t>(st.st_size);
   if (map->size > 0) {
     // Private, writable mapping: tensor views may be written to (copy-on-write) without ever
     // touching the file.
     void* a = ::mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (a == MAP_FAILED) {
-      const std::string e = errno_text();
-      ::close(fd);
-      throw IoError(f + ": cannot mmap: " + e);
-    }
+    if (a == MAP_FAILED) throw IoError(f + ": cannot mmap: " + errno_text());
     map->addr = a;
   }
-  ::close(fd);
 
   const uint64_t file_size = map->size;
   if (file_size < 8) {
@@ -240,6 +231,49 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   auto keep = map_;
   return torch::from_blob(
       p, t.shape, [keep](void*) mutable { keep.reset(); }, opts);
+}
+
+torch::Tensor SafetensorsFile::read_slice(const std::string& name, int64_t dim, int64_t begin, int64_t end) const {
+  const TensorInfo& t = info(name);
+  const DtypeInfo* d = nullptr;
+  for (const auto& x : kDtypes) {
+    if (t.dtype == x.name) d = &x;
+  }
+  const std::string where = path_.string() + ": tensor " + in_quotes(name);
+  if (!d) throw FormatError(where + ": dtype " + t.dtype + " is not supported");
+  const int64_t rank = static_cast<int64_t>(t.shape.size());
+  if (dim < 0 || dim >= rank || begin < 0 || begin > end || end > t.shape[static_cast<size_t>(dim)]) {
+    throw ShapeError(where + ": slice [" + std::to_string(begin) + ", " + std::to_string(end) + ") of dimension " +
+                     std::to_string(dim) + " is outside its shape");
+  }
+  // The tensor is `outer` runs of shape[dim] x `inner` elements; the slice takes a contiguous part
+  // of every run. Sizes are bounded by the validated byte span, so the products do not overflow.
+  uint64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < dim; ++i) outer *= static_cast<uint64_t>(t.shape[static_cast<size_t>(i)]);
+  for (int64_t i = dim + 1; i < rank; ++i) inner *= static_cast<uint64_t>(t.shape[static_cast<size_t>(i)]);
+  std::vector<int64_t> shape = t.shape;
+  shape[static_cast<size_t>(dim)] = end - begin;
+  torch::Tensor out = torch::empty(shape, torch::TensorOptions().dtype(d->dtype).device(torch::kCPU));
+  const uint64_t run = static_cast<uint64_t>(t.shape[static_cast<size_t>(dim)]) * inner * d->bytes;
+  const uint64_t part = static_cast<uint64_t>(end - begin) * inner * d->bytes;
+  const uint64_t skip = static_cast<uint64_t>(begin) * inner * d->bytes;
+  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  for (uint64_t o = 0; o < outer && part > 0; ++o) {
+    uint64_t offset = data_start_ + t.begin + o * run + skip;
+    uint8_t* p = dst + o * part;
+    uint64_t left = part;
+    while (left > 0) {
+      const ssize_t r = ::pread(map_->fd, p, left, static_cast<off_t>(offset));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0)
+        throw IoError(where + ": read failed at byte offset " + std::to_string(offset) + ": " +
+                      (r < 0 ? errno_text() : std::string("unexpected end of file")));
+      p += r;
+      offset += static_cast<uint64_t>(r);
+      left -= static_cast<uint64_t>(r);
+    }
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> read_safetensors(const std::filesystem::path& file,

@@ -49,6 +49,7 @@ int64_t sample(const torch::Tensor& logits, double temperature, double top_p, at
 ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences, const ScoreOptions& opts) {
   torch::InferenceMode guard;
   const int64_t V = model.config().vocab_size;
+  const VocabParallel& vocab = model.vocab();
   if (opts.batch_size <= 0) throw ShapeError("score: batch_size must be positive");
   if (opts.top_k < 0 || opts.top_k > V) throw ShapeError("score: top_k must be in [0, vocab_size]");
   for (size_t i = 0; i < sequences.size(); ++i) check_ids(sequences[i], i, V, "sequence");
@@ -80,7 +81,7 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
           out.topk_logits[i] = torch::zeros({0, opts.top_k}, cpu);
           out.topk_ids[i] = torch::zeros({0, opts.top_k}, torch::kInt64);
         }
-        if (opts.full_logprobs) out.logprobs[i] = torch::zeros({0, V}, cpu);
+        if (opts.full_logprobs) out.logprobs[i] = torch::zeros({0, vocab.local_size()}, cpu);
         if (opts.hidden) out.hidden[i] = torch::zeros({0, model.config().hidden_size}, cpu);
       }
       continue;
@@ -97,20 +98,19 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
       }
     }
     ForwardOutput f = model.forward(ids, mask);
-    const torch::Tensor& logits = f.logits;                  // [B,T,V]
-    const torch::Tensor lse = torch::logsumexp(logits, -1);  // [B,T]
+    const torch::Tensor& logits = f.logits;             // [B,T,V] (this rank's V when split)
+    const torch::Tensor lse = vocab.logsumexp(logits);  // [B,T]
     const torch::Tensor targets = ids.to(logits.device());
     // lp[b,t] = log p(x_{t+1} | x_<=t), t < T-1
-    torch::Tensor lp = (logits.narrow(1, 0, T - 1).gather(-1, targets.narrow(1, 1, T - 1).unsqueeze(-1)).squeeze(-1) -
-                        lse.narrow(1, 0, T - 1));
+    torch::Tensor lp = vocab.pick(logits.narrow(1, 0, T - 1), targets.narrow(1, 1, T - 1)) - lse.narrow(1, 0, T - 1);
     lp = torch::cat({torch::zeros({B, 1}, lp.options()), lp}, 1).cpu();  // [B,T]
     torch::Tensor tk_v, tk_i;
     if (opts.top_k > 0) {
-      auto tk = logits.topk(opts.top_k, -1);
-      tk_v = std::get<0>(tk).cpu();
-      tk_i = std::get<1>(tk).cpu();
+      const TopK tk = vocab.topk(logits, opts.top_k);
+      tk_v = tk.values.cpu();
+      tk_i = tk.ids.cpu();
     }
-    torch::Tensor full = opts.full_logprobs ? torch::log_softmax(logits, -1).cpu() : torch::Tensor();
+    torch::Tensor full = opts.full_logprobs ? vocab.log_softmax(logits).cpu() : torch::Tensor();
     torch::Tensor hid = opts.hidden ? f.hidden.cpu() : torch::Tensor();
     for (int64_t b = 0; b < B; ++b) {
       const size_t i = order[start + static_cast<size_t>(b)];
@@ -131,6 +131,7 @@ std::vector<Generation> generate(const CausalLM& model, const std::vector<std::v
                                  const GenerateOptions& opts) {
   torch::InferenceMode guard;
   const int64_t V = model.config().vocab_size;
+  const VocabParallel& vocab = model.vocab();
   if (opts.batch_size <= 0) throw ShapeError("generate: batch_size must be positive");
   if (opts.max_new_tokens < 0) throw ShapeError("generate: max_new_tokens must be >= 0");
   if (opts.record_top_k < 0 || opts.record_top_k > V) throw ShapeError("generate: record_top_k must be in [0, vocab]");
@@ -172,22 +173,24 @@ std::vector<Generation> generate(const CausalLM& model, const std::vector<std::v
     for (int64_t b = 0; b < B; ++b) out[start + static_cast<size_t>(b)].finish_reason = "length";
     mask = mask.to(model.device());
     KVCache cache;
+    cache.reserve(P + opts.max_new_tokens);
     ForwardOutput f = opts.max_new_tokens > 0 ? model.forward(ids, mask, &cache, /*last_n=*/1) : ForwardOutput{};
     for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
-      torch::Tensor logits = f.logits.select(1, f.logits.size(1) - 1).contiguous();  // [B,V]
+      torch::Tensor logits = f.logits.select(1, f.logits.size(1) - 1).contiguous();  // [B,V] (V_local when split)
       const torch::Tensor hidden = f.hidden.select(1, f.hidden.size(1) - 1);         // [B,H]
       if (opts.logits_hook) opts.logits_hook(logits, hidden, step);
       torch::Tensor tk_v, tk_i;
       if (opts.record_top_k > 0) {
-        auto tk = logits.topk(opts.record_top_k, -1);
-        tk_v = std::get<0>(tk).to(torch::kCPU, torch::kFloat32);
-        tk_i = std::get<1>(tk).cpu();
+        const TopK tk = vocab.topk(logits, opts.record_top_k);
+        tk_v = tk.values.to(torch::kCPU, torch::kFloat32);
+        tk_i = tk.ids.cpu();
       }
       torch::Tensor next;  // [B] int64 on CPU
       if (opts.greedy) {
-        next = logits.argmax(-1).cpu();
+        next = vocab.argmax(logits).cpu();
       } else {
-        const torch::Tensor lc = logits.to(torch::kCPU, torch::kFloat32);
+        // Every rank of a tensor group samples the same token from the same full logits and seed.
+        const torch::Tensor lc = vocab.gather(logits).to(torch::kCPU, torch::kFloat32);
         next = torch::zeros({B}, torch::kInt64);
         for (int64_t b = 0; b < B; ++b) {
           if (!done[static_cast<size_t>(b)]) {

@@ -1,6 +1,13 @@
 #pragma once
 // Teacher-forced scoring and batched, KV-cached generation on top of CausalLM::forward.
 // Both run under torch::InferenceMode.
+//
+// A model split over a tensor group (CausalLM::vocab().is_split()): every rank of the group calls
+// score/generate with the same arguments at the same time. Log-probabilities, top-k (merged from
+// each rank's top-k), greedy tokens (argmax over the split vocabulary) and sampled tokens come out
+// identical on every rank; full log-probabilities, and the logits a LogitsHook sees, are this
+// rank's vocabulary slice [.., V_local] (ids vocab().begin() ...). Top-k order is canonical (values
+// descending, equal values by ascending id: model/vocab_parallel.hpp) with one rank or many.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -24,7 +31,7 @@ struct ScoreOutput {
   std::vector<torch::Tensor> token_logprobs;  // each [n_i]: log p(x_t | x_<t); entry 0 is 0
   std::vector<torch::Tensor> topk_logits;     // each [n_i, k] raw logits, descending (if top_k)
   std::vector<torch::Tensor> topk_ids;        // each [n_i, k] int64 (if top_k)
-  std::vector<torch::Tensor> logprobs;        // each [n_i, V] (if full_logprobs)
+  std::vector<torch::Tensor> logprobs;        // each [n_i, V] (if full_logprobs); [n_i, V_local] when split
   std::vector<torch::Tensor> hidden;          // each [n_i, H] (if hidden)
 };
 
@@ -32,7 +39,8 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
 
 // Called once per decoding step with the logits of every row of the batch before a token is
 // chosen. It may modify `logits` in place (a head adds its correction here).
-// logits: [B,V] float32; hidden: [B,H] final hidden states; step: 0-based.
+// logits: [B,V] float32 ([B,V_local], this rank's slice, when split); hidden: [B,H] final hidden
+// states; step: 0-based.
 using LogitsHook = std::function<void(torch::Tensor& logits, const torch::Tensor& hidden, int64_t step)>;
 
 struct GenerateOptions {
