@@ -17,6 +17,7 @@
 #include "io/safetensors.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
+#include "model/memory_plan.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
@@ -131,6 +132,16 @@ TEST_P(DISABLED_TpGolden, SplitFollowsTheMegatronLayout) {
     ASSERT_EQ(p.size(dim) * 2, t.size(dim)) << name;
     EXPECT_TRUE(torch::equal(p, t.narrow(dim, Comm::world().rank() * p.size(dim), p.size(dim)))) << name;
   }
+  // The plan's weights per rank at T = 2 are what this rank holds.
+  uint64_t held = 0;
+  for (auto& [name, t] : split.named_parameters()) held += static_cast<uint64_t>(t.numel() * t.element_size());
+  sf::model::PlanInput in;
+  in.config = split.config();
+  sf::model::DeviceBudget device;
+  device.gpus_per_node = 2;
+  const auto plan = sf::model::plan_model(in, device);
+  ASSERT_EQ(plan.rows.back().tensor, 2);
+  EXPECT_EQ(plan.rows.back().weights, held);
 }
 
 TEST_P(DISABLED_TpGolden, LogitsAndHiddenEqualTheWholeModel) {
