@@ -4,10 +4,13 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <limits>
+
+#ifdef SUPERFICIAL_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <torch/cuda.h>
+#endif
 
 #include "core/error.hpp"
-#include "dist/layout.hpp"
 #include "model/shard.hpp"
 
 namespace sf::model {
@@ -83,6 +86,23 @@ uint64_t parse_bytes(const std::string& text, const std::string& key) {
     }
   }
   throw ConfigError(key + ": '" + text + "' is not a size (e.g. 80GiB, 80GB, 81920MiB)");
+}
+
+std::optional<DeviceBudget> cuda_device_budget(int gpus_per_node, int device) {
+#ifdef SUPERFICIAL_WITH_CUDA
+  if (!torch::cuda::is_available() || device < 0 || device >= static_cast<int>(torch::cuda::device_count())) {
+    return std::nullopt;
+  }
+  DeviceBudget d;
+  d.gpus_per_node = gpus_per_node;
+  d.gpu_memory =
+      static_cast<uint64_t>(at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(device))->totalGlobalMem);
+  return d;
+#else
+  (void)gpus_per_node;
+  (void)device;
+  return std::nullopt;
+#endif
 }
 
 ModelPlan plan_model(const PlanInput& in, const DeviceBudget& device) {

@@ -79,6 +79,10 @@ struct JobPlan {
 ModelPlan plan_model(const PlanInput& in, const DeviceBudget& device);
 JobPlan plan_job(const std::vector<PlanInput>& models, const DeviceBudget& device);
 
+// The budget of this node's GPUs: `gpus_per_node` of the memory of cuda:`device` (nullopt in a build
+// without CUDA or without a GPU), with the default reserve. `run` checks the job's T against it.
+std::optional<DeviceBudget> cuda_device_budget(int gpus_per_node, int device);
+
 // "80GiB", "80 GB", "81920MiB", "1.5TiB", "85899345920": bytes. ConfigError naming `key` otherwise.
 uint64_t parse_bytes(const std::string& text, const std::string& key);
 // 17.2 GiB style.
