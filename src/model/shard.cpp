@@ -22,6 +22,11 @@ ModelShard ModelShard::make(const ModelConfig& c, int size, int rank, const std:
     throw ConfigError(where + ": parallel.tensor = " + std::to_string(size) + " does not divide the " +
                       std::to_string(c.num_key_value_heads) + " KV heads (T that would work: " + ok + ")");
   }
+  if (c.vocab_size < size || c.intermediate_size < size) {
+    throw ConfigError(where + ": parallel.tensor = " + std::to_string(size) + " exceeds the vocabulary (" +
+                      std::to_string(c.vocab_size) + ") or the MLP width (" + std::to_string(c.intermediate_size) +
+                      ")");
+  }
   ModelShard s;
   s.size = size;
   s.rank = rank;

@@ -176,6 +176,13 @@ torch::Tensor VocabParallel::slice(const torch::Tensor& full) const {
   return full.narrow(-1, begin(), local_size());
 }
 
+torch::Tensor VocabParallel::rows(const torch::Tensor& full) const {
+  if (full.dim() < 1 || full.size(0) != vocab_size_) {
+    throw ShapeError("rows: expected [" + std::to_string(vocab_size_) + ", ...], got " + c10::str(full.sizes()));
+  }
+  return full.narrow(0, begin(), local_size());
+}
+
 void VocabParallel::scatter_(torch::Tensor& x, const torch::Tensor& ids, const torch::Tensor& values) const {
   check(x, "scatter_");
   if (ids.sizes() != values.sizes() || ids.dim() != x.dim() ||

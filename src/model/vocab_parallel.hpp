@@ -54,6 +54,9 @@ class VocabParallel {
   torch::Tensor gather(const torch::Tensor& x) const;
   // This rank's columns [..., V_local] of a tensor over the whole vocabulary [..., V] (a view).
   torch::Tensor slice(const torch::Tensor& full) const;
+  // This rank's rows [V_local, ...] of a per-token parameter [V, ...] (a view): a head's ΔW, U or
+  // bias, so that h·ΔWᵀ comes out as this rank's slice of the correction.
+  torch::Tensor rows(const torch::Tensor& full) const;
   // x[..., id - begin] = values for the (ids, values) pairs [..., k] that fall in this rank's range
   // (a head's correction of the global top-k written back into the slice); in place.
   void scatter_(torch::Tensor& x, const torch::Tensor& ids, const torch::Tensor& values) const;

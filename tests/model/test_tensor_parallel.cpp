@@ -5,10 +5,12 @@
 // Tolerances (cpu):
 //   T=2 vs T=1, fp32: max |Δ| <= 1e-5 for logits, hidden states, log-probabilities and top-k
 //     values (the only difference is the order of the o_proj/down_proj partial sums and of the
-//     split log-sum-exp); top-k ids, greedy and sampled tokens identical.
+//     split log-sum-exp); greedy and sampled tokens identical; top-k ids identical except where two
+//     logits are within 2e-5 of each other (their order may swap).
 //   T=2 vs transformers, fp32: the golden 1e-4; bf16: the golden 0.25.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <map>
 
@@ -66,6 +68,33 @@ std::vector<std::vector<int32_t>> unpad(const torch::Tensor& ids, const torch::T
     out.push_back(s);
   }
   return out;
+}
+
+// Top-k lists of the whole and the split model: the values agree within kSplitTol, and so do the ids
+// except where two logits are within float error of each other (their order may swap between two
+// summation orders; the merge itself is exact: test_vocab_parallel). Returns the ids that differ
+// for another reason (0 expected).
+int64_t topk_mismatches(const torch::Tensor& a_ids, const torch::Tensor& a_values, const torch::Tensor& b_ids,
+                        const torch::Tensor& b_values) {
+  EXPECT_LE((a_values - b_values).abs().max().item<double>(), kSplitTol);
+  const auto ai = a_ids.reshape({-1, a_ids.size(-1)}), bi = b_ids.reshape({-1, b_ids.size(-1)});
+  const auto av = a_values.reshape({-1, a_ids.size(-1)});
+  int64_t bad = 0;
+  for (int64_t r = 0; r < ai.size(0); ++r) {
+    for (int64_t j = 0; j < ai.size(1); ++j) {
+      const int64_t id = bi[r][j].item<int64_t>();
+      if (ai[r][j].item<int64_t>() == id) continue;
+      // The split model's id at j: where does the whole model rank it, and with what value?
+      const auto where = (ai[r] == id).nonzero();
+      const double at_j = av[r][j].item<double>();
+      const bool near_tie =
+          where.numel() == 0
+              ? j == ai.size(1) - 1 || std::abs(av[r][ai.size(1) - 1].item<double>() - at_j) <= 2 * kSplitTol
+              : std::abs(av[r][where[0][0].item<int64_t>()].item<double>() - at_j) <= 2 * kSplitTol;
+      if (!near_tie) ++bad;
+    }
+  }
+  return bad;
 }
 
 // A copy of the llama_untied fixture (one KV head) with its KV head duplicated: two identical KV
@@ -196,8 +225,7 @@ TEST_P(DISABLED_TpGolden, GreedyAndSampledContinuationsAreIdentical) {
       for (int32_t t : b[i].tokens) mine += std::to_string(t) + " ";
       EXPECT_EQ(pairs().tensor.broadcast(mine), mine);
       ASSERT_EQ(a[i].topk_ids.sizes(), b[i].topk_ids.sizes());
-      EXPECT_TRUE(torch::equal(a[i].topk_ids, b[i].topk_ids)) << "row " << i;
-      EXPECT_LE((a[i].topk_logits - b[i].topk_logits).abs().max().item<double>(), kSplitTol);
+      EXPECT_EQ(topk_mismatches(a[i].topk_ids, a[i].topk_logits, b[i].topk_ids, b[i].topk_logits), 0) << "row " << i;
     }
   }
   // And the greedy tokens are transformers' tokens.
@@ -223,8 +251,7 @@ TEST_P(DISABLED_TpGolden, ScoreEqualsTheWholeModel) {
   double worst = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
     worst = std::max(worst, (a.token_logprobs[i] - b.token_logprobs[i]).abs().max().item<double>());
-    EXPECT_TRUE(torch::equal(a.topk_ids[i], b.topk_ids[i])) << "sequence " << i;
-    EXPECT_LE((a.topk_logits[i] - b.topk_logits[i]).abs().max().item<double>(), kSplitTol);
+    EXPECT_EQ(topk_mismatches(a.topk_ids[i], a.topk_logits[i], b.topk_ids[i], b.topk_logits[i]), 0) << "sequence " << i;
     EXPECT_LE((split.vocab().slice(a.logprobs[i]) - b.logprobs[i]).abs().max().item<double>(), kSplitTol);
     EXPECT_LE((a.hidden[i] - b.hidden[i]).abs().max().item<double>(), kSplitTol);
   }

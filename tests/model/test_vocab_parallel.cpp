@@ -140,6 +140,11 @@ TEST_F(DISABLED_TpVocab, LogSoftmaxPickGatherAndScatter) {
   torch::Tensor expected = x.clone();
   expected.scatter_(-1, tk.ids, tk.values + 100);
   EXPECT_TRUE(torch::equal(corrected, v.slice(expected)));
+
+  // A hidden head's correction h·ΔWᵀ from this rank's rows of ΔW is this rank's slice of the whole.
+  const torch::Tensor h = seeded_randn({4, 8}, 7), delta = seeded_randn({V, 8}, 8);
+  EXPECT_LE((torch::matmul(h, v.rows(delta).t()) - v.slice(torch::matmul(h, delta.t()))).abs().max().item<double>(),
+            1e-5);
 }
 
 TEST_F(DISABLED_TpVocab, WrongSliceWidthIsAShapeError) {
