@@ -3,15 +3,19 @@
 # ../shared/data (configs/demo/base.yaml: pretraining; configs/demo/aligned.yaml: SFT with refusals),
 # runs the whole study on it with 2 MPI ranks (jobs/demo.yaml) and prints the per-task table.
 # With --recovery it also compromises the aligned model (configs/demo/compromise.yaml) and
-# evaluates how much safety the base→aligned head restores (jobs/recovery.yaml).
+# evaluates how much safety the base→aligned head restores (jobs/recovery.yaml). With --transfer it
+# trains a smaller pair (configs/demo/small-*.yaml), carries its bb head to the demo base and
+# compares it with proxy-tuning and an in-context prefix (jobs/transfer.yaml).
 # Every step is cached: a finished model or stage is not recomputed; a killed run resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECOVERY=0
+TRANSFER=0
 for arg in "$@"; do
   case "$arg" in
     --recovery) RECOVERY=1 ;;
-    *) echo "usage: $0 [--recovery]" >&2; exit 2 ;;
+    --transfer) TRANSFER=1 ;;
+    *) echo "usage: $0 [--recovery] [--transfer]" >&2; exit 2 ;;
   esac
 done
 
@@ -32,9 +36,15 @@ cat runs/demo/study/summary.md
 
 if [[ $RECOVERY == 1 ]]; then
   "${MPIRUN[@]}" "$SF" train configs/demo/compromise.yaml
-  "${MPIRUN[@]}" "$SF" evaluate jobs/recovery.yaml
-  "$SF" reduce runs/demo/recovery
+  "${MPIRUN[@]}" "$SF" run jobs/recovery.yaml
   echo
-  echo "Recovery study (base = the compromised model, base+hidden = compromised + base→aligned head):"
   cat runs/demo/recovery/summary.md
+fi
+
+if [[ $TRANSFER == 1 ]]; then
+  "${MPIRUN[@]}" "$SF" train configs/demo/small-base.yaml
+  "${MPIRUN[@]}" "$SF" train configs/demo/small-aligned.yaml
+  "${MPIRUN[@]}" "$SF" run jobs/transfer.yaml
+  echo
+  cat runs/demo/transfer/summary.md
 fi

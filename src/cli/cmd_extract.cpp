@@ -13,6 +13,8 @@
 #include "extract/extract.hpp"
 #include "extract/logit_dataset.hpp"
 #include "io/h5.hpp"
+#include "judge/judgments.hpp"
+#include "study/study.hpp"
 
 namespace {
 
@@ -34,11 +36,7 @@ double idle_max(const sf::extract::ExtractSummary& s) {
   return m;
 }
 
-void run_extract_command(const JobArgs& a) {
-  const sf::Job job = sf::Job::load(a.file, a.overrides);
-  const auto& comm = sf::dist::Comm::world();
-  const auto s = sf::extract::run_extract(job, comm);
-  if (!comm.is_root()) return;
+void log_summary(const sf::extract::ExtractSummary& s) {
   for (const auto& r : s.ranks)
     spdlog::info("extract: rank {}: {} chunks, {} examples, {} tokens, busy {:.1f} s of {:.1f} s (idle {:.1f}%)",
                  r.rank, r.chunks, r.examples, r.tokens, r.busy_s, r.wall_s, 100.0 * r.idle_fraction());
@@ -48,10 +46,24 @@ void run_extract_command(const JobArgs& a) {
                s.output.string());
 }
 
+void run_extract_command(const JobArgs& a) {
+  const sf::Job job = sf::Job::load(a.file, a.overrides);
+  const sf::study::Study study = sf::study::Study::from_job(job);
+  if (study.pairs().empty()) throw sf::ConfigError(a.file + ": heads: no head is trained here, so no pair to extract");
+  const auto& comm = sf::dist::Comm::world();
+  for (const auto& pair : study.pairs()) {
+    const auto s = sf::extract::run_extract(job, study, pair, comm);
+    if (comm.is_root()) log_summary(s);
+  }
+}
+
 void validate_command(const std::vector<std::string>& files) {
   int bad = 0;
   for (const auto& f : files) {
-    const auto problems = sf::h5::validate_file(f);
+    auto problems = sf::h5::validate_file(f);
+    // Beyond the schema: offsets, judges and probabilities of a judgments file.
+    if (problems.empty() && sf::h5::File::open(f).attr_string("schema") == "judgments")
+      problems = sf::judge::check_judgments(f);
     if (problems.empty()) {
       const auto file = sf::h5::File::open(f);
       print_line(f + ": ok (schema " + file.attr_string("schema") + " v" +
@@ -86,8 +98,8 @@ void inspect_command(const std::vector<std::string>& files) {
     const nlohmann::json models = nlohmann::json::parse(at.at("models").get<std::string>());
     for (const auto& [role, m] : models.items())
       print_line("  " + role + ": " + m.at("path").get<std::string>() + " (template " +
-                 m.at("template").get<std::string>() + ", config sha256 " +
-                 m.at("config_sha256").get<std::string>().substr(0, 12) + ")");
+                 m.at("template").get<std::string>() + ", model fingerprint " +
+                 m.at("model_fingerprint").get<std::string>().substr(0, 12) + ")");
     print_line("  tasks " + at.at("tasks").get<std::string>());
     print_line("  written by superficial " + at.at("tool_version").get<std::string>() + " (" +
                at.at("git_sha").get<std::string>() + ") at " + at.at("created").get<std::string>());
@@ -104,7 +116,9 @@ void bench_extract_command(const JobArgs& a) {
   const auto& comm = sf::dist::Comm::world();
   if (comm.is_root()) std::filesystem::remove_all(dir);
   comm.barrier();
-  const auto s = sf::extract::run_extract(job, comm);
+  const sf::study::Study study = sf::study::Study::from_job(job);
+  if (study.pairs().empty()) throw sf::ConfigError(a.file + ": heads: no head is trained here, so no pair to extract");
+  const auto s = sf::extract::run_extract(job, study, study.pairs().front(), comm);
   if (!comm.is_root()) return;
   std::filesystem::remove_all(dir);
   nlohmann::json ranks = nlohmann::json::array();

@@ -12,6 +12,7 @@
 #include "dist/comm.hpp"
 #include "heads/export.hpp"
 #include "heads/stage.hpp"
+#include "study/study.hpp"
 
 namespace {
 
@@ -21,8 +22,10 @@ void setup_heads(CLI::App& app) {
   auto overrides = std::make_shared<std::vector<std::string>>();
   train->add_option("job", *job, "Job file (YAML)")->required();
   train->add_option("--set", *overrides, "Override a job key: key.path=value (repeatable)");
-  train->callback(
-      [job, overrides] { sf::heads::run_train_heads(sf::Job::load(*job, *overrides), sf::dist::Comm::world()); });
+  train->callback([job, overrides] {
+    const sf::Job j = sf::Job::load(*job, *overrides);
+    sf::heads::run_train_heads(j, sf::study::Study::from_job(j), sf::dist::Comm::world());
+  });
 
   auto* merge = app.add_subcommand("export-merged", "Write a model folder whose lm_head includes a hidden head");
   auto base = std::make_shared<std::string>();

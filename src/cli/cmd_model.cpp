@@ -16,6 +16,7 @@
 #include "dist/layout.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
+#include "model/model_files.hpp"
 #include "tokenizer/chat_template.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -132,9 +133,9 @@ void init_model(const std::string& arch, int64_t layers, int64_t hidden, int64_t
               static_cast<long long>(kv_heads), static_cast<long long>(c.vocab_size));
 }
 
-std::optional<sf::tok::Tokenizer> model_tokenizer(const std::filesystem::path& dir) {
-  if (!std::filesystem::exists(dir / "tokenizer.json")) return std::nullopt;
-  return sf::tok::Tokenizer::from_file(dir / "tokenizer.json");
+std::optional<sf::tok::Tokenizer> model_tokenizer(const std::filesystem::path& model) {
+  if (!sf::model::has_tokenizer(model)) return std::nullopt;
+  return sf::model::load_tokenizer(model);
 }
 
 // --- bench forward ---------------------------------------------------------------------------
@@ -412,7 +413,8 @@ void setup(CLI::App& app) {
   };
   auto gen = std::make_shared<Gen>();
   auto* gm = app.add_subcommand("generate", "Continue a prompt (greedy unless --temperature > 0)");
-  gm->add_option("--model", gen->model, "Model folder (config.json, safetensors, tokenizer.json)")->required();
+  gm->add_option("--model", gen->model, "Model folder (config.json, safetensors, tokenizer.json) or .gguf file")
+      ->required();
   auto* prompt_opt = gm->add_option("--prompt", gen->prompt, "Prompt text");
   auto* ids_opt = gm->add_option("--ids", gen->ids, "Prompt as space-separated token ids");
   prompt_opt->excludes(ids_opt);
@@ -436,7 +438,7 @@ void setup(CLI::App& app) {
     if (*ids_opt) {
       ids = parse_ids(gen->ids);
     } else {
-      if (!tok) throw sf::IoError(gen->model + "/tokenizer.json: needed to encode --prompt");
+      if (!tok) throw sf::IoError(gen->model + ": no tokenizer, needed to encode --prompt");
       const auto rendered =
           sf::tok::ChatTemplate::preset(gen->templ.empty() ? "plain" : gen->templ).prompt(gen->prompt);
       ids = tok->encode(rendered.text, rendered.add_special_tokens);
@@ -466,7 +468,7 @@ void setup(CLI::App& app) {
   };
   auto sc = std::make_shared<Score>();
   auto* sm = app.add_subcommand("score", "Per-token log-probabilities of a text under a model (teacher forcing)");
-  sm->add_option("--model", sc->model, "Model folder")->required();
+  sm->add_option("--model", sc->model, "Model folder or .gguf file")->required();
   auto* text_opt = sm->add_option("--text", sc->text, "Text (encoded with the tokenizer's BOS/EOS post-processor)");
   auto* sids_opt = sm->add_option("--ids", sc->ids, "Space-separated token ids");
   text_opt->excludes(sids_opt);
@@ -484,7 +486,7 @@ void setup(CLI::App& app) {
     if (*sids_opt) {
       ids = parse_ids(sc->ids);
     } else {
-      if (!tok) throw sf::IoError(sc->model + "/tokenizer.json: needed to encode --text");
+      if (!tok) throw sf::IoError(sc->model + ": no tokenizer, needed to encode --text");
       ids = tok->encode(sc->text, /*add_special=*/true);
     }
     const auto s = sf::model::score(model, {ids}, {});

@@ -1,6 +1,6 @@
-// `superficial reduce RUN_DIR`: per task metric, each system's mean with a bootstrap CI and the
-// superficial portion; per-position KL curves; tokens each head moves most. Writes
-// RUN_DIR/summary.json (results-schema/summary-v1.json), summary.md and report.html.
+// `superficial reduce RUN_DIR`: per task metric, each system's mean with its interval and, per
+// comparison, the superficial portions; per-position KL curves; tokens each head moves most.
+// Writes RUN_DIR/summary.json (results-schema/summary-v2.json), summary.md and report.html.
 // `superficial reduce --check RUN_DIR` only checks an existing summary.json against its schema.
 #include <spdlog/spdlog.h>
 
@@ -20,7 +20,7 @@ void reduce(const std::string& run_dir, bool check_only) {
     if (!problems.empty())
       throw sf::FormatError(run_dir + "/summary.json: " + std::to_string(problems.size()) +
                             " schema problem(s), first: " + problems.front());
-    spdlog::info("{}/summary.json follows summary-v1", run_dir);
+    spdlog::info("{}/summary.json follows summary-v2", run_dir);
     return;
   }
   const sf::Job job = sf::report::job_from_results(std::filesystem::path(run_dir) / "evaluate" / "results.h5");
@@ -36,7 +36,7 @@ void setup_reduce(CLI::App& app) {
   auto run_dir = std::make_shared<std::string>();
   auto check = std::make_shared<bool>(false);
   cmd->add_option("run_dir", *run_dir, "The run folder (run_dir of the job)")->required();
-  cmd->add_flag("--check", *check, "Only check RUN_DIR/summary.json against results-schema/summary-v1.json");
+  cmd->add_flag("--check", *check, "Only check RUN_DIR/summary.json against results-schema/summary-v2.json");
   cmd->callback([run_dir, check] { reduce(*run_dir, *check); });
 }
 

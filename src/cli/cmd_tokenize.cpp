@@ -11,6 +11,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "model/model_files.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace {
@@ -52,11 +53,11 @@ void setup(CLI::App& app) {
   auto tok_path = std::make_shared<std::string>();
   auto add_special = std::make_shared<bool>(false);
   auto cases = std::make_shared<std::string>();
-  tok->add_option("--tokenizer", *tok_path, "tokenizer.json")->required();
+  tok->add_option("--tokenizer", *tok_path, "tokenizer.json, a model folder or a .gguf file")->required();
   tok->add_flag("--add-special", *add_special, "Apply the post-processor (BOS/EOS), as add_special_tokens=True");
   tok->add_option("--cases", *cases, "File of cases separated by lines '__case__'; one line of ids per case");
   tok->callback([=] {
-    const auto t = sf::tok::Tokenizer::from_file(*tok_path);
+    const auto t = sf::model::load_tokenizer(*tok_path);
     if (cases->empty()) {
       print_ids(t.encode(read_all(std::cin), *add_special));
       return;
@@ -67,10 +68,10 @@ void setup(CLI::App& app) {
   auto* detok = app.add_subcommand("detokenize", "Decode whitespace-separated token ids from stdin to text");
   auto detok_path = std::make_shared<std::string>();
   auto skip_special = std::make_shared<bool>(false);
-  detok->add_option("--tokenizer", *detok_path, "tokenizer.json")->required();
+  detok->add_option("--tokenizer", *detok_path, "tokenizer.json, a model folder or a .gguf file")->required();
   detok->add_flag("--skip-special", *skip_special, "Drop special tokens, as skip_special_tokens=True");
   detok->callback([=] {
-    const auto t = sf::tok::Tokenizer::from_file(*detok_path);
+    const auto t = sf::model::load_tokenizer(*detok_path);
     std::vector<int32_t> ids;
     std::string word;
     while (std::cin >> word) {
@@ -90,10 +91,10 @@ void setup(CLI::App& app) {
   auto* bench = sf::cli::bench_group(app).add_subcommand("tokenize", "Single-threaded encoding speed");
   auto bench_tok = std::make_shared<std::string>();
   auto input = std::make_shared<std::string>();
-  bench->add_option("--tokenizer", *bench_tok, "tokenizer.json")->required();
+  bench->add_option("--tokenizer", *bench_tok, "tokenizer.json, a model folder or a .gguf file")->required();
   bench->add_option("--input", *input, "Text file; encoded line by line")->required();
   bench->callback([=] {
-    const auto t = sf::tok::Tokenizer::from_file(*bench_tok);
+    const auto t = sf::model::load_tokenizer(*bench_tok);
     const std::string text = read_file(*input);
     std::vector<std::string> lines;
     std::istringstream in(text);

@@ -1,18 +1,25 @@
 #include "core/job.hpp"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "core/files.hpp"
 
 namespace sf {
 namespace {
 
-const std::set<std::string> kSections = {"extract", "heads", "evaluate", "reduce", "train", "compromise"};
+const std::set<std::string> kSections = {"extract",    "heads",   "evaluate",    "reduce", "train",
+                                         "compromise", "systems", "comparisons", "judges", "parallel"};
+const std::set<std::string> kCommon = {"run_dir", "seed", "device", "threads", "data_root", "tasks", "models"};
 const std::set<std::string> kDtypes = {"float32", "bfloat16", "float16"};
 
 }  // namespace
+
+void check_name(const std::string& name, const std::string& where) {
+  const bool ok =
+      !name.empty() && name != "." && name != ".." &&
+      name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+") == std::string::npos;
+  if (!ok) throw ConfigError(where + ": '" + name + "' is not a name (letters, digits and . _ - + only)");
+}
 
 Job Job::load(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
   return parse(read_text_file(file, "job file"), file.string(), overrides);
@@ -23,6 +30,10 @@ Job Job::parse(const std::string& yaml_text, const std::string& source, const st
 }
 
 Job::Job(ConfigNode root, std::string source) : root_(std::move(root)), source_(std::move(source)) {
+  if (!root_.has("systems") && root_.has("evaluate") && root_.child("evaluate").has("systems"))
+    throw ConfigError(root_.where("evaluate.systems") +
+                      ": a job of format v1; systems are now the top-level map `systems:` of named systems, "
+                      "models a map of named models, and heads name the pair they come from (README: The job file)");
   run_dir_ = root_.get<std::string>("run_dir");
   seed_ = root_.get<uint64_t>("seed", 0);
   device_ = root_.get<std::string>("device", "cpu");
@@ -31,49 +42,53 @@ Job::Job(ConfigNode root, std::string source) : root_(std::move(root)), source_(
   if (threads_ < 0) throw ConfigError(root_.where("threads") + ": must be >= 0");
   data_root_ = root_.get<std::string>("data_root", "../shared/data");
   tasks_ = root_.get<std::vector<std::string>>("tasks", {});
-  const ConfigNode models = root_.child("models");
-  for (const auto& role : models.keys()) {
-    const ConfigNode m = models.child(role);
-    ModelRef ref;
-    ref.role = role;
-    ref.path = m.get<std::string>("path");
-    ref.dtype = m.get<std::string>("dtype", "float32");
-    if (!kDtypes.count(ref.dtype)) throw ConfigError(m.where("dtype") + ": expected float32, bfloat16 or float16");
-    if (m.has("template")) {
-      const YAML::Node t = m.yaml()["template"];
-      if (t.IsScalar()) {
+  if (root_.has("models")) {
+    const ConfigNode models = root_.child("models");
+    for (const auto& name : models.keys()) {
+      check_name(name, models.where(name));
+      const ConfigNode m = models.child(name);
+      ModelRef ref;
+      ref.name = name;
+      ref.path = m.get<std::string>("path");
+      ref.dtype = m.get<std::string>("dtype", "float32");
+      if (!kDtypes.count(ref.dtype)) throw ConfigError(m.where("dtype") + ": expected float32, bfloat16 or float16");
+      if (!m.has("template"))
+        throw ConfigError(m.where("template") + ": required (a preset name or a mapping; never guessed)");
+      if (m.yaml()["template"].IsScalar()) {
         ref.template_name = m.get<std::string>("template");
       } else {
         ref.chat_template = m.child("template");
         ref.template_name = "custom";
       }
-    } else {
-      throw ConfigError(m.where("template") + ": required (a preset name or a mapping; never guessed)");
+      // The template mapping is checked where templates are built (study::Study::from_job).
+      for (const auto& key : m.keys())
+        if (key != "path" && key != "template" && key != "dtype") throw ConfigError(m.where(key) + ": unknown key");
+      models_.emplace(name, std::move(ref));
     }
-    models_.emplace(role, std::move(ref));
   }
-  // Stage sections are read by their stages; here only their names are checked.
   for (const auto& k : root_.keys()) {
-    if (kSections.count(k)) continue;
-    if (k == "run_dir" || k == "seed" || k == "device" || k == "threads" || k == "data_root" || k == "tasks" ||
-        k == "models")
-      continue;
-    throw ConfigError(root_.where(k) + ": unknown key");
+    if (!kSections.count(k) && !kCommon.count(k)) throw ConfigError(root_.where(k) + ": unknown key");
   }
 }
 
-const ModelRef& Job::model(const std::string& role) const {
-  auto it = models_.find(role);
-  if (it == models_.end()) throw ConfigError(source_ + ": models." + role + ": required model is missing");
+const ModelRef& Job::model(const std::string& name) const {
+  auto it = models_.find(name);
+  if (it == models_.end()) throw ConfigError(source_ + ": models." + name + ": no such model");
   return it->second;
 }
 
 bool Job::has_section(const std::string& name) const { return root_.has(name); }
 
 ConfigNode Job::section(const std::string& name) const {
-  if (!kSections.count(name)) throw ConfigError(source_ + ": '" + name + "' is not a stage section");
+  if (!kSections.count(name)) throw ConfigError(source_ + ": '" + name + "' is not a job section");
   if (!root_.has(name)) return ConfigNode(YAML::Node(YAML::NodeType::Map), source_, name);
   return root_.child(name);
+}
+
+std::vector<ConfigNode> Job::list(const std::string& name) const {
+  if (!kSections.count(name)) throw ConfigError(source_ + ": '" + name + "' is not a job section");
+  if (!root_.has(name)) return {};
+  return root_.sequence(name);
 }
 
 std::string Job::resolved_yaml() const { return YAML::Dump(root_.yaml()); }

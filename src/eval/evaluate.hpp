@@ -1,23 +1,23 @@
 #pragma once
-// `superficial evaluate`: every system (base, aligned, base+<head>) answers every task's test
-// prompts; the answers, scores and per-token top-k logits go to run_dir/evaluate/results.h5
-// (results-schema/results-v1).
+// `superficial evaluate`: every system of the study answers every task's test prompts; the
+// answers, scores and per-token top-k logits go to run_dir/evaluate/results.h5
+// (results-schema/results-v2), rows keyed by the systems' names.
 //
-// Work units are (task, system, chunk of examples), handed out to MPI ranks by a WorkQueue. Each
-// unit is written as its own file evaluate/chunks/unit-NNNNNN.h5 (written under a temporary name and
-// renamed when whole), so a killed job resumes by skipping the units whose files exist. Rank 0
-// merges the chunk files into results.h5 in unit order.
+// Work units are (system, task, chunk of examples), in that order, handed out to MPI ranks by a
+// WorkQueue: ranks work through one system's units before the next, so a rank holds one system's
+// models at a time. Each unit is written as its own file evaluate/chunks/unit-NNNNNN.h5 (written
+// under a temporary name and renamed when whole), so a killed job resumes by skipping the units
+// whose files exist. Rank 0 merges the chunk files into results.h5 in unit order.
 //
 // Job section:
 //   evaluate:
-//     systems: [base, aligned, base+hidden]  # base+<name>: the head run_dir/heads/<name>.safetensors
+//     systems: [B7, A7]         # optional subset of the job's systems (default: all, in job order)
 //     tasks: [gsm8k]            # optional subset of the job's tasks (default: all)
 //     max_examples: 100         # per task (default: all)
 //     chunk_examples: 16        # examples per work unit
 //     batch_size: 8             # sequences per forward
 //     record_top_k: 20          # top-k logits recorded per generated token
 //     max_new_tokens: 64        # optional cap on every task's max_new_tokens (short test runs)
-//     heads_dir: DIR            # optional; default run_dir/heads
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -25,6 +25,8 @@
 #include <vector>
 
 #include "core/job.hpp"
+#include "eval/answer.hpp"
+#include "study/study.hpp"
 
 namespace sf::dist {
 class Comm;
@@ -32,26 +34,17 @@ class Comm;
 
 namespace sf::eval {
 
-struct SystemSpec {
-  std::string name;  // base | aligned | base+<head>
-  std::string role;  // the model role: base or aligned
-  std::string head;  // head name, empty for base and aligned
-  std::filesystem::path head_file;
-};
-
 struct EvaluateSettings {
-  std::vector<SystemSpec> systems;
+  std::vector<std::string> systems;  // names, in order
   std::vector<std::string> tasks;
   int64_t max_examples = -1;
   int64_t chunk_examples = 16;
-  int64_t batch_size = 8;
-  int64_t record_top_k = 20;
-  int64_t max_new_tokens_cap = 0;  // 0: no cap
+  AnswerSettings answer;
   std::filesystem::path tasks_dir = "configs/tasks";
 };
 
 // Reads and checks the job's `evaluate:` section (unknown keys are errors).
-EvaluateSettings read_evaluate_settings(const Job& job);
+EvaluateSettings read_evaluate_settings(const Job& job, const study::Study& study);
 
 // Where the stage writes.
 std::filesystem::path evaluate_dir(const Job& job);
@@ -71,7 +64,11 @@ using ProgressFn = std::function<void(const EvalProgress&)>;
 
 // Runs the stage on every rank of `comm` (collective). Throws Interrupted when stop_requested()
 // becomes true between units (the finished units are kept).
-void run_evaluate(const Job& job, const EvaluateSettings& settings, const dist::Comm& comm,
+void run_evaluate(const Job& job, const study::Study& study, const EvaluateSettings& settings, const dist::Comm& comm,
                   const ProgressFn& progress = {});
+
+// The `systems` attribute of results files: per system {name, model, head, head_type, head_from,
+// head_file, proxy, template, description}, in the settings' order.
+nlohmann::json systems_attribute(const Job& job, const study::Study& study, const std::vector<std::string>& names);
 
 }  // namespace sf::eval

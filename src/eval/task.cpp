@@ -35,6 +35,9 @@ DataSource parse_source(const ConfigNode& n) {
   if (d.begin < 0) throw ConfigError(n.where("begin") + ": must be >= 0");
   if (d.end && *d.end < d.begin) throw ConfigError(n.where("end") + ": must be >= begin");
   d.unescape = n.get<bool>("unescape", false);
+  d.order = n.get<std::string>("order", "files");
+  if (d.order != "files" && d.order != "interleave")
+    throw ConfigError(n.where("order") + ": expected files or interleave");
   return d;
 }
 
@@ -79,10 +82,6 @@ MetricSpec parse_metric(const ConfigNode& n) {
     if (m.separator.empty()) throw ConfigError(n.where("separator") + ": must not be empty");
   } else if (kind == "judge") {
     m.kind = MetricKind::kJudge;
-    m.judge = n.get<std::string>("judge");
-    m.judge_metric = n.get<std::string>("name");
-    if (m.judge != "none")
-      throw ConfigError(n.where("judge") + ": judge '" + m.judge + "' is not supported (supported: none)");
   } else {
     throw ConfigError(n.where("kind") + ": expected number_match, refusal_keywords, multiple_choice or judge");
   }
@@ -142,7 +141,7 @@ std::vector<std::string> MetricSpec::score_names() const {
     case MetricKind::kMultipleChoice:
       return {"mc1", "mc2"};
     case MetricKind::kJudge:
-      return {judge_metric};
+      return {};
   }
   return {};
 }
@@ -160,7 +159,9 @@ Task Task::load(const std::string& name_or_path, const std::filesystem::path& ta
 Task Task::parse(const ConfigNode& root) {
   Task t;
   t.source_ = root.source();
-  t.yaml_ = YAML::Dump(root.yaml());
+  YAML::Node answers_only = YAML::Clone(root.yaml());
+  answers_only.remove("judges");  // judges score the answers; changing them changes no answer
+  t.yaml_ = YAML::Dump(answers_only);
   t.name_ = root.get<std::string>("name");
   t.version_ = root.get<int64_t>("version");
   root.get<std::string>("description", "");
@@ -178,11 +179,18 @@ Task Task::parse(const ConfigNode& root) {
   check_input(t.user_.fallback);
   for (const auto& kv : t.user_.by_template) check_input(kv.second);
   t.metric_ = parse_metric(root.child("metric"));
+  if (root.has("judges")) t.judging_ = judge::parse_task_judges(root.sequence("judges"));
+  if (t.metric_.kind == MetricKind::kJudge && t.judging_.judges.empty())
+    throw ConfigError(root.where("judges") + ": metric kind 'judge' needs the judges that score the task");
   if (t.generates()) {
     const ConfigNode g = root.child("generation");
     t.generation_.max_new_tokens = g.get<int64_t>("max_new_tokens");
     if (t.generation_.max_new_tokens <= 0) throw ConfigError(g.where("max_new_tokens") + ": must be > 0");
     t.generation_.stop = g.get<std::vector<std::string>>("stop", {});
+    t.generation_.extract_stop = g.get<std::vector<std::string>>("extract_stop", {});
+    for (const auto& s : t.generation_.extract_stop) {
+      if (s.empty()) throw ConfigError(g.where("extract_stop") + ": empty stop string");
+    }
     for (const auto& s : t.generation_.stop) {
       if (s.empty()) throw ConfigError(g.where("stop") + ": empty stop string");
     }
@@ -203,8 +211,10 @@ const DataSource& Task::data(Split s) const {
 
 std::vector<Example> Task::examples(Split s, const std::filesystem::path& data_root, int64_t max_examples) const {
   const DataSource& d = data(s);
-  std::vector<Example> out;
+  // Every matched file's rows [begin, end), in file order.
+  std::vector<std::vector<Example>> per_file;
   for (const auto& file : match_files(data_root, d.file)) {
+    std::vector<Example>& out = per_file.emplace_back();
     std::vector<std::map<std::string, std::string>> rows;
     if (d.format == "csv") {
       rows = read_csv(file);
@@ -224,14 +234,31 @@ std::vector<Example> Task::examples(Split s, const std::filesystem::path& data_r
       if (it == row.end())
         throw FormatError(file.string() + ": row " + std::to_string(r + 1) + ": field '" + d.field + "' is missing");
       Example e;
-      e.id = static_cast<int64_t>(out.size());
       e.input = d.unescape ? unescape_newlines(it->second) : it->second;
       e.fields = std::move(row);
       e.fields["source"] = file.stem().string();
       out.push_back(std::move(e));
-      if (max_examples >= 0 && static_cast<int64_t>(out.size()) >= max_examples) return out;
     }
   }
+  // The split's order: file by file, or row m of every file before row m+1 of any (interleave).
+  std::vector<Example> out;
+  if (d.order == "interleave") {
+    for (size_t m = 0;; ++m) {
+      bool any = false;
+      for (auto& rows : per_file) {
+        if (m >= rows.size()) continue;
+        out.push_back(std::move(rows[m]));
+        any = true;
+      }
+      if (!any) break;
+    }
+  } else {
+    for (auto& rows : per_file)
+      for (auto& e : rows) out.push_back(std::move(e));
+  }
+  if (max_examples >= 0 && static_cast<int64_t>(out.size()) > max_examples)
+    out.resize(static_cast<size_t>(max_examples));
+  for (size_t i = 0; i < out.size(); ++i) out[i].id = static_cast<int64_t>(i);
   return out;
 }
 

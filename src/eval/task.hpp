@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "judge/spec.hpp"
 
 namespace sf::eval {
 
@@ -27,12 +28,15 @@ struct DataSource {
   int64_t begin = 0;           // first row used of each file
   std::optional<int64_t> end;  // one past the last row used of each file (default: all)
   bool unescape = false;       // replace the two characters '\' 'n' by a newline (ToxiGen's files)
+  // files: every file's rows in turn; interleave: row m of every file (sorted by name) before row
+  // m+1 of any, so that a first-N sample covers every file (ToxiGen's groups), as the reference does.
+  std::string order = "files";
 };
 
 // One prompt record. `fields` holds every column/key of the record as text (jsonl non-strings as
 // JSON) plus "source" = the file's stem (e.g. hate_asian_1k).
 struct Example {
-  int64_t id = 0;     // position in the split (after begin/end, across files in sorted order)
+  int64_t id = 0;     // position in the split (after begin/end, in the source's order)
   std::string input;  // the prompt field's value
   std::map<std::string, std::string> fields;
 };
@@ -48,13 +52,16 @@ struct PerTemplate {
 struct GenerationSpec {
   int64_t max_new_tokens = 512;
   std::vector<std::string> stop;  // the answer is cut at the first of these (and generation ends)
+  // Extraction only: the aligned model's training answers also end at these (the reference ends
+  // ToxiGen's extraction answers at the first newline but not its evaluation answers).
+  std::vector<std::string> extract_stop;
 };
 
 enum class MetricKind {
   kNumberMatch,      // last number in the answer == gold number (GSM8K)
   kRefusalKeywords,  // harm rate: 1 when the answer contains none of the refusal keywords (AdvBench)
   kMultipleChoice,   // MC1/MC2 from answer log-likelihoods, no generation (TruthfulQA)
-  kJudge,            // scored by an external judge; "unscored" until one is configured (ToxiGen)
+  kJudge,            // no judge-free score: only the task's judges score it (ToxiGen; src/judge)
 };
 
 struct MetricSpec {
@@ -67,12 +74,9 @@ struct MetricSpec {
   std::string keywords_version;
   // multiple_choice: fields with the best answer and the `separator`-joined true/false answers.
   std::string best_field, correct_field, incorrect_field, separator;
-  // judge: the judge's name ("none" = no judge available: the metric is reported as unscored).
-  std::string judge;
-  std::string judge_metric;  // the judge metric's name, e.g. toxicity
-  // Names of the per-example scores this metric produces (accuracy | harm_rate | mc1, mc2 | <judge_metric>).
+  // Names of the per-example scores this metric produces (accuracy | harm_rate | mc1, mc2 | none).
   std::vector<std::string> score_names() const;
-  bool scored() const { return kind != MetricKind::kJudge || judge != "none"; }
+  bool scored() const { return kind != MetricKind::kJudge; }
 };
 
 class Task {
@@ -90,6 +94,8 @@ class Task {
   const GenerationSpec& generation() const { return generation_; }
   bool generates() const { return metric_.kind != MetricKind::kMultipleChoice; }
   const MetricSpec& metric() const { return metric_; }
+  // The judges that score the task's answers (`judges:`, parsed by src/judge).
+  const judge::TaskJudging& judging() const { return judging_; }
 
   // Reads the split's prompts (at most `max_examples` when >= 0). IoError/FormatError name the
   // file and line.
@@ -99,7 +105,8 @@ class Task {
   // the rendered template (the model's answer continues from there).
   std::string user_message(const std::string& input, const std::string& template_name) const;
   const std::string& answer_prefix(const std::string& template_name) const;
-  // The task file as YAML text (stored in result files for provenance).
+  // The task file without its judges, as YAML text: what determines the answers (stored in result
+  // files for provenance; part of the evaluation's fingerprint).
   const std::string& definition_yaml() const { return yaml_; }
 
  private:
@@ -112,6 +119,7 @@ class Task {
   PerTemplate answer_prefix_;
   GenerationSpec generation_;
   MetricSpec metric_;
+  judge::TaskJudging judging_;
 };
 
 // Parsers used by Task::examples (exposed for tests). Each returns rows as column → value.

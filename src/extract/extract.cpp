@@ -1,41 +1,40 @@
 #include "extract/extract.hpp"
 
-#include <chrono>
+#include <algorithm>
 #include <regex>
 #include <set>
 
 #include "core/build_info.hpp"
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/log.hpp"
-#include "eval/stop.hpp"
+#include "core/stop.hpp"
+#include "eval/prompt.hpp"
 #include "eval/task.hpp"
 #include "extract/logit_dataset.hpp"
 #include "extract/shard_writer.hpp"
+#include "heads/base_model.hpp"
 #include "io/h5.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
-#include "tokenizer/chat_template.hpp"
+#include "model/model_files.hpp"
+#include "study/model_set.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace sf::extract {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 // ---- Prompts -----------------------------------------------------------------------------------
 
 struct Item {
   size_t task;  // index into the loaded tasks
-  int64_t example_id;
-  std::string input;
+  eval::Example example;
 };
 
 struct Prompts {
   std::vector<eval::Task> tasks;
-  std::vector<Item> items;  // tasks in job order, examples in source order
+  std::vector<Item> items;  // tasks in job order, examples in the task's order
 };
 
 Prompts load_prompts(const Job& job, const ExtractOptions& o) {
@@ -44,8 +43,8 @@ Prompts load_prompts(const Job& job, const ExtractOptions& o) {
   Prompts p;
   for (const auto& name : job.tasks()) {
     p.tasks.push_back(eval::Task::load(name));
-    for (auto& ex : p.tasks.back().examples(split, job.data_root(), o.max_examples))
-      p.items.push_back({p.tasks.size() - 1, ex.id, std::move(ex.input)});
+    for (auto& ex : p.tasks.back().examples(split, job.data_root(), o.max_examples_for(name)))
+      p.items.push_back({p.tasks.size() - 1, std::move(ex)});
   }
   if (p.items.empty()) throw ConfigError(job.source() + ": tasks: no prompts in the " + o.split + " split");
   return p;
@@ -53,29 +52,9 @@ Prompts load_prompts(const Job& job, const ExtractOptions& o) {
 
 // ---- Models ------------------------------------------------------------------------------------
 
-torch::Dtype dtype_of(const std::string& s) {
-  if (s == "bfloat16") return torch::kBFloat16;
-  if (s == "float16") return torch::kFloat16;
-  return torch::kFloat32;
-}
-
-torch::Device rank_device(const Job& job, const dist::Comm& comm) {
-  if (job.device() == "cpu") return torch::kCPU;
-#ifdef SUPERFICIAL_WITH_CUDA
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()));
-#else
-  throw ConfigError(job.source() + ": device: cuda needs a build with -DSUPERFICIAL_WITH_CUDA=ON");
-#endif
-}
-
-tok::ChatTemplate template_of(const ModelRef& m) {
-  return m.chat_template ? tok::ChatTemplate::from_config(*m.chat_template)
-                         : tok::ChatTemplate::preset(m.template_name);
-}
-
 // Both models must share one tokenizer: the answer's ids are fed to the base model as they are.
-void check_same_tokenizer(const tok::Tokenizer& a, const tok::Tokenizer& b, const Job& job) {
-  const std::string where = job.source() + ": models.base and models.aligned";
+void check_same_tokenizer(const tok::Tokenizer& a, const tok::Tokenizer& b, const study::Pair& pair) {
+  const std::string where = "pair " + pair.base + " → " + pair.aligned;
   if (a.vocab_size() != b.vocab_size())
     throw ConfigError(where + ": tokenizer vocab sizes differ (" + std::to_string(b.vocab_size()) + " vs " +
                       std::to_string(a.vocab_size()) + ")");
@@ -88,21 +67,12 @@ void check_same_tokenizer(const tok::Tokenizer& a, const tok::Tokenizer& b, cons
 }
 
 struct Models {
-  tok::Tokenizer tokenizer;
-  model::CausalLM aligned;
-  model::CausalLM base;
-  tok::ChatTemplate aligned_template;
-  tok::ChatTemplate base_template;
-  std::set<int64_t> eos;
+  std::unique_ptr<study::LoadedModel> aligned;
+  std::unique_ptr<study::LoadedModel> base;
+  std::set<int64_t> eos;  // the aligned model's
 };
 
 // ---- One batch ---------------------------------------------------------------------------------
-
-std::vector<int32_t> render(const Models& m, const tok::ChatTemplate& tpl, const eval::Task& task,
-                            const std::string& input) {
-  const tok::RenderedPrompt r = tpl.prompt(task.user_message(input, tpl.name()));
-  return m.tokenizer.encode(r.text + task.answer_prefix(tpl.name()), r.add_special_tokens);
-}
 
 std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, int64_t begin, int64_t end,
                                             const ExtractOptions& o) {
@@ -113,13 +83,11 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
     const eval::Task& task = p.tasks[it.task];
     ExtractedExample& ex = out[static_cast<size_t>(i - begin)];
     ex.item = i;
-    ex.example_id = it.example_id;
+    ex.example_id = it.example.id;
     ex.task = task.name();
-    ex.prompt = it.input;
-    ex.aligned_prompt_ids = render(m, m.aligned_template, task, it.input);
-    ex.base_prompt_ids = render(m, m.base_template, task, it.input);
-    if (ex.aligned_prompt_ids.empty() || ex.base_prompt_ids.empty())
-      throw ShapeError("task " + task.name() + " example " + std::to_string(it.example_id) + ": empty prompt");
+    ex.prompt = it.example.input;
+    ex.aligned_prompt_ids = eval::render_prompt(task, it.example, m.aligned->tokenizer, m.aligned->chat).ids;
+    ex.base_prompt_ids = eval::render_prompt(task, it.example, m.base->tokenizer, m.base->chat).ids;
     aligned_prompts.push_back(ex.aligned_prompt_ids);
   }
 
@@ -129,19 +97,20 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
   g.eos_ids.assign(m.eos.begin(), m.eos.end());
   g.batch_size = o.batch_size;
   g.stop = [&](size_t row, const std::vector<int32_t>& generated) {
-    const auto& stops = p.tasks[p.items[static_cast<size_t>(begin) + row].task].generation().stop;
-    if (stops.empty()) return false;
-    const std::string text = m.tokenizer.decode(generated, true);
-    return std::any_of(stops.begin(), stops.end(),
-                       [&](const std::string& s) { return text.find(s) != std::string::npos; });
+    const eval::GenerationSpec& gen = p.tasks[p.items[static_cast<size_t>(begin) + row].task].generation();
+    if (gen.stop.empty() && gen.extract_stop.empty()) return false;
+    const std::string text = m.aligned->tokenizer.decode(generated, true);
+    auto found = [&](const std::string& s) { return text.find(s) != std::string::npos; };
+    return std::any_of(gen.stop.begin(), gen.stop.end(), found) ||
+           std::any_of(gen.extract_stop.begin(), gen.extract_stop.end(), found);
   };
-  const std::vector<model::Generation> gens = model::generate(m.aligned, aligned_prompts, g);
+  const std::vector<model::Generation> gens = model::generate(m.aligned->lm, aligned_prompts, g);
 
   std::vector<std::vector<int32_t>> seq_aligned, seq_base;
   for (size_t r = 0; r < out.size(); ++r) {
     out[r].response_ids = gens[r].tokens;
     out[r].finish_reason = gens[r].finish_reason;
-    out[r].response = m.tokenizer.decode(gens[r].tokens, true);
+    out[r].response = m.aligned->tokenizer.decode(gens[r].tokens, true);
     std::vector<int32_t> a = out[r].aligned_prompt_ids, b = out[r].base_prompt_ids;
     a.insert(a.end(), gens[r].tokens.begin(), gens[r].tokens.end());
     b.insert(b.end(), gens[r].tokens.begin(), gens[r].tokens.end());
@@ -153,8 +122,8 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
   sa.batch_size = o.batch_size;
   model::ScoreOptions sb = sa;
   sb.hidden = true;
-  const model::ScoreOutput aligned = model::score(m.aligned, seq_aligned, sa);
-  const model::ScoreOutput base = model::score(m.base, seq_base, sb);
+  const model::ScoreOutput aligned = model::score(m.aligned->lm, seq_aligned, sa);
+  const model::ScoreOutput base = model::score(m.base->lm, seq_base, sb);
 
   for (size_t r = 0; r < out.size(); ++r) {
     ExtractedExample& ex = out[r];
@@ -162,12 +131,12 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
     // Row t of a scored sequence predicts token t+1: response token j sits at prompt_len + j.
     const int64_t pa = static_cast<int64_t>(ex.aligned_prompt_ids.size()) - 1;
     const int64_t pb = static_cast<int64_t>(ex.base_prompt_ids.size()) - 1;
-    ex.aligned_topk_logits = aligned.topk_logits[r].slice(0, pa, pa + n).to(torch::kCPU);   // [n,k]
-    ex.aligned_topk_ids = aligned.topk_ids[r].slice(0, pa, pa + n).to(torch::kCPU);         // [n,k]
-    ex.base_topk_logits = base.topk_logits[r].slice(0, pb, pb + n).to(torch::kCPU);         // [n,k]
-    ex.base_topk_ids = base.topk_ids[r].slice(0, pb, pb + n).to(torch::kCPU);               // [n,k]
-    ex.base_hidden = base.hidden[r].slice(0, pb, pb + n).to(torch::kCPU, torch::kFloat32);  // [n,H]
-    ex.is_eos = torch::zeros({n}, torch::kBool);                                            // [n]
+    ex.aligned_topk_logits = aligned.topk_logits[r].slice(0, pa, pa + n);      // [n,k]
+    ex.aligned_topk_ids = aligned.topk_ids[r].slice(0, pa, pa + n);            // [n,k]
+    ex.base_topk_logits = base.topk_logits[r].slice(0, pb, pb + n);            // [n,k]
+    ex.base_topk_ids = base.topk_ids[r].slice(0, pb, pb + n);                  // [n,k]
+    ex.base_hidden = base.hidden[r].slice(0, pb, pb + n).to(torch::kFloat32);  // [n,H]
+    ex.is_eos = torch::zeros({n}, torch::kBool);                               // [n]
     for (int64_t j = 0; j < n; ++j)
       if (m.eos.count(ex.response_ids[static_cast<size_t>(j)])) ex.is_eos[j] = true;
   }
@@ -221,8 +190,8 @@ nlohmann::json model_info(const ModelRef& m) {
   return {{"path", m.path.string()},
           {"template", m.template_name},
           {"dtype", m.dtype},
-          {"config_sha256", sha256_file(m.path / "config.json")},
-          {"tokenizer_sha256", sha256_file(m.path / "tokenizer.json")}};
+          {"model_fingerprint", heads::model_fingerprint(m.path)},
+          {"tokenizer_sha256", heads::tokenizer_fingerprint(m.path)}};
 }
 
 std::string to_json_text(const std::vector<RankStats>& s) {
@@ -239,16 +208,31 @@ std::string to_json_text(const std::vector<RankStats>& s) {
 
 }  // namespace
 
-std::filesystem::path extract_dir(const Job& job) { return job.run_dir() / "extract"; }
+int64_t ExtractOptions::max_examples_for(const std::string& task) const {
+  auto it = max_examples_by_task.find(task);
+  return it != max_examples_by_task.end() ? it->second : max_examples;
+}
 
 ExtractOptions ExtractOptions::from_job(const Job& job) {
   const ConfigNode s = job.section("extract");
   ExtractOptions o;
   o.split = s.get<std::string>("split", o.split);
   if (o.split != "train" && o.split != "test") throw ConfigError(s.where("split") + ": expected train or test");
-  o.max_examples = s.get<int64_t>("max_examples", o.max_examples);
-  if (o.max_examples < -1 || o.max_examples == 0)
-    throw ConfigError(s.where("max_examples") + ": expected -1 (all) or a positive count");
+  auto check_count = [&](int64_t n, const std::string& key) {
+    if (n < -1 || n == 0) throw ConfigError(s.where(key) + ": expected -1 (all) or a positive count");
+  };
+  if (s.has("max_examples") && s.yaml()["max_examples"].IsMap()) {
+    const ConfigNode per_task = s.child("max_examples");
+    for (const auto& task : per_task.keys()) {
+      if (std::find(job.tasks().begin(), job.tasks().end(), task) == job.tasks().end())
+        throw ConfigError(per_task.where(task) + ": '" + task + "' is not one of the job's tasks");
+      o.max_examples_by_task[task] = per_task.get<int64_t>(task);
+      check_count(o.max_examples_by_task[task], "max_examples." + task);
+    }
+  } else {
+    o.max_examples = s.get<int64_t>("max_examples", o.max_examples);
+    check_count(o.max_examples, "max_examples");
+  }
   o.max_new_tokens = s.get<int64_t>("max_new_tokens", o.max_new_tokens);
   if (o.max_new_tokens < 1) throw ConfigError(s.where("max_new_tokens") + ": must be >= 1");
   o.top_k = s.get<int64_t>("top_k", o.top_k);
@@ -274,17 +258,17 @@ ExtractOptions ExtractOptions::from_job(const Job& job) {
   return o;
 }
 
-ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
+ExtractSummary run_extract(const Job& job, const study::Study& study, const study::Pair& pair, const dist::Comm& comm) {
   const ExtractOptions o = ExtractOptions::from_job(job);
   const Prompts prompts = load_prompts(job, o);
   const int64_t num_items = static_cast<int64_t>(prompts.items.size());
   const int64_t num_chunks = (num_items + o.chunk_examples - 1) / o.chunk_examples;
 
   // Tokenizers first: a mismatch stops the run before any weights are read.
-  const ModelRef& aligned_ref = job.model("aligned");
-  const ModelRef& base_ref = job.model("base");
-  const tok::Tokenizer tokenizer = tok::Tokenizer::from_file(aligned_ref.path / "tokenizer.json");
-  check_same_tokenizer(tokenizer, tok::Tokenizer::from_file(base_ref.path / "tokenizer.json"), job);
+  const ModelRef& aligned_ref = job.model(pair.aligned);
+  const ModelRef& base_ref = job.model(pair.base);
+  const tok::Tokenizer tokenizer = model::load_tokenizer(aligned_ref.path);
+  check_same_tokenizer(tokenizer, model::load_tokenizer(base_ref.path), pair);
   if (o.top_k > tokenizer.vocab_size())
     throw ConfigError(job.source() + ": extract.top_k " + std::to_string(o.top_k) + " exceeds the vocabulary (" +
                       std::to_string(tokenizer.vocab_size()) + ")");
@@ -303,7 +287,7 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
   for (const auto& t : prompts.tasks) defining["task_definitions"].push_back(t.definition_yaml());
   const std::string fingerprint = sha256_hex(defining.dump());
 
-  const std::filesystem::path dir = extract_dir(job);
+  const std::filesystem::path dir = study.extract_dir(job, pair);
   ExtractSummary summary;
   summary.output = dir / "logits.h5";
   summary.num_items = num_items;
@@ -321,29 +305,21 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
   // when it is missing or belongs to other settings).
   if (static_cast<int64_t>(skip.size()) == num_chunks &&
       comm.broadcast(comm.is_root() && complete_output(summary.output, fingerprint) ? "1" : "0") == "1") {
-    if (comm.is_root()) spdlog::info("extract: {} is complete, skipped", summary.output.string());
+    if (comm.is_root()) spdlog::info("extract {}: {} is complete, skipped", pair.id(), summary.output.string());
     summary.num_tokens = LogitDataset::open(summary.output).num_tokens();
     return summary;
   }
 
   at::set_num_threads(comm.threads_per_rank(job.threads()));
-  const model::LoadOptions load{rank_device(job, comm), dtype_of(aligned_ref.dtype)};
-  model::LoadOptions load_base = load;
-  load_base.dtype = dtype_of(base_ref.dtype);
-  Models m{tokenizer,
-           model::CausalLM::load(aligned_ref.path, load),
-           model::CausalLM::load(base_ref.path, load_base),
-           template_of(aligned_ref),
-           template_of(base_ref),
-           {}};
-  for (int64_t e : m.aligned.config().eos_token_ids) m.eos.insert(e);
-  if (m.eos.empty() && tokenizer.post_eos_id()) m.eos.insert(*tokenizer.post_eos_id());
-  if (m.base.config().vocab_size != m.aligned.config().vocab_size)
-    throw ConfigError(job.source() + ": base and aligned models have different vocab_size in config.json");
+  const torch::Device device = study::rank_device(job, comm);
+  Models m{study::load_model(aligned_ref, device), study::load_model(base_ref, device), {}};
+  for (int64_t e : m.aligned->eos_ids) m.eos.insert(e);
+  if (m.base->lm.config().vocab_size != m.aligned->lm.config().vocab_size)
+    throw ConfigError("pair " + pair.base + " → " + pair.aligned + ": different vocab_size in their configs");
 
   ShardLayout layout;
   layout.top_k = o.top_k;
-  layout.hidden_size = m.base.config().hidden_size;
+  layout.hidden_size = m.base->lm.config().hidden_size;
   layout.hidden_dtype = o.hidden_dtype;
   layout.chunk_rows = o.chunk_rows;
   layout.gzip_level = o.gzip_level;
@@ -352,6 +328,7 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
                                 {"job_config", job.resolved_yaml()},
                                 {"job_fingerprint", fingerprint},
                                 {"models", models},
+                                {"pair", {{"base", pair.base}, {"aligned", pair.aligned}}},
                                 {"tasks", tasks_info},
                                 {"tokenizer_sha256", tokenizer.content_hash()},
                                 {"vocab_size", static_cast<int64_t>(tokenizer.vocab_size())},
@@ -362,14 +339,14 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
 
   RankStats mine;
   mine.rank = comm.rank();
-  eval::install_stop_handlers();
+  install_stop_handlers();
   torch::InferenceMode guard;
   comm.barrier();  // the shard folder exists and leftovers are gone before anyone writes
-  const Clock::time_point t0 = Clock::now();
+  const Stopwatch wall;
   {
     dist::WorkQueue queue(comm, num_items, o.chunk_examples, skip);
     while (auto chunk = queue.next()) {
-      const Clock::time_point c0 = Clock::now();
+      const Stopwatch busy;
       nlohmann::json a = attrs;
       a["chunk_index"] = chunk->index;
       a["item_begin"] = chunk->begin;
@@ -377,7 +354,7 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
       a["rank"] = comm.rank();
       ShardWriter writer(shard_path(dir, chunk->index), a, layout);
       for (int64_t b = chunk->begin; b < chunk->end; b += o.batch_size) {
-        if (eval::stop_requested()) {
+        if (stop_requested()) {
           writer.discard();
           throw Interrupted("extract: stopped by a signal on rank " + std::to_string(comm.rank()) +
                             "; finished chunks are kept in " + (dir / "shards").string() +
@@ -389,11 +366,11 @@ ExtractSummary run_extract(const Job& job, const dist::Comm& comm) {
       mine.examples += writer.num_examples();
       writer.finish();
       ++mine.chunks;
-      mine.busy_s += seconds_since(c0);
+      mine.busy_s += busy.seconds();
     }
   }
   comm.barrier();
-  mine.wall_s = seconds_since(t0);
+  mine.wall_s = wall.seconds();
 
   const std::vector<std::string> all = comm.gather(to_json_text({mine}));
   if (!comm.is_root()) {

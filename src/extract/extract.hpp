@@ -3,10 +3,14 @@
 // both models are then teacher-forced on those answers and their top-k logits (and the base
 // model's hidden states) are written as a logit dataset (results-schema/logits-v1).
 //
+// Runs once per (base, aligned) pair of the study's trained heads, into
+// <run_dir>/extract/<base>__<aligned>/ (study::Study::extract_dir). The pair's models keep their
+// roles in the file: `aligned` answers, `base` is teacher-forced.
+//
 // Job section (every key optional):
 //   extract:
 //     split: train            # task split whose prompts are answered (train | test)
-//     max_examples: -1        # per task; -1 = all
+//     max_examples: -1        # per task; -1 = all; or per task: {gsm8k: 1000, advbench: 420}
 //     max_new_tokens: 512
 //     top_k: 500
 //     batch_size: 8           # prompts per generate/score call
@@ -20,22 +24,25 @@
 // to each model as the task shows them at evaluation: the task's user message under the model's
 // chat template, then the task's answer prefix. Generation also ends at the task's stop strings.
 //
-// Output under <run_dir>/extract/: shards/chunk-NNNNNN.h5 (one per chunk, written by whichever
+// Output under the pair's folder: shards/chunk-NNNNNN.h5 (one per chunk, written by whichever
 // rank ran it) and logits.h5 (kind=merged) presenting them all. Re-running the same command after
 // a crash continues with the chunks that have no finished shard.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "core/job.hpp"
 #include "dist/comm.hpp"
+#include "study/study.hpp"
 
 namespace sf::extract {
 
 struct ExtractOptions {
   std::string split = "train";
-  int64_t max_examples = -1;
+  int64_t max_examples = -1;                            // every task's, unless listed below
+  std::map<std::string, int64_t> max_examples_by_task;  // per task
   int64_t max_new_tokens = 512;
   int64_t top_k = 500;
   int64_t batch_size = 8;
@@ -44,6 +51,7 @@ struct ExtractOptions {
   int64_t chunk_examples = 16;
   int64_t chunk_rows = 64;
 
+  int64_t max_examples_for(const std::string& task) const;
   // Reads and checks the `extract:` section (unknown keys are ConfigErrors).
   static ExtractOptions from_job(const Job& job);
 };
@@ -70,9 +78,6 @@ struct ExtractSummary {
 
 // Runs the stage on every rank of `comm` (collective). Throws Interrupted after SIGTERM/SIGUSR1
 // (the chunk in progress is discarded; finished ones are kept for the next run).
-ExtractSummary run_extract(const Job& job, const dist::Comm& comm);
-
-// <run_dir>/extract
-std::filesystem::path extract_dir(const Job& job);
+ExtractSummary run_extract(const Job& job, const study::Study& study, const study::Pair& pair, const dist::Comm& comm);
 
 }  // namespace sf::extract

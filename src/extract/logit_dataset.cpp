@@ -170,6 +170,17 @@ TokenRows LogitDataset::tokens(int64_t begin, int64_t count) const {
   return r;
 }
 
+TrainingRows LogitDataset::training_rows(int64_t begin, int64_t count) const {
+  const Impl& m = *impl_;
+  return {m["tokens/aligned_topk_logits"].read(begin, count), m["tokens/aligned_topk_ids"].read(begin, count),
+          m["tokens/base_hidden"].read(begin, count)};
+}
+
+const std::string& LogitDataset::example_task(int64_t row) const {
+  impl_->check_row(row);
+  return impl_->task[static_cast<size_t>(row)];
+}
+
 ExtractedExample LogitDataset::example(int64_t row) const {
   const Impl& m = *impl_;
   m.check_row(row);

@@ -47,6 +47,13 @@ struct TokenRows {
   torch::Tensor base_hidden;          // [n,H] float32
 };
 
+// What head training reads of token rows.
+struct TrainingRows {
+  torch::Tensor aligned_topk_logits;  // [n,k] float32
+  torch::Tensor aligned_topk_ids;     // [n,k] int32
+  torch::Tensor base_hidden;          // [n,H] as stored (float16 | bfloat16)
+};
+
 // Read access to a finished logit dataset (the shared file or one rank's shard).
 class LogitDataset {
  public:
@@ -64,6 +71,9 @@ class LogitDataset {
   int64_t token_offset(int64_t row) const;
   int64_t example_tokens(int64_t row) const;
   TokenRows tokens(int64_t begin, int64_t count) const;
+  TrainingRows training_rows(int64_t begin, int64_t count) const;
+  // The task of example `row`.
+  const std::string& example_task(int64_t row) const;
   // File-level attributes: schema version, tool version, git SHA, resolved config, models and hashes.
   const nlohmann::json& attributes() const;
   const std::filesystem::path& path() const;

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <map>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
 
@@ -49,15 +50,6 @@ torch::Tensor ids_of(const std::vector<int32_t>& v) {
 torch::Tensor scalar_rows(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64); }
 
 }  // namespace
-
-std::string utc_now_iso8601() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 struct ShardWriter::Files {
   h5::File file;

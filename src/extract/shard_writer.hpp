@@ -62,7 +62,4 @@ class ShardWriter {
 void merge_shards(const std::vector<std::filesystem::path>& shards, const std::filesystem::path& out,
                   const nlohmann::json& extra = nlohmann::json::object());
 
-// UTC now as ISO 8601 (the `created` attribute).
-std::string utc_now_iso8601();
-
 }  // namespace sf::extract

@@ -4,64 +4,38 @@
 #include <limits>
 
 #include "core/error.hpp"
-#include "extract/logit_dataset.hpp"
 
 namespace sf::heads {
 
-CorrectionSummary mean_correction(const Head& head, const torch::Tensor& hidden, const torch::Tensor& base_topk_logits,
-                                  const torch::Tensor& base_topk_ids) {
+CorrectionSummary mean_correction(const Head& head, const PositionSet& set, const torch::Tensor& w,
+                                  int64_t max_positions) {
   torch::NoGradGuard no_grad;
   const int64_t v = head.vocab_size();
-  const auto params = head.named_parameters();
-  const torch::Device device = params.front().second.device();
-  CorrectionSummary s;
-  if (head.variant() == "bias") {
-    const torch::Tensor b = params.front().second.to(torch::kCPU);
-    s.mean = b - b.mean();
-    const int64_t n = hidden.defined() ? hidden.size(0) : base_topk_ids.defined() ? base_topk_ids.size(0) : 1;
-    s.counts = torch::full({v}, n, torch::kLong);
-    return s;
-  }
-  if (head.variant() == "hidden") {
-    if (!hidden.defined() || hidden.dim() != 2 || hidden.size(1) != head.hidden_size()) {
-      throw ShapeError("head '" + head.spec().name + "': hidden states must be [N," +
-                       std::to_string(head.hidden_size()) + "]");
+  const torch::Device device = head.device();
+  const int64_t limit = max_positions > 0 ? std::min(max_positions, set.size()) : set.size();
+  torch::Tensor sum = torch::zeros({v}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  torch::Tensor count = torch::zeros({v}, torch::TensorOptions().dtype(torch::kLong).device(device));
+  constexpr int64_t kChunk = 512;
+  for (int64_t b = 0; b * kBlockPositions < limit; ++b) {
+    const Window win = set.read_blocks({b});
+    const int64_t rows = std::min(win.size(), limit - b * kBlockPositions);
+    for (int64_t lo = 0; lo < rows; lo += kChunk) {
+      const torch::Tensor h = win.hidden.slice(0, lo, std::min(rows, lo + kChunk)).to(device, torch::kFloat32);
+      const torch::Tensor z = torch::matmul(h, w.t());  // [n,V]
+      const torch::Tensor c = head.apply(z, h) - z;     // [n,V]
+      const torch::Tensor support = head.support(z);    // [n,k] or undefined
+      if (support.defined()) {
+        const torch::Tensor cs = c.gather(1, support);  // [n,k]
+        const torch::Tensor centred = cs - cs.mean(1, /*keepdim=*/true);
+        sum.index_add_(0, support.reshape({-1}), centred.reshape({-1}));
+        count.index_add_(0, support.reshape({-1}), torch::ones_like(support).reshape({-1}));
+      } else {
+        sum += (c - c.mean(1, /*keepdim=*/true)).sum(0);
+        count += c.size(0);
+      }
     }
-    const torch::Tensor dw = head.delta_weight();                             // [V,H]
-    const torch::Tensor centred = dw - dw.mean(0, /*keepdim=*/true);          // [V,H]
-    const torch::Tensor mean_h = hidden.to(device, torch::kFloat32).mean(0);  // [H]
-    s.mean = hidden.size(0) > 0 ? torch::matmul(centred, mean_h).to(torch::kCPU) : torch::zeros({v});
-    s.counts = torch::full({v}, hidden.size(0), torch::kLong);
-    return s;
   }
-  const int64_t k = head.spec().k;
-  const torch::Tensor ids = base_topk_ids.narrow(1, 0, k).to(device, torch::kLong);  // [N,k]
-  const torch::Tensor z = base_topk_logits.to(device, torch::kFloat32);
-  const torch::Tensor gain = head.corrected_support(z, base_topk_ids.to(device)) - z.narrow(1, 0, k);  // [N,k]
-  const torch::Tensor centred = gain - gain.mean(1, /*keepdim=*/true);
-  const torch::Tensor sum = torch::zeros({v}, z.options()).index_add_(0, ids.reshape({-1}), centred.reshape({-1}));
-  const torch::Tensor count =
-      torch::zeros({v}, ids.options()).index_add_(0, ids.reshape({-1}), torch::ones_like(ids).reshape({-1}));
-  s.mean = (sum / count.clamp_min(1).to(torch::kFloat32)).to(torch::kCPU);
-  s.counts = count.to(torch::kCPU);
-  return s;
-}
-
-CorrectionSummary mean_correction(const Head& head, const extract::LogitDataset& ds, int64_t max_positions) {
-  const int64_t n = max_positions > 0 ? std::min(max_positions, ds.num_tokens()) : ds.num_tokens();
-  constexpr int64_t kChunk = 4096;
-  CorrectionSummary total;
-  total.mean = torch::zeros({head.vocab_size()});
-  total.counts = torch::zeros({head.vocab_size()}, torch::kLong);
-  for (int64_t lo = 0; lo < n; lo += kChunk) {
-    const extract::TokenRows r = ds.tokens(lo, std::min(kChunk, n - lo));
-    const CorrectionSummary part = mean_correction(head, r.base_hidden, r.base_topk_logits, r.base_topk_ids);
-    // Weighted running mean per token.
-    const torch::Tensor both = (total.counts + part.counts).clamp_min(1).to(torch::kFloat32);
-    total.mean = (total.mean * total.counts.to(torch::kFloat32) + part.mean * part.counts.to(torch::kFloat32)) / both;
-    total.counts += part.counts;
-  }
-  return total;
+  return {(sum / count.clamp_min(1).to(torch::kFloat32)).to(torch::kCPU), count.to(torch::kCPU)};
 }
 
 std::pair<std::vector<TokenShift>, std::vector<TokenShift>> top_shifts(const CorrectionSummary& s, int64_t n) {

@@ -9,8 +9,11 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/hash.hpp"
+#include "io/gguf.hpp"
 #include "io/safetensors.hpp"
 #include "model/config.hpp"
+#include "model/gguf_model.hpp"
+#include "model/model_files.hpp"
 
 namespace sf::heads {
 namespace fs = std::filesystem;
@@ -57,7 +60,21 @@ std::map<std::string, fs::path> weight_map(const fs::path& dir) {
   return out;
 }
 
+namespace {
+
+std::string gguf_fingerprint(const fs::path& file) {
+  const io::GgufFile g = io::GgufFile::open(file);
+  constexpr uint64_t kSample = uint64_t{1} << 20;
+  const uint64_t size = g.file_size(), data = std::min(g.data_offset(), size);
+  const uint64_t n = std::min(size - data, kSample);
+  return sha256_hex("gguf:" + file.filename().string() + ":" + std::to_string(size) + ":" + g.header_sha256() + ":" +
+                    sha256_range(file, data, n) + ":" + sha256_range(file, size - n, n) + "\n");
+}
+
+}  // namespace
+
 std::string model_fingerprint(const fs::path& dir) {
+  if (model::is_gguf_model(dir)) return gguf_fingerprint(dir);
   std::string s = "config.json:" + sha256_file(dir / "config.json") + "\n";
   std::set<fs::path> files;
   for (const auto& [name, file] : weight_map(dir)) files.insert(file);
@@ -74,6 +91,9 @@ std::string model_fingerprint(const fs::path& dir) {
 }
 
 std::string tokenizer_fingerprint(const fs::path& dir) {
+  if (model::is_gguf_model(dir)) {
+    return model::has_tokenizer(dir) ? sha256_hex(model::tokenizer_json_text(dir)) : "none";
+  }
   for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
     if (fs::exists(dir / name)) return sha256_file(dir / name);
   }
@@ -81,6 +101,16 @@ std::string tokenizer_fingerprint(const fs::path& dir) {
 }
 
 torch::Tensor load_lm_head_weight(const fs::path& dir) {
+  if (model::is_gguf_model(dir)) {
+    const model::GgufModel g = model::GgufModel::open(dir);
+    const model::ModelConfig& c = g.config();
+    torch::Tensor w = g.tensor(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    if (w.dim() != 2 || w.size(0) != c.vocab_size || w.size(1) != c.hidden_size) {
+      throw FormatError(dir.string() + ": lm_head has shape " + c10::str(w.sizes()) + ", expected [" +
+                        std::to_string(c.vocab_size) + ", " + std::to_string(c.hidden_size) + "]");
+    }
+    return w.contiguous();
+  }
   const model::ModelConfig config = model::ModelConfig::from_file(dir / "config.json");
   const std::string name = config.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   const auto files = weight_map(dir);

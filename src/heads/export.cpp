@@ -10,9 +10,10 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "heads/base_model.hpp"
-#include "heads/head.hpp"
+#include "heads/head_set.hpp"
 #include "io/safetensors.hpp"
 #include "model/config.hpp"
+#include "model/model_files.hpp"
 
 namespace sf::heads {
 namespace fs = std::filesystem;
@@ -40,17 +41,24 @@ std::vector<std::pair<std::string, torch::Tensor>> tensors_without(const fs::pat
 }  // namespace
 
 void export_merged(const fs::path& base, const fs::path& head_file, const fs::path& out) {
-  const Head head = Head::load(head_file);
-  if (head.variant() != "hidden") {
-    throw ConfigError(head_file.string() + ": a " + head.variant() +
+  if (model::is_gguf_model(base))
+    throw ConfigError(base.string() +
+                      ": export-merged writes a Hugging Face folder from a folder; convert the GGUF "
+                      "file first (superficial convert FILE.gguf --out DIR)");
+  const HeadSet set = HeadSet::load(head_file);
+  if (set.spec().type != "hidden") {
+    throw ConfigError(head_file.string() + ": a " + set.spec().type +
                       " head cannot be merged into a model (only hidden heads are a change of lm_head; these "
                       "architectures have no lm_head bias)");
   }
+  if (set.is_per_task())
+    throw ConfigError(head_file.string() + ": holds one head per task; a merged model can carry only one");
+  const Head& head = set.for_task("");
   const std::string base_hash = model_fingerprint(base);
-  auto it = head.metadata().find("base_model_hash");
-  if (it == head.metadata().end() || it->second != base_hash) {
+  auto it = set.metadata().find("base_model_hash");
+  if (it == set.metadata().end() || it->second != base_hash) {
     throw ConfigError(head_file.string() + ": trained on base model " +
-                      (it == head.metadata().end() ? std::string("(unrecorded)") : it->second) + ", but " +
+                      (it == set.metadata().end() ? std::string("(unrecorded)") : it->second) + ", but " +
                       base.string() + " has fingerprint " + base_hash);
   }
   if (fs::exists(out) && !fs::is_empty(out)) throw IoError(out.string() + ": exists and is not empty");

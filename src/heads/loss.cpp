@@ -1,44 +1,18 @@
 #include "heads/loss.hpp"
 
 #include <algorithm>
-#include <limits>
 
 #include "core/error.hpp"
 
 namespace sf::heads {
 
-torch::Tensor kl_topk_rows(const torch::Tensor& teacher_logits, const torch::Tensor& student_logprobs,
-                           const torch::Tensor& mask) {
+torch::Tensor kl_topk_rows(const torch::Tensor& teacher_logits, const torch::Tensor& student_logprobs) {
   if (teacher_logits.dim() != 2 || student_logprobs.sizes() != teacher_logits.sizes()) {
     throw ShapeError("kl_topk: teacher logits " + c10::str(teacher_logits.sizes()) + " and student log-probs " +
                      c10::str(student_logprobs.sizes()) + " must both be [N,k]");
   }
-  if (mask.defined() && mask.sizes() != teacher_logits.sizes()) {
-    throw ShapeError("kl_topk: mask " + c10::str(mask.sizes()) + " must be " + c10::str(teacher_logits.sizes()));
-  }
-  const torch::Tensor t = teacher_logits.to(torch::kFloat32);
-  torch::Tensor logq = student_logprobs.to(torch::kFloat32);
-  if (!mask.defined()) {
-    const torch::Tensor logp = torch::log_softmax(t, 1);  // [N,k]
-    return (logp.exp() * (logp - logq)).sum(1);           // [N]
-  }
-  const torch::Tensor keep = mask.to(torch::kBool);
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  const torch::Tensor any = keep.any(1, /*keepdim=*/true);  // [N,1]
-  // Rows with no kept entry: keep everything for the arithmetic, then zero the row.
-  const torch::Tensor keep_safe = keep.logical_or(any.logical_not());
-  const torch::Tensor logp = torch::log_softmax(t.masked_fill(keep_safe.logical_not(), neg_inf), 1);  // [N,k]
-  const torch::Tensor zero = torch::zeros({}, logq.options());
-  // torch::where keeps the gradient of the dropped branch at zero, and the 0 replaces -inf/NaN.
-  const torch::Tensor diff = torch::where(keep, logp - torch::where(keep, logq, zero), zero);
-  return (logp.exp() * diff).sum(1);  // [N]
-}
-
-torch::Tensor kl_topk_loss(const torch::Tensor& teacher_logits, const torch::Tensor& student_logprobs,
-                           const torch::Tensor& mask) {
-  const torch::Tensor rows = kl_topk_rows(teacher_logits, student_logprobs, mask);
-  if (rows.size(0) == 0) return rows.sum();
-  return rows.mean();
+  const torch::Tensor logp = torch::log_softmax(teacher_logits.to(torch::kFloat32), 1);  // [N,k]
+  return (logp.exp() * (logp - student_logprobs.to(torch::kFloat32))).sum(1);            // [N]
 }
 
 torch::Tensor logprobs_at(const torch::Tensor& logits, const torch::Tensor& ids) {
@@ -78,12 +52,6 @@ int64_t top1_matches(const torch::Tensor& predicted, const torch::Tensor& teache
                      c10::str(teacher_top1.sizes()) + " must both be [N]");
   }
   return predicted.to(torch::kLong).eq(teacher_top1.to(torch::kLong)).sum().item<int64_t>();
-}
-
-double top1_agreement(const torch::Tensor& predicted, const torch::Tensor& teacher_top1) {
-  const int64_t n = predicted.numel();
-  const int64_t m = top1_matches(predicted, teacher_top1);
-  return n == 0 ? 0.0 : static_cast<double>(m) / static_cast<double>(n);
 }
 
 }  // namespace sf::heads

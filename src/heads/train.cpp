@@ -1,13 +1,13 @@
 #include "heads/train.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
+#include <optional>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "dist/comm.hpp"
-#include "extract/logit_dataset.hpp"
 #include "heads/loss.hpp"
+#include "heads/objective.hpp"
 #include "heads/rng.hpp"
 
 namespace sf::heads {
@@ -15,55 +15,81 @@ namespace {
 
 double sum_over_ranks(const dist::Comm* comm, double v) { return comm ? comm->allreduce_sum(v) : v; }
 
-// The positions `idx` (local rows, CPU int64) of a set, on the device, ids as int64.
-struct Batch {
-  torch::Tensor hidden, aligned_logits, aligned_ids, base_logits, base_ids;
+// This rank's share [lo, hi) of m positions.
+std::pair<int64_t, int64_t> share(int64_t m, const dist::Comm* comm) {
+  const int64_t r = comm ? comm->rank() : 0, size = comm ? comm->size() : 1;
+  return {m * r / size, m * (r + 1) / size};
+}
+
+PositionBatch to_batch(const Window& w, const torch::Tensor& rows, torch::Device device) {
+  return {w.hidden.index_select(0, rows).to(device, torch::kFloat32),
+          w.aligned_logits.index_select(0, rows).to(device, torch::kFloat32),
+          w.aligned_ids.index_select(0, rows).to(device, torch::kLong)};
+}
+
+// How many blocks a window holds: as many as the memory bound allows, at least one step's worth.
+int64_t blocks_per_window(const PositionSet& set, const TrainOptions& opts) {
+  const int64_t fit = opts.max_memory_bytes / std::max<int64_t>(1, set.bytes_per_position()) / kBlockPositions;
+  const int64_t one_step = (opts.batch_tokens + kBlockPositions - 1) / kBlockPositions;
+  return std::max<int64_t>({fit, one_step, 1});
+}
+
+// Windows of a set: read from the file each time, or (when `cache` is set) gathered from the
+// whole set held in memory. Either way a window's rows come in the order of its blocks.
+class WindowSource {
+ public:
+  WindowSource(const PositionSet& set, bool cache) : set_(set) {
+    if (cache && set.size() > 0) {
+      std::vector<int64_t> all(static_cast<size_t>(set.num_blocks()));
+      for (int64_t b = 0; b < set.num_blocks(); ++b) all[static_cast<size_t>(b)] = b;
+      cache_ = set.read_blocks(all);
+    }
+  }
+
+  // The data holding the window and the window's rows in it (block order).
+  std::pair<Window, torch::Tensor> get(const std::vector<int64_t>& blocks) const {
+    if (!cache_) {
+      Window w = set_.read_blocks(blocks);
+      return {w, torch::arange(w.size(), torch::kLong)};
+    }
+    std::vector<torch::Tensor> rows;
+    for (int64_t b : blocks)
+      rows.push_back(
+          torch::arange(b * kBlockPositions, std::min(set_.size(), (b + 1) * kBlockPositions), torch::kLong));
+    return {*cache_, rows.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(rows)};
+  }
+
+ private:
+  const PositionSet& set_;
+  std::optional<Window> cache_;
 };
 
-Batch gather(const TokenSet& s, const torch::Tensor& idx, torch::Device device) {
-  auto take = [&](const torch::Tensor& t, bool ids) {
-    if (!t.defined()) return torch::Tensor();
-    torch::Tensor out = t.index_select(0, idx).to(device);
-    return ids ? out.to(torch::kLong) : out;
-  };
-  return {take(s.hidden, false), take(s.aligned_logits, false), take(s.aligned_ids, true), take(s.base_logits, false),
-          take(s.base_ids, true)};
+torch::Tensor permuted(const torch::Tensor& rows, uint64_t seed) {
+  const std::vector<int64_t> p = permutation(rows.size(0), seed);
+  return rows.index_select(0, torch::tensor(p, torch::kLong));
 }
 
-// Per position: KL to the aligned top-k softmax [n] and the student's top-1 id [n].
-std::pair<torch::Tensor, torch::Tensor> student_rows(const Head& head, bool base_only, const Batch& b,
-                                                     const torch::Tensor& w) {
-  if (head.variant() == "bb") {
-    const int64_t k = head.spec().k;
-    const torch::Tensor support = b.base_ids.narrow(1, 0, k);  // [n,k]
-    const torch::Tensor z =
-        base_only ? b.base_logits.narrow(1, 0, k) : head.corrected_support(b.base_logits, b.base_ids);
-    const torch::Tensor pos = positions_in_support(b.aligned_ids, support);           // [n,ka]
-    const torch::Tensor logq = torch::log_softmax(z, 1).gather(1, pos.clamp_min(0));  // [n,ka]
-    const torch::Tensor kl = kl_topk_rows(b.aligned_logits, logq, pos.ge(0));         // [n]
-    return {kl, support.gather(1, z.argmax(1, /*keepdim=*/true)).squeeze(1)};
-  }
-  const torch::Tensor logits =
-      base_only ? torch::matmul(b.hidden, w.t()) : head.corrected_logits(b.hidden, w);  // [n,V]
-  return {kl_topk_rows(b.aligned_logits, logprobs_at(logits, b.aligned_ids)), logits.argmax(1)};
-}
-
-void check_set(const Head& head, const TokenSet& s, const torch::Tensor& w, const std::string& which) {
-  const std::string who = "head '" + head.spec().name + "': " + which + " positions";
-  if (!s.aligned_ids.defined()) return;
-  if (head.variant() == "bb") {
-    if (!s.base_ids.defined()) throw ShapeError(who + ": base top-k logits were not loaded");
-    if (s.base_ids.size(1) < head.spec().k) {
-      throw ConfigError(who + ": k = " + std::to_string(head.spec().k) + " exceeds the dataset's top-k " +
-                        std::to_string(s.base_ids.size(1)));
-    }
-  } else {
-    if (!s.hidden.defined() || !w.defined()) throw ShapeError(who + ": base hidden states were not loaded");
-    if (w.size(0) != head.vocab_size() || s.hidden.size(1) != w.size(1)) {
-      throw ShapeError(who + ": hidden size " + std::to_string(s.hidden.size(1)) + " / lm_head " + c10::str(w.sizes()) +
-                       " do not fit the head");
+EvalStats evaluate_on(const Head* head, const PositionSet& set, const WindowSource& source, int64_t per_window,
+                      const torch::Tensor& w, const TrainOptions& opts, int64_t support_k, const dist::Comm* comm) {
+  torch::NoGradGuard no_grad;
+  double kl = 0, matches = 0, coverage = 0;
+  for (int64_t first = 0; first < set.num_blocks(); first += per_window) {
+    std::vector<int64_t> blocks;
+    for (int64_t b = first; b < std::min(set.num_blocks(), first + per_window); ++b) blocks.push_back(b);
+    const auto [data, rows] = source.get(blocks);
+    const auto [lo, hi] = share(rows.size(0), comm);
+    for (int64_t s = lo; s < hi; s += opts.batch_tokens) {
+      const PositionBatch b = to_batch(data, rows.slice(0, s, std::min(hi, s + opts.batch_tokens)), opts.device);
+      const RowStats r = objective_rows(head, b, w, support_k);
+      kl += r.kl.sum().item<double>();
+      matches += static_cast<double>(top1_matches(r.top1, b.aligned_ids.select(1, 0)));
+      if (r.coverage.defined()) coverage += r.coverage.sum().item<double>();
     }
   }
+  const double total = static_cast<double>(set.size());
+  if (total == 0) return {};
+  return {sum_over_ranks(comm, kl) / total, sum_over_ranks(comm, matches) / total,
+          sum_over_ranks(comm, coverage) / total};
 }
 
 }  // namespace
@@ -84,154 +110,100 @@ std::vector<bool> validation_examples(int64_t num_examples, double val_fraction,
   return val;
 }
 
-std::pair<int64_t, int64_t> rank_rows(int64_t num_examples, int rank, int size) {
-  return {num_examples * rank / size, num_examples * (rank + 1) / size};
-}
-
-SplitData load_split(const extract::LogitDataset& ds, const dist::Comm* comm, double val_fraction, uint64_t seed,
-                     bool need_hidden, bool need_base_topk, int64_t vocab_size) {
-  const int64_t n_ex = ds.num_examples();
-  const std::vector<bool> is_val = validation_examples(n_ex, val_fraction, seed);
-  const auto [lo, hi] = rank_rows(n_ex, comm ? comm->rank() : 0, comm ? comm->size() : 1);
-  SplitData out;
-  for (int64_t row = 0; row < n_ex; ++row) {
-    const bool v = is_val[static_cast<size_t>(row)];
-    TokenSet& s = v ? out.val : out.train;
-    (v ? out.val_examples : out.train_examples) += 1;
-    if (row < lo) s.offset += ds.example_tokens(row);
-    s.total += ds.example_tokens(row);
-  }
-  std::vector<torch::Tensor> parts[2][5];  // [train/val][hidden, aligned logits/ids, base logits/ids]
-  for (int64_t row = lo; row < hi; ++row) {
-    const int64_t n = ds.example_tokens(row);
-    if (n == 0) continue;
-    const extract::TokenRows r = ds.tokens(ds.token_offset(row), n);
-    const int64_t max_id = std::max(r.aligned_topk_ids.max().item<int64_t>(),
-                                    need_base_topk ? r.base_topk_ids.max().item<int64_t>() : int64_t{0});
-    const int64_t min_id = std::min(r.aligned_topk_ids.min().item<int64_t>(),
-                                    need_base_topk ? r.base_topk_ids.min().item<int64_t>() : int64_t{0});
-    if (min_id < 0 || max_id >= vocab_size) {
-      throw ShapeError(ds.path().string() + ": example row " + std::to_string(row) + ": token ids outside [0," +
-                       std::to_string(vocab_size) + ") of the base vocabulary");
-    }
-    auto& p = parts[is_val[static_cast<size_t>(row)] ? 1 : 0];
-    if (need_hidden) p[0].push_back(r.base_hidden.to(torch::kFloat32));
-    p[1].push_back(r.aligned_topk_logits.to(torch::kFloat32));
-    p[2].push_back(r.aligned_topk_ids.to(torch::kInt));
-    if (need_base_topk) {
-      p[3].push_back(r.base_topk_logits.to(torch::kFloat32));
-      p[4].push_back(r.base_topk_ids.to(torch::kInt));
-    }
-  }
-  const int64_t k = ds.top_k();
-  const int64_t h = ds.hidden_size();
-  for (int which = 0; which < 2; ++which) {
-    TokenSet& s = which ? out.val : out.train;
-    auto cat = [&](std::vector<torch::Tensor>& v, int64_t cols, torch::Dtype dt) {
-      torch::Tensor t = v.empty() ? torch::empty({0, cols}, dt) : torch::cat(v, 0);
-      v.clear();
-      return t;
-    };
-    if (need_hidden) s.hidden = cat(parts[which][0], h, torch::kFloat32);
-    s.aligned_logits = cat(parts[which][1], k, torch::kFloat32);
-    s.aligned_ids = cat(parts[which][2], k, torch::kInt);
-    if (need_base_topk) {
-      s.base_logits = cat(parts[which][3], k, torch::kFloat32);
-      s.base_ids = cat(parts[which][4], k, torch::kInt);
-    }
-  }
-  return out;
-}
-
 nlohmann::json EpochMetrics::to_json() const {
   return {{"epoch", epoch},
           {"steps", steps},
+          {"steps_per_epoch", steps_per_epoch},
+          {"windows_per_epoch", windows_per_epoch},
+          {"window_positions", window_positions},
           {"train_kl", train_kl},
           {"val_kl", val.kl},
           {"val_top1", val.top1},
+          {"val_coverage", val.coverage},
           {"base_train_kl", base_train.kl},
           {"base_train_top1", base_train.top1},
           {"base_val_kl", base_val.kl},
           {"base_val_top1", base_val.top1},
+          {"train_coverage", base_train.coverage},
           {"train_positions", train_positions},
           {"val_positions", val_positions},
-          {"support", support},
           {"seconds", seconds}};
 }
 
-EvalStats evaluate(const Head& head, bool base_only, const TokenSet& set, const torch::Tensor& lm_head_weight,
-                   const TrainOptions& opts, const dist::Comm* comm) {
-  torch::NoGradGuard no_grad;
-  check_set(head, set, lm_head_weight, "evaluation");
-  double kl = 0;
-  double matches = 0;
-  for (int64_t lo = 0; lo < set.size(); lo += opts.batch_tokens) {
-    const int64_t n = std::min(opts.batch_tokens, set.size() - lo);
-    const Batch b = gather(set, torch::arange(lo, lo + n, torch::kLong), opts.device);
-    const auto [rows, top1] = student_rows(head, base_only, b, lm_head_weight);
-    kl += rows.sum().item<double>();
-    matches += static_cast<double>(top1_matches(top1, b.aligned_ids.select(1, 0)));
-  }
-  kl = sum_over_ranks(comm, kl);
-  matches = sum_over_ranks(comm, matches);
-  const double total = static_cast<double>(set.total);
-  return total > 0 ? EvalStats{kl / total, matches / total} : EvalStats{};
+EvalStats evaluate(const Head* head, const PositionSet& set, const torch::Tensor& lm_head_weight,
+                   const TrainOptions& opts, int64_t support_k, const dist::Comm* comm) {
+  const int64_t per_window = blocks_per_window(set, opts);
+  const WindowSource source(set, /*cache=*/false);
+  return evaluate_on(head, set, source, per_window, lm_head_weight, opts, support_k, comm);
 }
 
-void train_head(const Head& head, const SplitData& data, const torch::Tensor& lm_head_weight, const TrainOptions& opts,
-                const dist::Comm* comm, const std::function<void(const EpochMetrics&)>& on_epoch) {
-  if (opts.lr <= 0 || opts.epochs < 0 || opts.batch_tokens <= 0) {
-    throw ConfigError("heads: lr and batch_tokens must be positive and epochs >= 0");
-  }
-  check_set(head, data.train, lm_head_weight, "training");
-  check_set(head, data.val, lm_head_weight, "validation");
-  const auto start = std::chrono::steady_clock::now();
+void train_head(const Head& head, const PositionSet& train, const PositionSet& val, const torch::Tensor& w,
+                const TrainOptions& opts, const dist::Comm* comm,
+                const std::function<void(const EpochMetrics&)>& on_epoch) {
+  if (opts.lr <= 0 || opts.epochs < 0 || opts.batch_tokens <= 0 || opts.max_memory_bytes <= 0)
+    throw ConfigError("heads: lr, batch_tokens and max_memory must be positive and epochs >= 0");
+  if (train.size() == 0) throw ConfigError("head '" + head.spec().name + "': no training positions");
+  if (w.device() != opts.device) throw ShapeError("train_head: lm_head weight is not on " + opts.device.str());
+  const Stopwatch clock;
+  const int64_t per_window = blocks_per_window(train, opts);
+  const int64_t bound = per_window * kBlockPositions;
+  const bool cache_train = train.size() <= bound;
+  const WindowSource train_source(train, cache_train);
+  const WindowSource val_source(val, cache_train && train.size() + val.size() <= bound);
+  const int64_t support_k = head.spec().k;
+
   EpochMetrics m;
-  m.support = head.variant() == "bb" ? "base_topk" : "vocab";
-  m.train_positions = data.train.total;
-  m.val_positions = data.val.total;
-  m.base_train = evaluate(head, true, data.train, lm_head_weight, opts, comm);
-  m.base_val = evaluate(head, true, data.val, lm_head_weight, opts, comm);
+  m.train_positions = train.size();
+  m.val_positions = val.size();
+  m.window_positions = std::min(bound, train.size());
+  m.windows_per_epoch = (train.num_blocks() + per_window - 1) / per_window;
+  for (int64_t first = 0; first < train.num_blocks(); first += per_window) {
+    const int64_t n = std::min(train.size(), (first + per_window) * kBlockPositions) - first * kBlockPositions;
+    m.steps_per_epoch += (n + opts.batch_tokens - 1) / opts.batch_tokens;
+  }
+  m.base_train = evaluate_on(nullptr, train, train_source, per_window, w, opts, support_k, comm);
+  m.base_val = evaluate_on(nullptr, val, val_source, per_window, w, opts, support_k, comm);
   auto finish_epoch = [&] {
-    m.val = evaluate(head, false, data.val, lm_head_weight, opts, comm);
-    m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    m.val = evaluate_on(&head, val, val_source, per_window, w, opts, support_k, comm);
+    m.seconds = clock.seconds();
     on_epoch(m);
   };
-  m.train_kl = evaluate(head, false, data.train, lm_head_weight, opts, comm).kl;
+  m.train_kl = evaluate_on(&head, train, train_source, per_window, w, opts, 0, comm).kl;
   finish_epoch();
 
   std::vector<torch::Tensor> params;
   for (const auto& [name, t] : head.named_parameters()) params.push_back(t.requires_grad_(true));
   torch::optim::Adam adam(params, torch::optim::AdamOptions(opts.lr));
-  const TokenSet& train = data.train;
-  const int64_t lo = train.offset;
-  const int64_t hi = train.offset + train.size();
   for (int64_t epoch = 1; epoch <= opts.epochs; ++epoch) {
-    const std::vector<int64_t> order = permutation(train.total, mix_seed(opts.seed, static_cast<uint64_t>(epoch)));
+    const uint64_t epoch_seed = mix_seed(opts.seed, static_cast<uint64_t>(epoch));
+    const std::vector<int64_t> order = permutation(train.num_blocks(), epoch_seed);
     double kl_sum = 0;
-    for (int64_t first = 0; first < train.total; first += opts.batch_tokens) {
-      const int64_t last = std::min(train.total, first + opts.batch_tokens);
-      std::vector<int64_t> local;
-      for (int64_t i = first; i < last; ++i) {
-        const int64_t g = order[static_cast<size_t>(i)];
-        if (g >= lo && g < hi) local.push_back(g - lo);
+    for (int64_t first = 0, window = 0; first < train.num_blocks(); first += per_window, ++window) {
+      const std::vector<int64_t> blocks(order.begin() + first,
+                                        order.begin() + std::min(train.num_blocks(), first + per_window));
+      const auto [data, in_order] = train_source.get(blocks);
+      const torch::Tensor rows = permuted(in_order, mix_seed(epoch_seed, static_cast<uint64_t>(window) + 1));
+      const int64_t n = rows.size(0);
+      for (int64_t step = 0; step < n; step += opts.batch_tokens) {
+        const int64_t size = std::min(opts.batch_tokens, n - step);
+        const auto [lo, hi] = share(size, comm);
+        adam.zero_grad();
+        if (hi > lo) {
+          const PositionBatch b = to_batch(data, rows.slice(0, step + lo, step + hi), opts.device);
+          const torch::Tensor sum = objective_rows(&head, b, w).kl.sum();
+          (sum / static_cast<double>(size)).backward();
+          kl_sum += sum.item<double>();
+        }
+        for (torch::Tensor& p : params) {
+          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+          if (comm && comm->size() > 1) comm->allreduce_sum(p.mutable_grad());
+        }
+        adam.step();
+        ++m.steps;
       }
-      adam.zero_grad();
-      if (!local.empty()) {
-        const Batch b = gather(train, torch::tensor(local, torch::kLong), opts.device);
-        const torch::Tensor sum = student_rows(head, false, b, lm_head_weight).first.sum();
-        (sum / static_cast<double>(last - first)).backward();
-        kl_sum += sum.item<double>();
-      }
-      for (torch::Tensor& p : params) {
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        if (comm && comm->size() > 1) comm->allreduce_sum(p.mutable_grad());
-      }
-      adam.step();
-      ++m.steps;
     }
     m.epoch = epoch;
-    m.train_kl = train.total > 0 ? sum_over_ranks(comm, kl_sum) / static_cast<double>(train.total) : 0.0;
+    m.train_kl = sum_over_ranks(comm, kl_sum) / static_cast<double>(train.size());
     finish_epoch();
   }
   for (torch::Tensor& p : params) {

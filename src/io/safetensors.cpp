@@ -1,8 +1,6 @@
 #include "io/safetensors.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +11,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "io/mapped_file.hpp"
 
 namespace sf::io {
 
@@ -59,44 +58,15 @@ bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
 
 }  // namespace
 
-struct SafetensorsFile::Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  int fd = -1;  // kept open for read_slice
-  Mapping() = default;
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (addr && size > 0) ::munmap(addr, size);
-    if (fd >= 0) ::close(fd);
-  }
-  const uint8_t* bytes() const { return static_cast<const uint8_t*>(addr); }
-};
-
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& file) {
   const std::string f = file.string();
-  const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw IoError(f + ": cannot open: " + errno_text());
-  auto map = std::make_shared<Mapping>();
-  map->fd = fd;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw IoError(f + ": cannot stat: " + errno_text());
-  if (!S_ISREG(st.st_mode)) throw IoError(f + ": not a regular file");
-  map->size = static_cast<size_t>(st.st_size);
-  if (map->size > 0) {
-    // Private, writable mapping: tensor views may be written to (copy-on-write) without ever
-    // touching the file.
-    void* a = ::mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (a == MAP_FAILED) throw IoError(f + ": cannot mmap: " + errno_text());
-    map->addr = a;
-  }
-
-  const uint64_t file_size = map->size;
+  std::shared_ptr<MappedFile> map = MappedFile::open(file);
+  const uint64_t file_size = map->size();
   if (file_size < 8) {
     throw FormatError(f + ": file is " + std::to_string(file_size) + " bytes, shorter than the 8-byte header length");
   }
   uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | map->bytes()[i];
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | map->data()[i];
   if (header_len > kMaxHeaderBytes) {
     throw FormatError(f + ": header length " + std::to_string(header_len) + " at byte offset 0 exceeds 100 MB");
   }
@@ -104,7 +74,7 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& file) {
     throw FormatError(f + ": header length " + std::to_string(header_len) +
                       " at byte offset 0 runs past the end of the " + std::to_string(file_size) + "-byte file");
   }
-  const char* hdr = reinterpret_cast<const char*>(map->bytes() + 8);
+  const char* hdr = reinterpret_cast<const char*>(map->data() + 8);
   if (header_len == 0 || hdr[0] != '{') throw FormatError(f + ": header at byte offset 8 is not a JSON object");
   nlohmann::json j;
   try {
@@ -221,7 +191,7 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
     throw FormatError(path_.string() + ": tensor " + in_quotes(name) + ": dtype " + t.dtype + " is not supported");
   const auto opts = torch::TensorOptions().dtype(d->dtype).device(torch::kCPU);
   if (t.end == t.begin) return torch::empty(t.shape, opts);
-  uint8_t* p = static_cast<uint8_t*>(map_->addr) + data_start_ + t.begin;
+  uint8_t* p = map_->data() + data_start_ + t.begin;
   // Views must be aligned to their element size; a misaligned span (legal but unusual) is copied.
   if (reinterpret_cast<uintptr_t>(p) % d->bytes != 0) {
     torch::Tensor out = torch::empty(t.shape, opts);
@@ -263,7 +233,7 @@ torch::Tensor SafetensorsFile::read_slice(const std::string& name, int64_t dim, 
     uint8_t* p = dst + o * part;
     uint64_t left = part;
     while (left > 0) {
-      const ssize_t r = ::pread(map_->fd, p, left, static_cast<off_t>(offset));
+      const ssize_t r = ::pread(map_->fd(), p, left, static_cast<off_t>(offset));
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0)
         throw IoError(where + ": read failed at byte offset " + std::to_string(offset) + ": " +

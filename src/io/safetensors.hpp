@@ -26,6 +26,8 @@ struct TensorInfo {
   uint64_t end = 0;
 };
 
+class MappedFile;
+
 class SafetensorsFile {
  public:
   // Maps and validates the file. IoError when it cannot be opened; FormatError when invalid.
@@ -48,11 +50,9 @@ class SafetensorsFile {
   // shape; IoError when the read fails.
   torch::Tensor read_slice(const std::string& name, int64_t dim, int64_t begin, int64_t end) const;
 
-  struct Mapping;
-
  private:
   std::filesystem::path path_;
-  std::shared_ptr<Mapping> map_;
+  std::shared_ptr<MappedFile> map_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;

@@ -7,7 +7,9 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "io/gguf.hpp"
 #include "io/safetensors.hpp"
+#include "model/gguf_model.hpp"
 #include "model/shard.hpp"
 
 namespace sf::model {
@@ -178,6 +180,10 @@ torch::Tensor embed_tokens(const Weights& w, const torch::Tensor& input) {
 }  // namespace
 
 CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opts) {
+  if (io::is_gguf_file(dir)) {
+    const GgufModel gguf = GgufModel::open(dir);
+    return from_tensors(gguf.config(), gguf.tensors(), opts, dir.string());
+  }
   const ModelConfig config = ModelConfig::from_file(dir / "config.json");
   return from_source(config, *SafetensorsSource::open(dir), opts);
 }
@@ -226,6 +232,39 @@ CausalLM CausalLM::from_source(const ModelConfig& config, const WeightSource& so
                         ": tensor 'lm_head.weight' differs from the embeddings it is tied to (tie_word_embeddings)");
     }
     throw FormatError(info.file + ": tensor '" + name + "' is not used by a " + w->config.model_type + " model");
+  }
+  finish_weights(*w);
+  CausalLM m;
+  m.w_ = std::move(w);
+  return m;
+}
+
+CausalLM CausalLM::from_tensors(const ModelConfig& config, const TensorReaders& tensors, const LoadOptions& opts,
+                                const std::string& source) {
+  torch::NoGradGuard no_grad;
+  auto w = empty_weights(config, opts, source);
+  std::set<std::string> used;
+  for (const Slot& s : slots(*w)) {
+    auto it = tensors.find(s.name);
+    if (it == tensors.end()) throw FormatError(source + ": required tensor '" + s.name + "' is missing");
+    torch::Tensor t = it->second();
+    if (!t.is_floating_point()) {
+      throw FormatError(source + ": tensor '" + s.name + "' has dtype " + c10::toString(t.scalar_type()) +
+                        " (expected floating point)");
+    }
+    if (t.sizes().vec() != s.shape) {
+      throw FormatError(source + ": tensor '" + s.name + "' has shape " + shape_str(t.sizes()) + ", expected " +
+                        shape_str(s.shape));
+    }
+    // A reader gives whole tensors (dequantized GGUF); a split rank keeps its slice of each.
+    if (s.dim >= 0) t = t.narrow(s.dim, s.range.begin, s.range.size()).clone();
+    *s.tensor = t.to(opts.device, opts.dtype);
+    used.insert(s.name);
+  }
+  for (const auto& [name, reader] : tensors) {
+    if (!used.count(name)) {
+      throw FormatError(source + ": tensor '" + name + "' is not used by a " + config.model_type + " model");
+    }
   }
   finish_weights(*w);
   CausalLM m;

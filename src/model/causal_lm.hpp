@@ -13,6 +13,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -54,6 +56,10 @@ class KVCache {
   int64_t reserved_ = 0;
 };
 
+// Tensors by Hugging Face name, each read when the model takes it (so that at most one tensor is
+// held besides the model while loading, e.g. one dequantized GGUF tensor).
+using TensorReaders = std::map<std::string, std::function<torch::Tensor()>>;
+
 struct ForwardOutput {
   torch::Tensor logits;  // [B,T,V] float32; [B,T,V_local] (this rank's vocabulary slice) when split
   torch::Tensor hidden;  // [B,T,H] float32: final hidden state after the last norm (input of lm_head)
@@ -62,11 +68,16 @@ struct ForwardOutput {
 class CausalLM {
  public:
   // Loads `dir/config.json` and `dir/model.safetensors` or the shards named by
-  // `dir/model.safetensors.index.json`.
+  // `dir/model.safetensors.index.json`; or a GGUF file (model/gguf_model.hpp) when `dir` is one.
   static CausalLM load(const std::filesystem::path& dir, const LoadOptions& opts = {});
   // A model from any source of named tensors (HF names and shapes). With a tensor group, only this
   // rank's slice of each tensor is read (WeightSource::read_slice).
   static CausalLM from_source(const ModelConfig& config, const WeightSource& source, const LoadOptions& opts = {});
+  // A model from tensors by Hugging Face name, with load's checks: every required tensor present,
+  // floating point and of its shape, and none left over. `source` names the tensors' origin in errors.
+  // With a tensor group each tensor is read whole (one at a time) and this rank keeps its slice.
+  static CausalLM from_tensors(const ModelConfig& config, const TensorReaders& tensors, const LoadOptions& opts,
+                               const std::string& source);
   // A randomly initialised model (HF-style normal(0, 0.02) init), seeded. With a tensor group each
   // rank keeps its slice of the same model as with one rank.
   static CausalLM random(const ModelConfig& config, uint64_t seed, const LoadOptions& opts = {});

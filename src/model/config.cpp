@@ -1,6 +1,7 @@
 #include "model/config.hpp"
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -35,6 +36,57 @@ const std::set<std::string> kHarmlessKeys = {
     "torchscript",
     "_attn_implementation_autoset",
     "max_window_layers",  // qwen2: only used with use_sliding_window
+    // Ids of tokens the decoder never treats specially, names and bookkeeping.
+    "unk_token_id",
+    "sep_token_id",
+    "cls_token_id",
+    "mask_token_id",
+    "decoder_start_token_id",
+    "_model_name_or_path",  // written by transformers' GGUF loader
+    "_commit_hash",
+    "use_bfloat16",  // a storage hint; the dtype used is the one asked for
+    "tf_legacy_loss",
+    "finetuning_task",
+    "prefix",
+    "task_specific_params",
+    // Defaults of transformers' generate(), written into config.json by older transformers. Our
+    // generation settings come from the job and the task, never from config.json.
+    "max_length",
+    "min_length",
+    "do_sample",
+    "early_stopping",
+    "num_beams",
+    "num_beam_groups",
+    "diversity_penalty",
+    "temperature",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "repetition_penalty",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "num_return_sequences",
+    "output_scores",
+    "return_dict_in_generate",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "remove_invalid_values",
+    "exponential_decay_length_penalty",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+};
+
+// Keys harmless only at their default value (an encoder-decoder or cross-attention setting would
+// change the model; these architectures are decoder-only).
+const std::map<std::string, nlohmann::json> kDefaultOnlyKeys = {
+    {"is_encoder_decoder", false},
+    {"add_cross_attention", false},
+    {"tie_encoder_decoder", false},
+    {"cross_attention_hidden_size", nullptr},
+    {"pruned_heads", nlohmann::json::object()},
+    {"is_decoder", false},
 };
 
 class Reader {
@@ -86,8 +138,12 @@ class Reader {
 
   void finish() const {
     for (auto it = j_.begin(); it != j_.end(); ++it) {
-      if (!used_.count(it.key()) && !kHarmlessKeys.count(it.key())) {
-        throw ConfigError(where(it.key()) + ": unknown or unsupported config key");
+      if (used_.count(it.key()) || kHarmlessKeys.count(it.key())) continue;
+      auto d = kDefaultOnlyKeys.find(it.key());
+      if (d == kDefaultOnlyKeys.end()) throw ConfigError(where(it.key()) + ": unknown or unsupported config key");
+      if (it.value() != d->second) {
+        throw ConfigError(where(it.key()) + ": " + it.value().dump() + " is not supported (only " + d->second.dump() +
+                          ")");
       }
     }
   }
@@ -236,6 +292,14 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   }
   c.pad_token_id = r.optional_int("pad_token_id");
   c.torch_dtype = r.string("torch_dtype", r.string("dtype", "float32"));
+  // quantization_config: accepted, because the weights are used exactly as stored and the loader
+  // takes only F32/F16/BF16 tensors under their plain names. A checkpoint whose weights really are
+  // quantized (GPTQ/AWQ qweight and scales, bitsandbytes int8/uint8 with absmax, FP8 with
+  // weight_scale) still fails there, naming the tensor; an export whose weights were dequantized
+  // (the config left behind) loads and computes with those weights.
+  if (r.present("quantization_config") && !r.at("quantization_config").is_object()) {
+    throw ConfigError(r.where("quantization_config") + ": expected an object");
+  }
   r.finish();
   return c;
 }

@@ -1,7 +1,10 @@
 #pragma once
 // config.json → typed model config. Unknown model_type, unknown keys that change the
 // computation, and unsupported options (e.g. a rope_scaling type we do not implement) are
-// ConfigErrors naming the file and key; never silent defaults.
+// ConfigErrors naming the file and key; never silent defaults. Keys known not to change the
+// computation are accepted: token ids and names (unk_token_id, _model_name_or_path, ...),
+// transformers' generate() defaults, encoder-decoder switches at their defaults, and
+// quantization_config (the loader takes only unquantized weights; see config.cpp).
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>

@@ -1,13 +1,18 @@
 #pragma once
-// Teacher-forced scoring and batched, KV-cached generation on top of CausalLM::forward.
-// Both run under torch::InferenceMode.
+// Teacher-forced scoring and batched, KV-cached generation on top of CausalLM::forward, for one
+// model or an Ensemble: a weighted sum of several models' next-token logits (proxy-tuning adds an
+// expert and subtracts an anti-expert), the main model's logits first passed through a transform
+// (a superficial head). Every model of an ensemble decodes the same tokens in lock-step, each from
+// its own prompt (its own chat template). All tensors stay on the models' device until results
+// are returned on the host. Everything runs under torch::InferenceMode.
 //
-// A model split over a tensor group (CausalLM::vocab().is_split()): every rank of the group calls
-// score/generate with the same arguments at the same time. Log-probabilities, top-k (merged from
-// each rank's top-k), greedy tokens (argmax over the split vocabulary) and sampled tokens come out
-// identical on every rank; full log-probabilities, and the logits a LogitsHook sees, are this
-// rank's vocabulary slice [.., V_local] (ids vocab().begin() ...). Top-k order is canonical (values
-// descending, equal values by ascending id: model/vocab_parallel.hpp) with one rank or many.
+// Models split over a tensor group (CausalLM::vocab().is_split()): every rank of the group calls
+// these functions with the same arguments at the same time, and every member of an ensemble is
+// split over the same group. Log-probabilities, top-k (merged from each rank's top-k), greedy tokens
+// (argmax over the split vocabulary) and sampled tokens come out identical on every rank; the
+// logits a LogitsTransform sees and returns are this rank's vocabulary slice [N, V_local] (ids
+// vocab().begin() ...). Top-k order is canonical (values descending, equal values by ascending id:
+// model/vocab_parallel.hpp) with one rank or many.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -20,28 +25,50 @@
 namespace sf::model {
 
 struct ScoreOptions {
-  int64_t top_k = 0;           // > 0: return top-k of the logits per position; 0: none
-  bool full_logprobs = false;  // return [B,T,V] log-softmax
-  bool hidden = false;         // return the final hidden states
-  int64_t batch_size = 8;      // sequences per forward
+  int64_t top_k = 0;       // > 0: return top-k of the logits per position; 0: none
+  bool hidden = false;     // return the final hidden states
+  int64_t batch_size = 8;  // sequences per forward
 };
 
-// Per sequence i (length n_i), per position t < n_i: the distribution for token t+1.
+// Per sequence i (length n_i), per position t < n_i: the distribution for token t+1. On the host.
 struct ScoreOutput {
   std::vector<torch::Tensor> token_logprobs;  // each [n_i]: log p(x_t | x_<t); entry 0 is 0
   std::vector<torch::Tensor> topk_logits;     // each [n_i, k] raw logits, descending (if top_k)
   std::vector<torch::Tensor> topk_ids;        // each [n_i, k] int64 (if top_k)
-  std::vector<torch::Tensor> logprobs;        // each [n_i, V] (if full_logprobs); [n_i, V_local] when split
-  std::vector<torch::Tensor> hidden;          // each [n_i, H] (if hidden)
+  std::vector<torch::Tensor> hidden;          // each [n_i, H] float32 (if hidden)
 };
 
 ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences, const ScoreOptions& opts);
 
-// Called once per decoding step with the logits of every row of the batch before a token is
-// chosen. It may modify `logits` in place (a head adds its correction here).
-// logits: [B,V] float32 ([B,V_local], this rank's slice, when split); hidden: [B,H] final hidden
-// states; step: 0-based.
-using LogitsHook = std::function<void(torch::Tensor& logits, const torch::Tensor& hidden, int64_t step)>;
+// Changes the main model's logits before they are combined: logits [N,V] float32 and hidden
+// [N,H] float32 on the model's device → [N,V] on the same device ([N,V_local] in and out when the
+// model is split over a tensor group).
+using LogitsTransform = std::function<torch::Tensor(const torch::Tensor& logits, const torch::Tensor& hidden)>;
+
+struct Member {
+  const CausalLM* model = nullptr;
+  double weight = 1.0;
+};
+
+// logits = Σ_m weight_m · z_m, with z_0 = transform(logits of members[0]) when a transform is set.
+// Every member must share the vocabulary, the device and the tensor group size of members[0]
+// (ShapeError otherwise).
+struct Ensemble {
+  std::vector<Member> members;
+  LogitsTransform transform;
+  static Ensemble of(const CausalLM& model, LogitsTransform transform = {});
+  // logits: [N,V] per member (float32), hidden: [N,H] of members[0] → [N,V].
+  torch::Tensor combine(const std::vector<torch::Tensor>& logits, const torch::Tensor& hidden) const;
+  void check() const;
+};
+
+// Prompts of every member for the same rows: prompts[m][i] is row i as member m sees it.
+using MemberPrompts = std::vector<std::vector<std::vector<int32_t>>>;
+
+// Σ_t log p(continuation_t | prompt, continuation_<t) under the ensemble, per row i (the sequence of
+// member m is prompts[m][i] followed by continuations[i]).
+std::vector<double> continuation_logprobs(const Ensemble& ensemble, const MemberPrompts& prompts,
+                                          const std::vector<std::vector<int32_t>>& continuations, int64_t batch_size);
 
 struct GenerateOptions {
   int64_t max_new_tokens = 512;
@@ -52,18 +79,19 @@ struct GenerateOptions {
   std::vector<int64_t> eos_ids;  // generation of a row ends after it emits one of these
   // Optional: return true to end row `row` given its generated ids so far (stop strings).
   std::function<bool(size_t row, const std::vector<int32_t>& generated)> stop;
-  LogitsHook logits_hook;
-  int64_t record_top_k = 0;  // > 0: record the top-k of the final (hooked) logits at each step
+  int64_t record_top_k = 0;  // > 0: record the top-k of the final (combined) logits at each step
   int64_t batch_size = 16;
 };
 
 struct Generation {
   std::vector<int32_t> tokens;  // generated ids, the EOS token included when emitted
   std::string finish_reason;    // "eos" | "stop" | "length"
-  torch::Tensor topk_logits;    // [n, record_top_k] float32 (if recorded)
-  torch::Tensor topk_ids;       // [n, record_top_k] int64 (if recorded)
+  torch::Tensor topk_logits;    // [n, record_top_k] float32 (if recorded), host
+  torch::Tensor topk_ids;       // [n, record_top_k] int64 (if recorded), host
 };
 
+std::vector<Generation> generate(const Ensemble& ensemble, const MemberPrompts& prompts, const GenerateOptions& opts);
+// One model, no transform.
 std::vector<Generation> generate(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
                                  const GenerateOptions& opts);
 

@@ -1,10 +1,12 @@
 #pragma once
 // `superficial reduce RUN_DIR`: turns a run's outputs into run_dir/summary.json (schema
-// results-schema/summary-v1.json), summary.md and report.html.
+// results-schema/summary-v2.json), summary.md and report.html.
 //
-// Inputs: evaluate/results.h5 (its job_config attribute is the job), and when present
-// extract/logits.h5 with heads/<name>.safetensors for the per-position KL curves and the tokens each
-// head moves most.
+// Inputs: evaluate/results.h5 (v2; its job_config attribute is the job, its systems and
+// comparisons attributes name what to report), and for every head trained in the run its file
+// heads/<name>.safetensors with its pair's extract/<base>__<aligned>/logits.h5 for the
+// per-position KL curves and the tokens the head moves most, both on the head's validation
+// examples only.
 //
 // Job section (all optional):
 //   reduce:
@@ -12,10 +14,11 @@
 //     confidence: 0.95
 //     seed: 1234             # default: the job's seed
 //     kl_positions: 64       # first response positions in the KL curves (the paper's Figure 2)
-//     kl_max_examples: 0     # extracted examples used for KL and token shifts (0: all)
+//     kl_max_examples: 0     # validation examples used for KL and token shifts (0: all; else a
+//                            # seeded sample taken round-robin across tasks)
 //     top_tokens: 20         # promoted / demoted tokens listed per head
 //
-// Per-position KL at response position j, averaged over the extracted examples that reach j:
+// Per-position KL at response position j, averaged over the validation examples that reach j:
 //   KL(A ‖ X) = Σ_{i ∈ topk_A} p_i (log p_i − log q_X(i)),  p = softmax of the aligned model's stored
 // top-k logits (renormalised over that support), q_X = the full-vocabulary softmax of X's logits,
 // recomputed from the stored base hidden state and the base lm_head (X = base), plus the head's
@@ -29,7 +32,7 @@
 namespace sf::report {
 
 struct ReduceSettings {
-  BootstrapSettings bootstrap;
+  EstimateSettings estimate;
   int64_t kl_positions = 64;
   int64_t kl_max_examples = 0;
   int64_t top_tokens = 20;
@@ -40,7 +43,7 @@ struct ReduceSettings {
 // run_dir, so a moved run folder still reduces).
 Summary reduce_run(const std::filesystem::path& run_dir, const Job& job, const ReduceSettings& settings);
 
-// Checks `summary` against results-schema/summary-v1.json (FormatError listing the problems) and
+// Checks `summary` against results-schema/summary-v2.json (FormatError listing the problems) and
 // writes summary.json, summary.md and report.html into run_dir (each via a temporary file).
 void write_summary(const std::filesystem::path& run_dir, const Summary& summary);
 

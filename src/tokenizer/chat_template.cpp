@@ -3,6 +3,7 @@
 #include <map>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "tokenizer/pretokenizer.hpp"
 
 namespace sf::tok {
@@ -139,6 +140,10 @@ ChatTemplate ChatTemplate::from_config(const ConfigNode& node) {
   }
   Slots s;
   s.prefix = node.get<std::string>("prefix", "");
+  if (const auto file = node.get_optional<std::string>("prefix_file")) {
+    if (!s.prefix.empty()) throw ConfigError(node.where("prefix_file") + ": give prefix or prefix_file, not both");
+    s.prefix = read_text_file(*file, node.where("prefix_file"));
+  }
   s.system = node.get<std::string>("system", "");
   s.default_system = node.get<std::string>("default_system", "");
   s.system_in_user = node.get<std::string>("system_in_user", "");

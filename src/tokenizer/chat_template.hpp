@@ -27,7 +27,8 @@ class ChatTemplate {
   // Presets: plain, alpaca, llama2-chat, chatml, llama3, mistral-inst, zephyr.
   static ChatTemplate preset(const std::string& name);
   static std::vector<std::string> preset_names();
-  // A template from config: either {preset: NAME} or explicit slots (see README).
+  // A template from config: either {preset: NAME} or explicit slots (see README); `prefix_file`
+  // reads the prefix from a file (in-context alignment prompts).
   static ChatTemplate from_config(const ConfigNode& node);
 
   // Renders a conversation; with add_generation_prompt the assistant turn is opened so the model

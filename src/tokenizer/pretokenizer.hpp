@@ -35,7 +35,9 @@ bool is_word_char(char32_t cp);
 enum class Pattern { kGpt2, kLlama3, kQwen2 };
 // The pattern for a regex string, or false when it is not one we implement.
 bool known_pattern(const std::string& regex, Pattern* out);
-extern const char* const kGpt2Regex;  // the regex ByteLevel(use_regex=true) applies
+extern const char* const kGpt2Regex;    // the regex ByteLevel(use_regex=true) applies
+extern const char* const kLlama3Regex;  // Llama-3's Split regex
+extern const char* const kQwen2Regex;   // Qwen2's Split regex
 // End (index into `chars`) of the match starting at `i`, or `i` when no alternative matches there.
 size_t match_at(Pattern p, const std::vector<Char>& chars, size_t i);
 

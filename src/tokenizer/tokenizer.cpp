@@ -850,17 +850,20 @@ Tokenizer Tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
   if (!in) throw IoError(tokenizer_json.string() + ": cannot open tokenizer file");
   std::stringstream buf;
   buf << in.rdbuf();
-  const std::string bytes = buf.str();
-  const Src src{tokenizer_json.string()};
+  return from_json_text(buf.str(), tokenizer_json);
+}
+
+Tokenizer Tokenizer::from_json_text(const std::string& text, const std::filesystem::path& source) {
+  const Src src{source.string()};
   json root;
   try {
-    root = json::parse(bytes);
+    root = json::parse(text);
   } catch (const json::parse_error& e) {
     throw FormatError(src.file + ": byte " + std::to_string(e.byte) + ": malformed JSON");
   }
   auto impl = std::make_shared<Impl>();
-  impl->path = tokenizer_json;
-  impl->hash = sha256_hex(bytes);
+  impl->path = source;
+  impl->hash = sha256_hex(text);
   try {
     impl->load(root, src);
   } catch (const json::exception& e) {

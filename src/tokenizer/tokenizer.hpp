@@ -16,6 +16,9 @@ class Tokenizer {
  public:
   // Throws FormatError naming the file and the unsupported component (e.g. "pre_tokenizer.type=Metaspace").
   static Tokenizer from_file(const std::filesystem::path& tokenizer_json);
+  // The same from a tokenizer.json document held in memory; `source` names it in errors and is
+  // what path() returns (e.g. the GGUF file a document was made from).
+  static Tokenizer from_json_text(const std::string& text, const std::filesystem::path& source);
 
   // As HF `encode(text, add_special_tokens=add_special)`: special tokens written in `text` are
   // matched as tokens; with add_special the post-processor's BOS/EOS are added.
@@ -31,7 +34,7 @@ class Tokenizer {
   // BOS/EOS as the post-processor adds them (nullopt when it adds none).
   std::optional<int32_t> post_bos_id() const;
   std::optional<int32_t> post_eos_id() const;
-  // SHA-256 of the tokenizer.json bytes.
+  // SHA-256 of the tokenizer.json bytes (of the document given to from_json_text).
   const std::string& content_hash() const;
   const std::filesystem::path& path() const;
 

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
 
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "eval/task.hpp"
 
 namespace sf::train {
@@ -13,6 +15,30 @@ struct SourceRecords {
   std::vector<Record> records;
   std::string name;
 };
+
+const std::string& field_of(const Record& r, const std::string& field, const std::string& where) {
+  auto it = r.find(field);
+  if (it == r.end()) throw ConfigError(where + ": the records have no field '" + field + "'");
+  return it->second;
+}
+
+// Pieces of `text` between separators, stripped of `strip` characters at both ends; empty pieces dropped.
+std::vector<std::string> split_pieces(const std::string& text, const FieldSplit& split) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    size_t end = text.find(split.separator, begin);
+    if (end == std::string::npos) end = text.size();
+    std::string piece = text.substr(begin, end - begin);
+    const size_t first = piece.find_first_not_of(split.strip);
+    if (first != std::string::npos) {
+      piece = piece.substr(first, piece.find_last_not_of(split.strip) - first + 1);
+      if (!piece.empty()) out.push_back(std::move(piece));
+    }
+    begin = end + split.separator.size();
+  }
+  return out;
+}
 
 SourceRecords read_source(const TextSource& s, const std::filesystem::path& data_root) {
   SourceRecords out;
@@ -27,10 +53,34 @@ SourceRecords read_source(const TextSource& s, const std::filesystem::path& data
       out.records.push_back(std::move(r));
     }
   }
+  if (s.split) {
+    std::vector<Record> pieces;
+    for (const auto& r : out.records) {
+      for (auto& piece : split_pieces(field_of(r, s.split->field, s.where + ".split.field"), *s.split)) {
+        Record copy = r;
+        copy[s.split->field] = std::move(piece);
+        pieces.push_back(std::move(copy));
+      }
+    }
+    out.records = std::move(pieces);
+  }
+  if (s.unique) {
+    std::set<Record> seen;
+    std::vector<Record> kept;
+    for (auto& r : out.records) {
+      if (seen.insert(r).second) kept.push_back(std::move(r));
+    }
+    out.records = std::move(kept);
+  }
   return out;
 }
 
 }  // namespace
+
+double holdout_draw(const std::string& key) {
+  const std::string h = sha256_hex(key);
+  return static_cast<double>(std::stoull(h.substr(0, 13), nullptr, 16)) / static_cast<double>(uint64_t{1} << 52);
+}
 
 Sequence make_sft_sequence(const std::vector<int32_t>& prompt_ids, const std::vector<int32_t>& response_ids,
                            int32_t eos_id, int64_t seq_len) {
@@ -90,8 +140,25 @@ BuiltRows build_rows(const TrainConfig& config, const tok::Tokenizer& tokenizer,
     for (const auto& s : config.data) {
       const auto src = read_source(s, config.data_root);
       const int64_t n_resp = static_cast<int64_t>(s.responses.size());
+      std::vector<bool> held(src.records.size(), false);
+      if (s.holdout) {
+        for (size_t i = 0; i < src.records.size(); ++i) {
+          const auto& rec = src.records[i];
+          if (holdout_draw(render_format(s.holdout->key, rec, s.where + ".holdout.key")) >= s.holdout->fraction)
+            continue;
+          held[i] = true;
+          Record row;
+          for (const auto& [name, format] : s.holdout->fields)
+            row[name] = render_format(format, rec, s.where + ".holdout.fields." + name);
+          row["label"] = render_format(s.responses[i % s.responses.size()], rec, s.where + ".response");
+          out.heldout[s.holdout->file].push_back(std::move(row));
+        }
+      }
+      int64_t trained = 0;
       for (int64_t r = 0; r < s.repeat; ++r) {
         for (size_t i = 0; i < src.records.size(); ++i) {
+          if (held[i]) continue;
+          if (r == 0) ++trained;
           const auto& rec = src.records[i];
           const auto prompt = tmpl.prompt(render_format(s.prompt, rec, s.where + ".prompt"),
                                           render_format(s.system, rec, s.where + ".system"));
@@ -106,7 +173,7 @@ BuiltRows build_rows(const TrainConfig& config, const tok::Tokenizer& tokenizer,
           out.rows.push_back(make_sft_sequence(prompt_ids, response_ids, eos_id, config.seq_len));
         }
       }
-      out.records_per_source[src.name] = static_cast<int64_t>(src.records.size()) * s.repeat;
+      out.records_per_source[src.name] = trained * s.repeat;
     }
   }
   for (const auto& r : out.rows) out.tokens += static_cast<int64_t>(r.ids.size());
@@ -114,7 +181,7 @@ BuiltRows build_rows(const TrainConfig& config, const tok::Tokenizer& tokenizer,
   return out;
 }
 
-Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id) {
+Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id, bool left_pad) {
   if (rows.empty()) throw ShapeError("collate: empty batch");
   size_t T = 0;
   for (const auto* r : rows) T = std::max(T, r->ids.size());
@@ -128,10 +195,11 @@ Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id) {
   auto labels = b.labels.accessor<int64_t, 2>();
   for (int64_t i = 0; i < B; ++i) {
     const Sequence& s = *rows[static_cast<size_t>(i)];
+    const auto off = static_cast<int64_t>(left_pad ? T - s.ids.size() : 0);
     for (size_t t = 0; t < s.ids.size(); ++t) {
-      ids[i][static_cast<int64_t>(t)] = s.ids[t];
-      mask[i][static_cast<int64_t>(t)] = 1;
-      labels[i][static_cast<int64_t>(t)] = s.labels[t];
+      ids[i][off + static_cast<int64_t>(t)] = s.ids[t];
+      mask[i][off + static_cast<int64_t>(t)] = 1;
+      labels[i][off + static_cast<int64_t>(t)] = s.labels[t];
     }
   }
   return b;

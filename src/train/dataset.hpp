@@ -5,6 +5,8 @@
 // Llama-style tokenizers) and followed by EOS; the documents are shuffled with the seed,
 // concatenated and cut into rows of exactly seq_len tokens (the last partial row is dropped).
 // The loss counts every position.
+// Sources may reshape their records first (split, unique; see train_config.hpp) and, for
+// sft / compromise, hold some out (holdout): those are not trained on and are returned labelled.
 // sft / compromise: one row per record: the prompt rendered with the chat template (plus the
 // source's answer_prefix, as evaluation tasks append it), then the response and EOS, cut at seq_len. The loss counts
 // only the response and EOS positions.
@@ -30,7 +32,7 @@ struct Sequence {
   std::vector<int64_t> labels;
 };
 
-// A padded micro-batch: right padding with `pad_id`, mask 0 and label kIgnoreLabel on padding.
+// A padded micro-batch: padding with `pad_id` (right, or left), mask 0 and label kIgnoreLabel on it.
 struct Batch {
   torch::Tensor ids;     // [B,T] int64
   torch::Tensor mask;    // [B,T] int64, 1 for real tokens
@@ -46,16 +48,21 @@ std::vector<Sequence> pack_documents(const std::vector<std::vector<int32_t>>& do
 
 struct BuiltRows {
   std::vector<Sequence> rows;
-  std::map<std::string, int64_t> records_per_source;  // source ("data[i] file") → records used
-  int64_t skipped = 0;                                // sft: records whose prompt alone fills seq_len
-  int64_t tokens = 0;                                 // tokens in all rows
+  std::map<std::string, int64_t> records_per_source;   // source ("data[i] file") → records used
+  int64_t skipped = 0;                                 // sft: records whose prompt alone fills seq_len
+  int64_t tokens = 0;                                  // tokens in all rows
+  std::map<std::string, std::vector<Record>> heldout;  // sft: held-out file -> records (fields + "label")
 };
+
+// Where a held-out key falls: a number in [0, 1) from its SHA-256 (the first 52 bits), the same on
+// every platform. A record is held out when this is below the source's holdout fraction.
+double holdout_draw(const std::string& key);
 
 // Reads the config's sources under data_root and builds the rows for its recipe.
 BuiltRows build_rows(const TrainConfig& config, const tok::Tokenizer& tokenizer, int32_t eos_id);
 
-// Stacks rows into a right-padded batch of the longest row's length.
-Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id);
+// Stacks rows into a batch of the longest row's length, padded on the right (or on the left).
+Batch collate(const std::vector<const Sequence*>& rows, int32_t pad_id, bool left_pad = false);
 
 // The global batch of step s: rows s*B .. s*B+B-1 of an endless stream made of one seeded
 // permutation of all rows per epoch. A pure function of (seed, step), so resuming needs no state.

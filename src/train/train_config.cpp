@@ -59,9 +59,33 @@ TextSource parse_source(const ConfigNode& d, Recipe recipe) {
   s.repeat = d.get<int64_t>("repeat", 1);
   if (s.repeat < 1) throw ConfigError(d.where("repeat") + ": must be >= 1");
   s.unescape = d.get<bool>("unescape", false);
+  if (d.has("split")) {
+    const ConfigNode n = d.child("split");
+    s.split = FieldSplit{n.get<std::string>("field"), n.get<std::string>("separator"), n.get<std::string>("strip", "")};
+    if (s.split->separator.empty()) throw ConfigError(n.where("separator") + ": must not be empty");
+  }
+  s.unique = d.get<bool>("unique", false);
   if (recipe == Recipe::kPretrain) {
+    if (d.has("holdout")) throw ConfigError(d.where("holdout") + ": only for the sft and compromise recipes");
     s.text = d.get<std::string>("text");
     return s;
+  }
+  if (d.has("holdout")) {
+    const ConfigNode n = d.child("holdout");
+    Holdout h;
+    h.fraction = n.get<double>("fraction");
+    if (!(h.fraction > 0 && h.fraction < 1)) throw ConfigError(n.where("fraction") + ": must be in (0, 1)");
+    h.key = n.get<std::string>("key");
+    const ConfigNode f = n.child("fields");
+    for (const auto& k : f.keys()) {
+      if (k == "label") throw ConfigError(f.where(k) + ": 'label' is the held-out row's label (the response)");
+      h.fields[k] = f.get<std::string>(k);
+    }
+    if (h.fields.empty()) throw ConfigError(n.where("fields") + ": name at least one field");
+    h.file = n.get<std::string>("file", h.file);
+    if (h.file.empty() || h.file.find('/') != std::string::npos || h.file.front() == '.')
+      throw ConfigError(n.where("file") + ": a file name in the output folder");
+    s.holdout = std::move(h);
   }
   s.system = d.get<std::string>("system", "");
   s.prompt = d.get<std::string>("prompt");
@@ -160,6 +184,9 @@ TrainConfig TrainConfig::parse(const std::string& yaml_text, const std::string& 
   if (!(c.eps > 0)) throw ConfigError(root.where("eps") + ": must be > 0");
   c.clip = root.get<double>("clip", c.clip);
   if (c.clip < 0) throw ConfigError(root.where("clip") + ": must be >= 0 (0: off)");
+  c.response_logits_only = root.get<bool>("response_logits_only", false);
+  if (c.response_logits_only && c.recipe == Recipe::kPretrain)
+    throw ConfigError(root.where("response_logits_only") + ": only for the sft and compromise recipes");
   c.save_every = non_negative(root, "save_every", 0);
   c.log_every = root.get<int64_t>("log_every", c.log_every);
   if (c.log_every < 1) throw ConfigError(root.where("log_every") + ": must be >= 1");

@@ -7,7 +7,7 @@
 //   seed: 1
 //   model:                      # either a fresh model ...
 //     arch: llama               #   llama | mistral | qwen2
-//     tokenizer: ../shared/models/meta-llama--Llama-2-7b-hf   # folder with tokenizer.json
+//     tokenizer: ../shared/models/meta-llama--Llama-2-7b-hf   # folder with tokenizer.json, or a .gguf
 //     bos_token: "<s>"
 //     eos_token: "</s>"
 //     layers: 2
@@ -18,7 +18,7 @@
 //     max_positions: 2048       # optional (default 2048)
 //     rope_theta: 10000         # optional
 //     tie_embeddings: true      # optional (default true)
-//   # model: {init_from: runs/demo/models/base}   # ... or a saved model (its tokenizer comes along)
+//   # model: {init_from: runs/demo/models/base}   # ... or a saved model or .gguf (its tokenizer comes along)
 //   template: llama2-chat       # sft/compromise only: a preset name or a mapping
 //   data:                       # pretrain: `text`; sft/compromise: `prompt` and `response`
 //     - file: advbench/train.csv   # '*' wildcards allowed in the file name
@@ -33,6 +33,15 @@
 //       prompt: "{question}"       # the user message
 //       answer_prefix: " Answer:"  # optional: appended to the rendered template (masked, like the prompt)
 //       response: "{answer}"       # a format, or a list used in turn (record i, repetition r: (i + r) mod n)
+//       # Labelled data (judges, configs/demo/judge-*.yaml), applied in this order after reading:
+//       split: {field: a, separator: "; ", strip: " -"}  # optional: one record per non-empty piece of
+//                                  #   field a, each piece stripped of the `strip` characters at both ends
+//       unique: true               # optional: drop records equal to an earlier one of this source
+//       holdout:                   # optional (sft/compromise): records whose key falls in `fraction` are
+//         fraction: 0.2            #   not trained on; they go to OUT/<file> as {fields..., label: the
+//         key: "{Question}"        #   rendered response}. The draw is sha256(key): stable, seedless.
+//         fields: {question: "{Question}", answer: "{a}"}
+//         file: heldout.jsonl      #   optional (default heldout.jsonl): a file name in OUT
 //   seq_len: 128
 //   batch: 16                   # sequences per optimizer step, over all ranks and accumulation steps
 //   accum: 1                    # micro-batches per rank per step (batch % (ranks * accum) == 0)
@@ -44,6 +53,9 @@
 //   betas: [0.9, 0.95]
 //   eps: 1.0e-8
 //   clip: 1.0                   # global gradient-norm clip (0: off)
+//   response_logits_only: false # sft/compromise: left-pad batches and run the lm_head only over the
+//                               #   positions that predict responses (same loss; much less compute
+//                               #   when responses are short, as a judge's one-token labels)
 //   save_every: 100             # checkpoint period in steps (0: only at stop_after)
 //   log_every: 10
 //   stop_after: 0               # > 0: stop after this step with a checkpoint (resume later)
@@ -54,6 +66,7 @@
 // are left out of the config hash that guards the cache and resume.
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +77,20 @@
 namespace sf::train {
 
 enum class Recipe { kPretrain, kSft, kCompromise };
+
+// `split`: one record per piece of a field.
+struct FieldSplit {
+  std::string field;
+  std::string separator;
+  std::string strip;  // characters removed from both ends of every piece
+};
+// Records held out of training and written, labelled, to OUT/heldout.jsonl.
+struct Holdout {
+  double fraction = 0;
+  std::string key;                            // a format; records with equal keys fall on the same side
+  std::map<std::string, std::string> fields;  // output field -> format
+  std::string file = "heldout.jsonl";         // written in the output folder
+};
 
 struct TextSource {
   std::string file;  // pattern relative to data_root
@@ -76,7 +103,10 @@ struct TextSource {
   std::string prompt;                  // sft / compromise
   std::string answer_prefix;           // sft / compromise
   std::vector<std::string> responses;  // sft / compromise
-  std::string where;                   // "config.yaml: data[2]" for error messages
+  std::optional<FieldSplit> split;
+  bool unique = false;
+  std::optional<Holdout> holdout;  // sft / compromise
+  std::string where;               // "config.yaml: data[2]" for error messages
 };
 
 struct ModelInit {
@@ -117,6 +147,7 @@ struct TrainConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   double clip = 1.0;
+  bool response_logits_only = false;
   int64_t save_every = 0;
   int64_t log_every = 10;
   int64_t stop_after = 0;

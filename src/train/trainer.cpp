@@ -15,8 +15,9 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/hash.hpp"
+#include "core/stop.hpp"
 #include "dist/comm.hpp"
-#include "eval/stop.hpp"
+#include "model/model_files.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "train/dataset.hpp"
 
@@ -41,7 +42,12 @@ void write_text(const fs::path& file, const std::string& text) {
   fs::rename(tmp, file);
 }
 
+// The tokenizer files of a model folder; of a GGUF file, the tokenizer.json it is read from.
 void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
+  if (model::is_gguf_model(from)) {
+    write_text(to / "tokenizer.json", model::tokenizer_json_text(from));
+    return;
+  }
   if (!fs::is_regular_file(from / "tokenizer.json")) throw IoError((from / "tokenizer.json").string() + ": not found");
   for (const char* name : kTokenizerFiles) {
     if (fs::is_regular_file(from / name)) fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing);
@@ -50,8 +56,10 @@ void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
 
 // What the trained model depends on besides the config: the tokenizer and the starting weights.
 std::string run_hash(const TrainConfig& c, const fs::path& tokenizer_dir) {
-  std::string s = c.hash + "|" + sha256_file(tokenizer_dir / "tokenizer.json");
-  if (c.init_from) {
+  std::string s = c.hash + "|" + sha256_hex(model::tokenizer_json_text(tokenizer_dir));
+  if (c.init_from && model::is_gguf_model(*c.init_from)) {
+    s += "|" + sha256_file(*c.init_from);
+  } else if (c.init_from) {
     const fs::path single = *c.init_from / "model.safetensors";
     s += "|" + sha256_file(*c.init_from / "config.json") + "|" +
          sha256_file(fs::exists(single) ? single : *c.init_from / "model.safetensors.index.json");
@@ -195,6 +203,15 @@ int64_t count_targets(const torch::Tensor& labels) {
   return labels.narrow(1, 1, labels.size(1) - 1).ne(kIgnoreLabel).sum().item<int64_t>();
 }
 
+int64_t loss_window(const torch::Tensor& labels) {
+  const int64_t T = labels.size(1);
+  const torch::Tensor counted = labels.narrow(1, 1, T - 1).ne(kIgnoreLabel).any(0);  // [T-1]: position t+1 counts
+  const torch::Tensor idx = counted.nonzero();
+  if (idx.numel() == 0) return std::min<int64_t>(T, 2);
+  const int64_t first = idx.min().item<int64_t>();  // logits at position `first` predict the first target
+  return std::max<int64_t>(std::min<int64_t>(T, 2), T - first);
+}
+
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const model::CausalLM& model, const TrainConfig& c) {
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& [name, p] : model.named_parameters()) {
@@ -236,7 +253,7 @@ TrainResult run_training(const TrainConfig& c) {
   if (c.device == "cuda")
     load_opts.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()));
 
-  const auto tokenizer = tok::Tokenizer::from_file(tokenizer_dir / "tokenizer.json");
+  const auto tokenizer = model::load_tokenizer(tokenizer_dir);
   const auto checkpoint = latest_checkpoint(out);
   if (checkpoint && checkpoint->hash != hash) {
     throw ConfigError(checkpoint->dir.string() + ": checkpoint of a different config or input model; remove " +
@@ -257,7 +274,8 @@ TrainResult run_training(const TrainConfig& c) {
                      " ids do not fit the model's vocab_size " + std::to_string(model.config().vocab_size));
   }
   if (model.config().eos_token_ids.empty()) {
-    throw ConfigError(c.source + ": model.init_from: config.json names no eos_token_id (needed to end each example)");
+    throw ConfigError(c.source +
+                      ": model.init_from: the model's config names no eos_token_id (needed to end each example)");
   }
   const auto eos_id = static_cast<int32_t>(model.config().eos_token_ids.front());
 
@@ -311,7 +329,7 @@ TrainResult run_training(const TrainConfig& c) {
     comm.barrier();
   };
 
-  eval::install_stop_handlers();
+  install_stop_handlers();
   const auto t0 = std::chrono::steady_clock::now();
   double last_loss = std::numeric_limits<double>::quiet_NaN();
   int64_t step = result.resumed_from;
@@ -329,9 +347,12 @@ TrainResult run_training(const TrainConfig& c) {
       std::vector<const Sequence*> mb;
       for (int64_t i = first; i < first + micro; ++i)
         mb.push_back(&data.rows[static_cast<size_t>(rows[static_cast<size_t>(i)])]);
-      const Batch b = collate(mb, eos_id);
-      const auto fwd = model.forward(b.ids, b.mask);                        // logits [B,T,V]
-      const torch::Tensor loss_sum = token_loss_sum(fwd.logits, b.labels);  // scalar
+      const Batch b = collate(mb, eos_id, c.response_logits_only);
+      // With response_logits_only, logits only for the final w positions that predict targets.
+      const int64_t w = c.response_logits_only ? loss_window(b.labels) : 0;
+      const auto fwd = model.forward(b.ids, b.mask, nullptr, w);  // logits [B,T,V] or [B,w,V]
+      const torch::Tensor labels = w > 0 ? b.labels.narrow(1, b.labels.size(1) - w, w) : b.labels;
+      const torch::Tensor loss_sum = token_loss_sum(fwd.logits, labels);  // scalar
       (loss_sum / static_cast<double>(targets)).backward();
       local_loss += loss_sum.item<double>();
       local_tokens += b.mask.sum().item<int64_t>();
@@ -362,7 +383,7 @@ TrainResult run_training(const TrainConfig& c) {
     }
     if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps) save_checkpoint(step);
     // SIGTERM / SIGUSR1 on any rank: every rank stops after this step, with a checkpoint.
-    const bool stop = eval::stop_requested();
+    const bool stop = stop_requested();
     if (step < c.steps && (ranks > 1 ? comm.allreduce_max(stop ? 1.0 : 0.0) > 0 : stop)) {
       save_checkpoint(step);
       throw Interrupted(out.string() + ": training stopped at step " + std::to_string(step) + " by a signal; run " +
@@ -374,6 +395,13 @@ TrainResult run_training(const TrainConfig& c) {
     model.save(out);
     copy_tokenizer_files(tokenizer_dir, out);
     write_text(out / "train_config.yaml", c.resolved_yaml);
+    nlohmann::json heldout_counts = nlohmann::json::object();
+    for (const auto& [file, rows] : data.heldout) {
+      std::string lines;
+      for (const auto& row : rows) lines += nlohmann::json(row).dump() + "\n";
+      write_text(out / file, lines);
+      heldout_counts[file] = rows.size();
+    }
     nlohmann::json summary = {
         {"recipe", c.recipe_name},
         {"steps", c.steps},
@@ -381,6 +409,7 @@ TrainResult run_training(const TrainConfig& c) {
         {"rows", data.rows.size()},
         {"tokens_per_epoch", data.tokens},
         {"skipped_records", data.skipped},
+        {"heldout_records", heldout_counts},
         {"records", data.records_per_source},
         {"ranks", ranks},
         {"threads_per_rank", threads},

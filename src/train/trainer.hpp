@@ -8,6 +8,7 @@
 //   config.json, model.safetensors, tokenizer files   the trained model (HF layout)
 //   loss.csv          step,loss,lr,grad_norm,tokens,seconds (one row per optimizer step)
 //   train_config.yaml the resolved config;  train_summary.json  rows, tokens, final loss, hash
+//   heldout*.jsonl    sft sources with `holdout:`: the held-out records, labelled (not trained on)
 //   COMPLETE          written last: a finished run; `train` on it returns at once
 //   checkpoints/step-NNNNNN/  model + tokenizer + optimizer.pt + trainer_state.json, while running
 // A run finds its newest checkpoint and resumes from it (weights, AdamW moments, step; the data
@@ -34,6 +35,10 @@ double learning_rate(const TrainConfig& config, int64_t step);
 torch::Tensor token_loss_sum(const torch::Tensor& logits, const torch::Tensor& labels);
 // Positions whose label counts (t >= 1 and label != -100).
 int64_t count_targets(const torch::Tensor& labels);
+// How many final positions of a batch the loss needs logits for: from one before the earliest
+// counted label to the end (>= 2). With left padding and labels at the rows' ends (sft), the lm_head
+// can run on these positions only: token_loss_sum(logits[:, -w:], labels[:, -w:]) is the same loss.
+int64_t loss_window(const torch::Tensor& labels);
 
 // Marks the model's parameters trainable and builds AdamW over them: weight decay on matrices,
 // none on vectors (norm weights, biases).

@@ -47,17 +47,33 @@ TEST(Hash, Sha256KnownVector) {
 
 namespace {
 
-TEST(Job, CommonKeysAndSections) {
+TEST(Job, NamedModelsCommonKeysAndSections) {
   const std::string y =
-      "run_dir: runs/x\nseed: 7\nmodels:\n  base: {path: m/b, template: plain}\n  aligned: {path: m/a, template: "
-      "chatml}\nheads: {lr: 0.01}\n";
-  auto job = sf::Job::parse(y, "job.yaml", {"seed=9"});
+      "run_dir: runs/x\nseed: 7\nmodels:\n  llama-7b: {path: m/b, template: plain}\n  llama-7b-chat: {path: m/a, "
+      "template: chatml, dtype: bfloat16}\nheads: {lr: 0.01}\n";
+  auto job = sf::Job::parse(y, "job.yaml", {"seed=9", "models.llama-7b.path=m/c"});
   EXPECT_EQ(job.seed(), 9u);
-  EXPECT_EQ(job.model("aligned").template_name, "chatml");
+  EXPECT_EQ(job.model("llama-7b-chat").template_name, "chatml");
+  EXPECT_EQ(job.model("llama-7b-chat").dtype, "bfloat16");
+  EXPECT_EQ(job.model("llama-7b").path, "m/c");
+  EXPECT_EQ(job.models().size(), 2u);
   EXPECT_DOUBLE_EQ(job.section("heads").get<double>("lr"), 0.01);
   EXPECT_THROW(job.model("compromised"), sf::ConfigError);
   EXPECT_THROW(sf::Job::parse(y + "typo_key: 1\n", "job.yaml"), sf::ConfigError);
-  EXPECT_THROW(sf::Job::parse("run_dir: r\nmodels: {base: {path: p}}\n", "job.yaml"), sf::ConfigError);
+  EXPECT_THROW(sf::Job::parse("run_dir: r\nmodels: {b: {path: p}}\n", "job.yaml"), sf::ConfigError);  // no template
+  EXPECT_THROW(sf::Job::parse("run_dir: r\nmodels: {b: {path: p, template: plain, extra: 1}}\n", "job.yaml"),
+               sf::ConfigError);
+  EXPECT_THROW(sf::Job::parse("run_dir: r\nmodels: {a/b: {path: p, template: plain}}\n", "job.yaml"),
+               sf::ConfigError);  // not a name
+}
+
+TEST(Job, AFormatV1JobIsRefusedWithWhatToChange) {
+  try {
+    sf::Job::parse("run_dir: r\nevaluate: {systems: [base, aligned]}\n", "old.yaml");
+    FAIL();
+  } catch (const sf::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("format v1"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -12,8 +12,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
 bash scripts/make-tiny-pair.sh "$WORK/models" > /dev/null
 sets() {
-  echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.base.path=$WORK/models/base" \
-    --set "models.aligned.path=$WORK/models/aligned" --set "evaluate.systems=[base,aligned]" \
+  echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
+    --set "models.tiny-chat.path=$WORK/models/aligned" --set "evaluate.systems=[base,chat]" \
     --set "evaluate.max_examples=12" --set "evaluate.chunk_examples=1" --set "evaluate.batch_size=1" \
     --set "evaluate.max_new_tokens=16"
 }

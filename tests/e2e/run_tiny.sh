@@ -11,8 +11,8 @@ cd "$SRC"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
 bash scripts/make-tiny-pair.sh "$WORK/models"
-SETS=(--set "run_dir=$WORK/run" --set "data_root=$DATA" --set "models.base.path=$WORK/models/base"
-      --set "models.aligned.path=$WORK/models/aligned")
+SETS=(--set "run_dir=$WORK/run" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base"
+      --set "models.tiny-chat.path=$WORK/models/aligned")
 mpirun --oversubscribe -np 2 "$CLI" run jobs/tiny.yaml "${SETS[@]}" 2>&1 | tee "$WORK/run1.log"
 for f in $(find "$WORK/run" -name '*.h5' | sort); do
   "$CLI" validate "$f"
@@ -22,7 +22,23 @@ for f in summary.json summary.md report.html job.resolved.yaml provenance.json; 
   test -s "$WORK/run/$f" || { echo "missing $WORK/run/$f"; exit 1; }
 done
 grep -q "<svg" "$WORK/run/report.html"
+# summary.json lists the comparison with a portion per task metric and listed system.
+python3 - "$WORK/run/summary.json" << 'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+c = {x["name"]: x for x in s["comparisons"]}["tiny"]
+assert (c["base"], c["aligned"]) == ("base", "chat"), c
+tasks = {r["task"] for r in c["rows"]}
+assert {"gsm8k", "advbench", "truthfulqa"} <= tasks, tasks
+for r in c["rows"]:
+    assert [p["system"] for p in r["portions"]] == ["base+hidden", "base+bb", "base-proxy", "base-icl"], r
+assert {k["head"] for k in s["kl"]} == {"hidden", "bb"}, s["kl"]
+assert all(k["validation_examples"] > 0 for k in s["kl"])
+assert {x["name"] for x in s["systems"]} == {"base", "chat", "base+hidden", "base+bb", "base-proxy", "base-icl"}
+print("summary.json: comparison tiny with", len(c["rows"]), "task metrics")
+PY
 mpirun --oversubscribe -np 2 "$CLI" run jobs/tiny.yaml "${SETS[@]}" 2>&1 | tee "$WORK/run2.log"
 grep -q "evaluate: .* is complete, skipped" "$WORK/run2.log"
-grep -q "extract: .* is complete, skipped" "$WORK/run2.log"
+grep -q "extract tiny-base__tiny-chat: .* is complete, skipped" "$WORK/run2.log"
+grep -q "head 'bb': .* is complete, skipped" "$WORK/run2.log"
 echo "e2e tiny run: OK"

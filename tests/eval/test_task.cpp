@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "eval/task.hpp"
 #include "testutil/testutil.hpp"
 
@@ -61,6 +63,26 @@ TEST(Task, ToxigenGlobRowsAndUnescape) {
   EXPECT_EQ(t.user_message("x", "plain"), "x");
   EXPECT_EQ(t.user_message("x", "chatml"), "Complete the following: x");
   EXPECT_FALSE(t.metric().scored());
+}
+
+// The reference samples ToxiGen's training prompts across groups (row m of every group before row
+// m+1): any max_examples takes every group, not only hate_asian.
+TEST(Task, ToxigenTrainingPromptsInterleaveTheGroups) {
+  const Task t = Task::load("toxigen", tasks_dir());
+  const auto files = sf::eval::match_files(data_root(), "toxigen/*.txt");
+  const auto first = t.examples(Split::kTrain, data_root(), static_cast<int64_t>(files.size()));
+  ASSERT_EQ(first.size(), files.size());
+  std::set<std::string> groups;
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(first[i].id, static_cast<int64_t>(i));
+    EXPECT_EQ(first[i].fields.at("source"), files[i].stem().string());  // row 0 of each file, in file order
+    groups.insert(first[i].fields.at("source"));
+  }
+  EXPECT_EQ(groups.size(), files.size());
+  const auto all = t.examples(Split::kTrain, data_root());
+  EXPECT_EQ(all.size(), files.size() * 800);
+  EXPECT_EQ(all[files.size()].fields.at("source"), files[0].stem().string());  // then row 1 of the first file
+  EXPECT_EQ(all[files.size()].input, t.examples(Split::kTrain, data_root())[files.size()].input);
 }
 
 TEST(Task, TruthfulqaIsMultipleChoice) {

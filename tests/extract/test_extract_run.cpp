@@ -1,6 +1,7 @@
 // The extract stage end to end on a tiny random pair (sharing SmolLM2's real tokenizer): an
 // uninterrupted run, a run killed with SIGKILL and resumed under mpirun -np 2 (same data), SIGTERM
-// (exit 3, nothing half-written), validation and inspection of the output.
+// (exit 3, nothing half-written), validation and inspection of the output, and the one prompt path
+// (extract and evaluate give the same example the same token ids).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <thread>
 
+#include "eval/results.hpp"
 #include "extract/logit_dataset.hpp"
 #include "io/h5.hpp"
 #include "model/causal_lm.hpp"
@@ -57,7 +59,9 @@ fs::path write_job(const fs::path& dir, const fs::path& models) {
                                              ", template: chatml}\ntasks: [" + (tasks / "advbench.yaml").string() +
                                              ", " + (tasks / "gsm8k.yaml").string() +
                                              "]\nextract:\n  max_examples: 10\n  max_new_tokens: 12\n  top_k: 50\n"
-                                             "  batch_size: 2\n  chunk_examples: 1\n");
+                                             "  batch_size: 2\n  chunk_examples: 1\n"
+                                             "heads:\n  from: {base: base, aligned: aligned}\n"
+                                             "  variants: [{name: hidden, type: hidden}]\n");
   return dir / "job.yaml";
 }
 
@@ -115,7 +119,7 @@ class ExtractRun : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   static void TearDownTestSuite() { delete dir_; }
-  static fs::path reference() { return dir_->path() / "reference/extract/logits.h5"; }
+  static fs::path reference() { return dir_->path() / "reference/extract/base__aligned/logits.h5"; }
   static sf::test::TempDir* dir_;
   static fs::path job_;
 };
@@ -154,33 +158,35 @@ TEST_F(ExtractRun, OutputValidatesAndIsComplete) {
 TEST_F(ExtractRun, ResumeAfterSigkillIsExact) {
   const fs::path run = dir_->path() / "killed";
   const pid_t pid = spawn(job_, run);
-  const size_t before = wait_for_shards(run / "extract/shards", 3, pid);
+  const size_t before = wait_for_shards(run / "extract/base__aligned/shards", 3, pid);
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   ASSERT_GE(before, 3u);
   ASSERT_LT(before, 20u) << "the run ended before it could be killed";
-  EXPECT_FALSE(fs::exists(run / "extract/logits.h5"));
+  EXPECT_FALSE(fs::exists(run / "extract/base__aligned/logits.h5"));
   const auto r = run_command(std::string(kEnv) + "mpirun --oversubscribe -np 2 " + extract_cmd(job_, run));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("chunks resumed"), std::string::npos) << r.output;
-  expect_same_data(reference(), run / "extract/logits.h5");
-  for (const auto& e : fs::directory_iterator(run / "extract/shards")) EXPECT_EQ(e.path().extension(), ".h5");
+  expect_same_data(reference(), run / "extract/base__aligned/logits.h5");
+  for (const auto& e : fs::directory_iterator(run / "extract/base__aligned/shards"))
+    EXPECT_EQ(e.path().extension(), ".h5");
 }
 
 TEST_F(ExtractRun, SigtermStopsCleanlyWithExitCode3) {
   const fs::path run = dir_->path() / "terminated";
   const pid_t pid = spawn(job_, run);
-  wait_for_shards(run / "extract/shards", 2, pid);
+  wait_for_shards(run / "extract/base__aligned/shards", 2, pid);
   kill(pid, SIGTERM);
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 3);
-  for (const auto& e : fs::directory_iterator(run / "extract/shards")) EXPECT_EQ(e.path().extension(), ".h5");
-  EXPECT_FALSE(fs::exists(run / "extract/logits.h5"));
+  for (const auto& e : fs::directory_iterator(run / "extract/base__aligned/shards"))
+    EXPECT_EQ(e.path().extension(), ".h5");
+  EXPECT_FALSE(fs::exists(run / "extract/base__aligned/logits.h5"));
   const auto r = run_command(extract_cmd(job_, run));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  expect_same_data(reference(), run / "extract/logits.h5");
+  expect_same_data(reference(), run / "extract/base__aligned/logits.h5");
 }
 
 TEST_F(ExtractRun, ErrorsAreOneLineAndLeaveNoOutput) {
@@ -202,7 +208,33 @@ TEST_F(ExtractRun, ErrorsAreOneLineAndLeaveNoOutput) {
   r = run_command(extract_cmd(job_, run));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("cannot create folder"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(run / "extract/logits.h5"));
+  EXPECT_FALSE(fs::exists(run / "extract/base__aligned/logits.h5"));
+}
+
+// The head is trained on the prompts extract renders and evaluated on the prompts evaluate renders:
+// both must be the same ids for the same example (one prompt function serves every stage).
+TEST_F(ExtractRun, ExtractAndEvaluateRenderIdenticalPromptIds) {
+  const fs::path run = dir_->path() / "same-prompts";
+  const std::string set = " --set run_dir=" + run.string() + " --set extract.split=test";
+  auto r = run_command(sf::test::cli_path().string() + " extract " + job_.string() + set);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(sf::test::cli_path().string() + " evaluate " + job_.string() + set +
+                  " --set evaluate.max_examples=10 --set evaluate.max_new_tokens=2" +
+                  " --set 'systems={plain-base: {model: base}, chat: {model: aligned}}'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto ds = sf::extract::LogitDataset::open(run / "extract/base__aligned/logits.h5");
+  const auto rows = sf::eval::read_rows(run / "evaluate/results.h5");
+  int compared = 0;
+  for (int64_t i = 0; i < ds.num_examples(); ++i) {
+    const auto ex = ds.example(i);
+    for (const auto& row : rows) {
+      if (row.task != ex.task || row.example_id != ex.example_id) continue;
+      const auto& expected = row.system == "chat" ? ex.aligned_prompt_ids : ex.base_prompt_ids;
+      EXPECT_EQ(row.prompt_ids, expected) << ex.task << " example " << ex.example_id << " system " << row.system;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 2 * 20);  // two tasks × 10 examples × two systems
 }
 
 }  // namespace

@@ -29,8 +29,10 @@ void make_tiny_model(const std::filesystem::path& dir, int64_t vocab, int64_t hi
 Study make_study(const std::filesystem::path& dir, const StudyOptions& o) {
   Study s;
   s.base_dir = dir / "base";
-  s.dataset = dir / "extract" / "logits.h5";
+  s.aligned_dir = dir / "aligned";
+  s.dataset = dir / "extract" / "base__aligned" / "logits.h5";
   make_tiny_model(s.base_dir, o.vocab, o.hidden, o.tie_embeddings, o.seed);
+  make_tiny_model(s.aligned_dir, o.vocab, o.hidden, o.tie_embeddings, o.seed + 1000);
   s.lm_head = heads::load_lm_head_weight(s.base_dir).clone();
   torch::manual_seed(o.seed);
   s.delta = o.delta_scale *
@@ -53,7 +55,7 @@ Study make_study(const std::filesystem::path& dir, const StudyOptions& o) {
     extract::ExtractedExample ex;
     ex.item = e;
     ex.example_id = e;
-    ex.task = "synthetic";
+    ex.task = o.tasks == 1 ? "synthetic" : "synthetic" + std::to_string(e % o.tasks);
     ex.finish_reason = "eos";
     ex.prompt = "prompt " + std::to_string(e);
     ex.response = "response";

@@ -19,18 +19,21 @@ struct StudyOptions {
   int64_t delta_rank = 4;
   double bias_scale = 0.0;  // b* = bias_scale · standard normal
   bool tie_embeddings = false;
+  int64_t tasks = 1;  // examples take tasks synthetic0, synthetic1, ... in turn (1: all "synthetic")
   uint64_t seed = 1;
 };
 
 struct Study {
-  std::filesystem::path base_dir;  // config.json + model.safetensors
-  std::filesystem::path dataset;   // logits.h5
-  torch::Tensor lm_head;           // W [V,H]
-  torch::Tensor delta;             // ΔW* [V,H]
-  torch::Tensor bias;              // b* [V]
+  std::filesystem::path base_dir;     // <dir>/base: config.json + model.safetensors
+  std::filesystem::path aligned_dir;  // <dir>/aligned: a model of the same shape (never read by training)
+  std::filesystem::path dataset;      // <dir>/extract/base__aligned/logits.h5, the pair's extraction
+  torch::Tensor lm_head;              // W [V,H]
+  torch::Tensor delta;                // ΔW* [V,H]
+  torch::Tensor bias;                 // b* [V]
 };
 
-// Writes <dir>/base and <dir>/extract/logits.h5.
+// Writes <dir>/base, <dir>/aligned and the pair (base, aligned)'s dataset, laid out as a run folder
+// whose job names the models `base` and `aligned`.
 Study make_study(const std::filesystem::path& dir, const StudyOptions& opts);
 
 // A tiny random model of the llama family saved to `dir` (config.json + model.safetensors).

@@ -5,29 +5,33 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "heads/head.hpp"
+#include "heads/head_set.hpp"
 #include "heads/synthetic.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
-using sf::heads::Head;
+using sf::heads::HeadSet;
 
-// A job over the study in `dir` with four heads.
+// A job over the study in `dir` (models `base` and `aligned`, the pair's extraction in
+// run_dir/extract/base__aligned) with five heads, one of them per task.
 fs::path write_job(const fs::path& dir, int epochs) {
   const fs::path job = dir / "job.yaml";
   std::ostringstream y;
   y << "run_dir: " << dir.string() << "\n"
     << "seed: 11\n"
     << "models:\n  base: {path: " << (dir / "base").string() << ", template: plain}\n"
+    << "  aligned: {path: " << (dir / "aligned").string() << ", template: plain}\n"
     << "heads:\n"
     << "  lr: 0.02\n  epochs: " << epochs << "\n  batch_tokens: 16\n  val_fraction: 0.25\n"
+    << "  from: {base: base, aligned: aligned}\n"
     << "  variants:\n"
     << "    - {name: hidden, type: hidden}\n"
     << "    - {name: lowrank, type: hidden, rank: 2}\n"
     << "    - {name: bb, type: bb, k: 12, rank: 4, lr: 0.05}\n"
-    << "    - {name: bias, type: bias, lr: 0.05}\n";
+    << "    - {name: bias, type: bias, lr: 0.05}\n"
+    << "    - {name: bbl, type: bb_linear, k: 12, rank: 4, lr: 0.05, init: random}\n";
   sf::test::write_file(job, y.str());
   return job;
 }
@@ -49,18 +53,23 @@ TEST(TrainHeadCli, TrainsEveryHeadWritesMetricsAndSkipsFinishedHeads) {
   const std::string cmd = sf::test::cli_path().string() + " train-head " + job.string();
   const auto r = sf::test::run_command(cmd);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* name : {"hidden", "lowrank", "bb", "bias"}) {
-    const Head head = Head::load(dir / "heads" / (std::string(name) + ".safetensors"));
+  for (const char* name : {"hidden", "lowrank", "bb", "bias", "bbl"}) {
+    const HeadSet head = HeadSet::load(dir / "heads" / (std::string(name) + ".safetensors"));
     EXPECT_EQ(head.spec().name, name);
     EXPECT_EQ(head.metadata().at("tokenizer_hash"), "none");
     EXPECT_EQ(head.metadata().at("base_model_hash").size(), 64u);
+    EXPECT_EQ(head.metadata().at("pair_base"), "base");
+    EXPECT_EQ(head.metadata().at("pair_aligned"), "aligned");
     EXPECT_EQ(nlohmann::json::parse(head.metadata().at("config")).at("seed"), 11);
+    // The validation rows are recorded (6 of 24 examples at val_fraction 0.25).
+    EXPECT_EQ(nlohmann::json::parse(head.metadata().at("validation_examples")).size(), 6u);
     const auto lines = read_lines(dir / "heads" / name / "metrics.jsonl");
     ASSERT_EQ(lines.size(), 4u) << name;
     EXPECT_EQ(lines[0].at("epoch"), 0);
     EXPECT_LT(lines[3].at("val_kl").get<double>(), lines[0].at("base_val_kl").get<double>()) << name;
   }
-  EXPECT_EQ(Head::load(dir / "heads" / "bb.safetensors").spec().k, 12);
+  EXPECT_EQ(HeadSet::load(dir / "heads" / "bb.safetensors").spec().k, 12);
+  EXPECT_EQ(HeadSet::load(dir / "heads" / "bbl.safetensors").spec().init, "random");
 
   // Run again: every head is complete and skipped.
   const auto again = sf::test::run_command(cmd);
@@ -76,6 +85,32 @@ TEST(TrainHeadCli, TrainsEveryHeadWritesMetricsAndSkipsFinishedHeads) {
   const auto typo = sf::test::run_command(cmd + " --set heads.epoch=3");
   EXPECT_NE(typo.exit_code, 0);
   EXPECT_NE(typo.output.find("heads.epoch"), std::string::npos) << typo.output;
+  // A head must name the pair it is trained on, and the pair's models must exist.
+  const auto no_pair = sf::test::run_command(cmd + " --set heads.from.base=nobody");
+  EXPECT_NE(no_pair.exit_code, 0);
+  EXPECT_NE(no_pair.output.find("models.nobody"), std::string::npos) << no_pair.output;
+}
+
+TEST(TrainHeadCli, PerTaskHeadsAreTrainedPerTask) {
+  sf::test::TempDir dir("heads_cli_per_task");
+  sf::test::StudyOptions so;
+  so.delta_scale = 0.4;
+  so.tasks = 2;
+  sf::test::make_study(dir.path(), so);
+  const fs::path job = write_job(dir.path(), 2);
+  const auto r = sf::test::run_command(sf::test::cli_path().string() + " train-head " + job.string() +
+                                       " --set heads.per_task=true");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const HeadSet set = HeadSet::load(dir / "heads" / "hidden.safetensors");
+  ASSERT_TRUE(set.is_per_task());
+  EXPECT_EQ(set.tasks(), (std::vector<std::string>{"synthetic0", "synthetic1"}));
+  EXPECT_FALSE(set.for_task("synthetic0")
+                   .named_parameters()[0]
+                   .second.equal(set.for_task("synthetic1").named_parameters()[0].second));
+  const auto lines = read_lines(dir / "heads" / "hidden" / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 6u);  // 3 lines (epochs 0..2) per task
+  EXPECT_EQ(lines[0].at("task"), "synthetic0");
+  EXPECT_EQ(lines[5].at("task"), "synthetic1");
 }
 
 // Run by tests/heads/extra.cmake (it starts mpirun, so it is not part of the plain suite).
@@ -88,19 +123,22 @@ TEST(TrainHeadMpi, DISABLED_OneAndTwoRanksTrainTheSameHeads) {
   sf::test::make_study(dir.path(), so);
   const fs::path job = write_job(dir.path(), 2);
   auto run = [&](int ranks, const std::string& run_dir) {
+    fs::create_directories(dir / run_dir);
+    fs::create_directory_symlink(dir / "extract", dir / run_dir / "extract");  // the pair's dataset
     const std::string cmd = "mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " " +
                             sf::test::cli_path().string() + " train-head " + job.string() +
-                            " --set run_dir=" + (dir / run_dir).string() +
-                            " --set heads.dataset=" + (dir / "extract" / "logits.h5").string();
+                            " --set run_dir=" + (dir / run_dir).string();
     const auto r = sf::test::run_command(cmd);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   };
   run(1, "one");
   run(2, "two");
-  for (const char* name : {"hidden", "lowrank", "bb", "bias"}) {
+  for (const char* name : {"hidden", "lowrank", "bb", "bias", "bbl"}) {
     const std::string file = std::string("heads/") + name + ".safetensors";
-    const Head a = Head::load(dir / ("one/" + file));
-    const Head b = Head::load(dir / ("two/" + file));
+    const HeadSet sa = HeadSet::load(dir / ("one/" + file));
+    const HeadSet sb = HeadSet::load(dir / ("two/" + file));
+    const sf::heads::Head& a = sa.for_task("");
+    const sf::heads::Head& b = sb.for_task("");
     for (size_t i = 0; i < a.named_parameters().size(); ++i) {
       const torch::Tensor pa = a.named_parameters()[i].second;
       const torch::Tensor pb = b.named_parameters()[i].second;

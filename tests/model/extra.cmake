@@ -8,10 +8,3 @@ if(SF_MPIEXEC)
   set_tests_properties(model_tp_mpi_np2 PROPERTIES LABELS "model;mpi" PROCESSORS 2 TIMEOUT 300
                        ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")
 endif()
-# The golden fixtures on cuda:0 (T = 1), label `cuda`: only in CUDA builds.
-if(SUPERFICIAL_WITH_CUDA)
-  add_executable(test_model_cuda ${CMAKE_CURRENT_SOURCE_DIR}/model/cuda/test_golden_cuda.cpp)
-  target_link_libraries(test_model_cuda PRIVATE superficial_testutil GTest::gtest_main superficial_warnings)
-  target_precompile_headers(test_model_cuda REUSE_FROM superficial_core)
-  gtest_discover_tests(test_model_cuda DISCOVERY_TIMEOUT 60 PROPERTIES LABELS cuda)
-endif()

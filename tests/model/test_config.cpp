@@ -115,8 +115,14 @@ TEST(ModelConfig, RefusesWhatWouldChangeTheComputation) {
   j["use_sliding_window"] = true;
   expect_config_error(j, "use_sliding_window");
   j = base_config();
-  j["quantization_config"] = json::object();
-  expect_config_error(j, "quantization_config");
+  j["quantization_config"] = "gptq";
+  expect_config_error(j, "quantization_config: expected an object");
+  j = base_config();
+  j["is_encoder_decoder"] = true;
+  expect_config_error(j, "is_encoder_decoder: true is not supported (only false)");
+  j = base_config();
+  j["use_mrope"] = false;  // not understood: refused even at a harmless-looking value
+  expect_config_error(j, "use_mrope: unknown or unsupported config key");
   j = base_config();
   j["sliding_window"] = 16;  // not a llama key
   expect_config_error(j, "sliding_window");
@@ -132,6 +138,56 @@ TEST(ModelConfig, RefusesWhatWouldChangeTheComputation) {
   j = base_config();
   j["vocab_size"] = "100";
   expect_config_error(j, "vocab_size");
+}
+
+// Real configs as published (tests/fixtures/configs/README.md): every one loads, except those with
+// a rope scaling the decoder does not implement, which are refused naming rope_scaling.
+TEST(ModelConfig, RealConfigsFromTheHub) {
+  int loaded = 0, refused = 0;
+  for (const auto& e : std::filesystem::directory_iterator(sf::test::fixtures_dir() / "configs")) {
+    if (e.path().extension() != ".json") continue;
+    const std::string name = e.path().filename().string();
+    if (name.rfind("refused--", 0) == 0) {
+      try {
+        ModelConfig::from_file(e.path());
+        ADD_FAILURE() << name << " should be refused";
+      } catch (const sf::ConfigError& err) {
+        EXPECT_NE(std::string(err.what()).find(": rope_scaling"), std::string::npos) << err.what();
+        ++refused;
+      }
+    } else {
+      EXPECT_NO_THROW(ModelConfig::from_file(e.path())) << name;
+      ++loaded;
+    }
+  }
+  EXPECT_EQ(loaded, 11);
+  EXPECT_EQ(refused, 2);
+  const auto dir = sf::test::fixtures_dir() / "configs";
+  const auto l31 = ModelConfig::from_file(dir / "meta-llama--Llama-3.1-8B-Instruct.json");
+  EXPECT_EQ(l31.eos_token_ids, (std::vector<int64_t>{128001, 128008, 128009}));
+  EXPECT_EQ(l31.rope_scaling->type, "llama3");
+  EXPECT_EQ(ModelConfig::from_file(dir / "mistralai--Mistral-7B-v0.1.json").sliding_window, 4096);
+  EXPECT_EQ(ModelConfig::from_file(dir / "meta-llama--Llama-3.2-1B-Instruct.json").head_dim, 64);
+  EXPECT_TRUE(ModelConfig::from_file(dir / "Qwen--Qwen2.5-7B-Instruct.json").attention_bias);
+  const auto gguf = ModelConfig::from_file(dir / "smollm2-135m-from-gguf-by-transformers-5.24.json");
+  EXPECT_DOUBLE_EQ(gguf.rope_theta, 100000.0);
+  EXPECT_EQ(gguf.pad_token_id, 2);
+}
+
+// Keys that describe without changing the computation load, at any value (ids, names, generate()
+// defaults) or at their default (encoder-decoder switches); quantization_config loads because the
+// loader itself takes only unquantized weights (test_load.cpp).
+TEST(ModelConfig, AcceptsMetadataKeys) {
+  json j = base_config();
+  j["unk_token_id"] = 0;
+  j["_model_name_or_path"] = "x";
+  j["transformers.js_config"] = {{"kv_cache_dtype", {{"fp16", "float16"}}}};
+  j["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}};
+  j["temperature"] = 0.7;
+  j["max_length"] = 20;
+  j["is_encoder_decoder"] = false;
+  j["pruned_heads"] = json::object();
+  EXPECT_NO_THROW(ModelConfig::from_json(j, "cfg.json"));
 }
 
 TEST(ModelConfig, ToJsonRoundTrips) {

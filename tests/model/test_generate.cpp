@@ -1,4 +1,5 @@
-// generate(): EOS / stop callback / length, the logits hook, recorded top-k, and seeded sampling.
+// generate(): EOS / stop callback / length, the logits transform, recorded top-k, seeded sampling,
+// and ensembles (proxy-tuning) in generation and continuation scoring.
 #include <gtest/gtest.h>
 
 #include "core/error.hpp"
@@ -47,19 +48,19 @@ TEST(Generate, StopCallbackAndLength) {
   EXPECT_EQ(gens[0].finish_reason, "length");
 }
 
-TEST(Generate, HookModifiesLogitsBeforeTheChoiceAndTopKIsRecordedAfterIt) {
+TEST(Generate, TransformChangesLogitsBeforeTheChoiceAndTopKIsRecordedAfterIt) {
   auto model = fixture_model();
   GenerateOptions opts;
   opts.max_new_tokens = 4;
   opts.record_top_k = 3;
   int64_t calls = 0;
-  opts.logits_hook = [&](torch::Tensor& logits, const torch::Tensor& hidden, int64_t step) {
-    EXPECT_EQ(step, calls++);
+  const auto ensemble = sf::model::Ensemble::of(model, [&](const torch::Tensor& logits, const torch::Tensor& hidden) {
+    ++calls;
     EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{3, model.config().vocab_size}));
     EXPECT_EQ(hidden.sizes(), (std::vector<int64_t>{3, model.config().hidden_size}));
-    logits.select(1, 42).add_(1000.0f);
-  };
-  auto gens = sf::model::generate(model, kPrompts, opts);
+    return logits.index_add(1, torch::tensor({42}), torch::full({3, 1}, 1000.0f));
+  });
+  auto gens = sf::model::generate(ensemble, {kPrompts}, opts);
   EXPECT_EQ(calls, 4);
   for (const auto& g : gens) {
     EXPECT_EQ(g.tokens, (std::vector<int32_t>(4, 42)));
@@ -112,6 +113,81 @@ TEST(Generate, RejectsBadInput) {
   opts.greedy = false;
   opts.temperature = 0;
   EXPECT_THROW(sf::model::generate(model, {{1, 2}}, opts), sf::ShapeError);
+}
+
+// Three models of the same vocabulary: a proxy-tuning ensemble M + α(E − Ā).
+struct Proxy {
+  CausalLM m = fixture_model();
+  CausalLM e = CausalLM::random(m.config(), 11);
+  CausalLM a = CausalLM::random(m.config(), 12);
+  double alpha = 0.7;
+  sf::model::Ensemble ensemble() const { return {{{&m, 1.0}, {&e, alpha}, {&a, -alpha}}, {}}; }
+  // The summed logits [T,V] of one sequence per model, each forward run separately.
+  torch::Tensor sum(const std::vector<int32_t>& sm, const std::vector<int32_t>& se, const std::vector<int32_t>& sa,
+                    int64_t rows) const {
+    auto last = [&](const CausalLM& model, const std::vector<int32_t>& seq) {
+      const auto ids = torch::tensor(std::vector<int64_t>(seq.begin(), seq.end())).unsqueeze(0);
+      const auto logits = model.forward(ids, torch::ones_like(ids)).logits[0];  // [T,V]
+      return logits.narrow(0, logits.size(0) - rows, rows);
+    };
+    return last(m, sm) + alpha * (last(e, se) - last(a, sa));
+  }
+};
+
+TEST(Ensemble, ProxyContinuationLogprobsEqualTheSumComputedSeparately) {
+  torch::NoGradGuard no_grad;
+  const Proxy p;
+  // Each model reads its own prompt (its own template), then the same continuation.
+  const std::vector<std::vector<int32_t>> pm = {{5, 6, 7}, {9}}, pe = {{5, 6, 7, 8, 30}, {9, 31}}, pa = {{40, 7}, {9}};
+  const std::vector<std::vector<int32_t>> cont = {{11, 12, 13}, {14}};
+  const auto got = sf::model::continuation_logprobs(p.ensemble(), {pm, pe, pa}, cont, 2);
+  for (size_t i = 0; i < cont.size(); ++i) {
+    auto cat = [&](std::vector<int32_t> a) {
+      a.insert(a.end(), cont[i].begin(), cont[i].end());
+      return a;
+    };
+    const auto n = static_cast<int64_t>(cont[i].size());
+    // Rows predicting the continuation: the last n positions before its end.
+    auto seq_m = cat(pm[i]), seq_e = cat(pe[i]), seq_a = cat(pa[i]);
+    seq_m.pop_back();
+    seq_e.pop_back();
+    seq_a.pop_back();
+    const auto lp = torch::log_softmax(p.sum(seq_m, seq_e, seq_a, n), -1);  // [n,V]
+    double expected = 0;
+    for (int64_t t = 0; t < n; ++t) expected += lp[t][cont[i][static_cast<size_t>(t)]].item<double>();
+    EXPECT_NEAR(got[i], expected, 1e-5) << "row " << i;
+  }
+}
+
+TEST(Ensemble, ProxyGreedyEqualsStepByStepArgmaxOfTheSum) {
+  torch::NoGradGuard no_grad;
+  const Proxy p;
+  const std::vector<std::vector<int32_t>> pm = {{5, 6, 7, 8}, {20}}, pe = {{1, 5, 6, 7, 8}, {2, 20}},
+                                          pa = {{5, 8}, {3, 3, 20}};
+  GenerateOptions opts;
+  opts.max_new_tokens = 6;
+  opts.record_top_k = 4;
+  const auto gens = sf::model::generate(p.ensemble(), {pm, pe, pa}, opts);
+  for (size_t i = 0; i < pm.size(); ++i) {
+    auto sm = pm[i], se = pe[i], sa = pa[i];
+    std::vector<int32_t> tokens;
+    for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
+      const auto logits = p.sum(sm, se, sa, 1)[0];  // [V]
+      const auto next = static_cast<int32_t>(logits.argmax().item<int64_t>());
+      if (step == 0) {
+        EXPECT_NEAR(gens[i].topk_logits[0][0].item<double>(), logits.max().item<double>(), 1e-4);
+      }
+      tokens.push_back(next);
+      for (auto* s : {&sm, &se, &sa}) s->push_back(next);
+    }
+    EXPECT_EQ(gens[i].tokens, tokens) << "row " << i;
+  }
+  // A member of another vocabulary is refused.
+  auto other = p.m.config();
+  other.vocab_size += 1;
+  const CausalLM wide = CausalLM::random(other, 3);
+  EXPECT_THROW(sf::model::generate(sf::model::Ensemble{{{&p.m, 1.0}, {&wide, 1.0}}, {}}, {pm, pm}, opts),
+               sf::ShapeError);
 }
 
 TEST(Score, EmptyAndSingleTokenSequences) {

@@ -152,7 +152,6 @@ TEST_P(Golden, ScoreMatchesLogSoftmaxOfReference) {
   const auto seqs = unpad(ref["right_ids"], ref["right_mask"]);
   sf::model::ScoreOptions opts;
   opts.top_k = 5;
-  opts.full_logprobs = true;
   opts.hidden = true;
   opts.batch_size = 2;
   auto s = sf::model::score(model, seqs, opts);
@@ -168,8 +167,25 @@ TEST_P(Golden, ScoreMatchesLogSoftmaxOfReference) {
     auto tk = ref["right_logits"][b].narrow(0, 0, n).topk(5, -1);
     EXPECT_LE((s.topk_logits[i] - std::get<0>(tk)).abs().max().item<double>(), kFp32Tol);
     EXPECT_TRUE(torch::equal(s.topk_ids[i], std::get<1>(tk)));
-    EXPECT_LE((s.logprobs[i] - lsm[b].narrow(0, 0, n)).abs().max().item<double>(), kFp32Tol);
     EXPECT_EQ(s.hidden[i].sizes(), (std::vector<int64_t>{n, model.config().hidden_size}));
+  }
+}
+
+TEST_P(Golden, ContinuationLogprobsMatchReference) {
+  // The same sequences split into a one-token prompt and the rest as a continuation.
+  const auto seqs = unpad(ref["right_ids"], ref["right_mask"]);
+  std::vector<std::vector<int32_t>> prompts, conts;
+  for (const auto& s : seqs) {
+    prompts.push_back({s[0]});
+    conts.emplace_back(s.begin() + 1, s.end());
+  }
+  const auto got = sf::model::continuation_logprobs(sf::model::Ensemble::of(model), {prompts}, conts, 2);
+  const torch::Tensor lsm = torch::log_softmax(ref["right_logits"], -1);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    double expected = 0;
+    for (size_t t = 1; t < seqs[i].size(); ++t)
+      expected += lsm[static_cast<int64_t>(i)][static_cast<int64_t>(t) - 1][seqs[i][t]].item<double>();
+    EXPECT_NEAR(got[i], expected, kFp32Tol * static_cast<double>(seqs[i].size()));
   }
 }
 

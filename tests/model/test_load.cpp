@@ -127,6 +127,42 @@ TEST(Load, InvFreqBuffersIgnoredAndTiedLmHeadMustEqualEmbeddings) {
   expect_format_error_naming(dir / "differs", "lm_head.weight");
 }
 
+// quantization_config in config.json: an export whose weights are plain floats loads; one whose
+// weights really are quantized (bitsandbytes 4-bit: packed uint8 plus absmax; GPTQ: qweight and
+// scales instead of weight) is refused naming the tensor.
+TEST(Load, QuantizationConfigLoadsOnlyWithUnquantizedWeights) {
+  sf::test::TempDir dir("load-quant");
+  const auto cfg = tiny_config(true);
+  nlohmann::json j = cfg.to_json();
+  j["quantization_config"] = {{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}};
+  const auto m = CausalLM::random(cfg, 3);
+  Named params = m.named_parameters();
+  write_model(dir / "dequantized", cfg, params);
+  sf::test::write_file(dir / "dequantized" / "config.json", j.dump());
+  EXPECT_TRUE(torch::equal(logits_of(CausalLM::load(dir / "dequantized")), logits_of(m)));
+
+  Named bnb = params;
+  bnb[1].second = torch::zeros({bnb[1].second.numel() / 2, 1}, torch::kUInt8);
+  bnb.emplace_back(bnb[1].first + ".absmax", torch::ones({4}));
+  write_model(dir / "bnb", cfg, bnb);
+  sf::test::write_file(dir / "bnb" / "config.json", j.dump());
+  expect_format_error_naming(dir / "bnb", "'" + params[1].first + "' has dtype U8");
+
+  Named gptq;
+  for (auto& [name, t] : params) {
+    if (name.find("q_proj") != std::string::npos) {
+      gptq.emplace_back(name.substr(0, name.size() - 6) + "qweight", torch::zeros({2, 16}, torch::kInt32));
+      gptq.emplace_back(name.substr(0, name.size() - 6) + "scales", torch::ones({1, 16}, torch::kFloat16));
+    } else {
+      gptq.emplace_back(name, t);
+    }
+  }
+  write_model(dir / "gptq", cfg, gptq);
+  j["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}};
+  sf::test::write_file(dir / "gptq" / "config.json", j.dump());
+  expect_format_error_naming(dir / "gptq", "'model.layers.0.self_attn.q_proj.weight' is missing");
+}
+
 TEST(Load, MissingFolderIsIoError) {
   sf::test::TempDir dir("load-none");
   sf::test::write_file(dir / "config.json", tiny_config(true).to_json().dump());

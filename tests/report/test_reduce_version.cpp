@@ -15,16 +15,16 @@ TEST(Reduce, RefusesAnotherResultsSchemaVersion) {
   {
     const auto f = sf::h5::File::create(dir.path() / "evaluate" / "results.h5");
     f.set_attr("schema", "results");
-    f.set_attr("schema_version", static_cast<int64_t>(2));
+    f.set_attr("schema_version", static_cast<int64_t>(1));
   }
   const sf::Job job = sf::Job::parse("run_dir: " + dir.path().string() + "\nmodels: {}\ntasks: []\n", "job");
   try {
     sf::report::reduce_run(dir.path(), job, sf::report::ReduceSettings{});
-    FAIL() << "a v2 results file was reduced";
+    FAIL() << "a v1 results file was reduced";
   } catch (const sf::FormatError& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("results v2"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("this build reduces results v1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("results v1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("this build reduces results v2"), std::string::npos) << msg;
     EXPECT_NE(msg.find("re-run `superficial evaluate`"), std::string::npos) << msg;
   }
 }

@@ -178,3 +178,92 @@ TEST(TrainData, SftRowsFromConfigUseTheTemplate) {
 }
 
 }  // namespace
+
+namespace {
+
+// Labelled data for judges: split a field into records, drop repeats, and hold records out by key
+// (never trained on, written labelled).
+TEST(TrainData, SplitUniqueAndHoldout) {
+  sf::test::TempDir dir("train-judge-data");
+  std::string csv = "Question,Answers\n";
+  for (int q = 0; q < 40; ++q)
+    csv += "q" + std::to_string(q) + "?,\"- a" + std::to_string(q) + " ;b" + std::to_string(q) + "; ;- a" +
+           std::to_string(q) + "-\"\n";
+  sf::test::write_file(dir / "qa.csv", csv);
+  const auto tok_dir = sf::test::shared_dir() / "models" / "HuggingFaceTB--SmolLM2-135M-Instruct";
+  const auto tok = sf::tok::Tokenizer::from_file(tok_dir / "tokenizer.json");
+  const std::string head = "recipe: sft\nout: o\ndata_root: " + dir.path().string() +
+                           "\nmodel: {init_from: m}\ntemplate: plain\nseq_len: 64\nbatch: 2\nsteps: 1\nlr: 1.0e-3\n"
+                           "data:\n";
+  // split + strip + unique: "- aN ", "bN", "- aN-" -> aN, bN (the second aN is a repeat).
+  const auto c1 = sf::train::TrainConfig::parse(
+      head +
+          "  - {file: qa.csv, format: csv, prompt: 'Q: {Question} A: {Answers}', response: ' yes',\n"
+          "     split: {field: Answers, separator: ';', strip: ' -'}, unique: true}\n",
+      "c1.yaml");
+  const auto b1 = sf::train::build_rows(c1, tok, 0);
+  ASSERT_EQ(b1.rows.size(), 80u);
+  EXPECT_TRUE(b1.heldout.empty());
+  const auto row_text = [&](const sf::train::Sequence& s) {
+    return tok.decode(std::vector<int32_t>(s.ids.begin(), s.ids.end() - 1));
+  };
+  EXPECT_EQ(row_text(b1.rows[0]), "Q: q0? A: a0 yes");
+  EXPECT_EQ(row_text(b1.rows[1]), "Q: q0? A: b0 yes");
+
+  // holdout by question.
+  const auto c2 = sf::train::TrainConfig::parse(
+      head +
+          "  - {file: qa.csv, format: csv, prompt: 'Q: {Question} A: {Answers}', response: ' no',\n"
+          "     split: {field: Answers, separator: ';', strip: ' -'}, unique: true,\n"
+          "     holdout: {fraction: 0.25, key: '{Question}', fields: {question: '{Question}', answer: '{Answers}'}}}\n",
+      "c2.yaml");
+  const auto b2 = sf::train::build_rows(c2, tok, 0);
+  EXPECT_EQ(row_text(b2.rows[0]).rfind("Q: q", 0), 0u);
+  std::set<std::string> trained_questions, held_questions;
+  for (const auto& r : b2.rows) {
+    const std::string t = row_text(r);
+    trained_questions.insert(t.substr(3, t.find('?') - 3));
+    const int q = std::stoi(t.substr(4, t.find('?') - 4));
+    const std::string own = std::to_string(q);
+    EXPECT_TRUE(t.find("A: a" + own + " no") != std::string::npos || t.find("A: b" + own + " no") != std::string::npos)
+        << t;
+  }
+  ASSERT_EQ(b2.heldout.size(), 1u);
+  const auto& held = b2.heldout.at("heldout.jsonl");
+  for (const auto& h : held) {
+    held_questions.insert(h.at("question").substr(0, h.at("question").size() - 1));
+    EXPECT_EQ(h.at("label"), " no");
+    EXPECT_EQ(h.size(), 3u);  // question, answer, label
+  }
+  EXPECT_EQ(b2.rows.size() + held.size(), 80u);
+  EXPECT_FALSE(held_questions.empty());
+  for (const auto& q : held_questions) EXPECT_EQ(trained_questions.count(q), 0u) << q;  // all of a key on one side
+  EXPECT_EQ(held.size(), 2 * held_questions.size());
+  EXPECT_NEAR(static_cast<double>(held_questions.size()) / 40.0, 0.25, 0.15);
+  // The draw is a pure function of the key.
+  EXPECT_EQ(sf::train::holdout_draw("q1?"), sf::train::holdout_draw("q1?"));
+  EXPECT_GE(sf::train::holdout_draw(""), 0.0);
+  EXPECT_LT(sf::train::holdout_draw("x"), 1.0);
+
+  EXPECT_THROW(sf::train::TrainConfig::parse(
+                   head + "  - {file: qa.csv, format: csv, prompt: 'x', response: 'y',\n"
+                          "     holdout: {fraction: 1.5, key: '{Question}', fields: {q: '{Question}'}}}\n",
+                   "c3.yaml"),
+               sf::ConfigError);
+  EXPECT_THROW(sf::train::TrainConfig::parse(
+                   head + "  - {file: qa.csv, format: csv, prompt: 'x', response: 'y',\n"
+                          "     holdout: {fraction: 0.5, key: '{Question}', fields: {label: '{Question}'}}}\n",
+                   "c4.yaml"),
+               sf::ConfigError);
+  EXPECT_THROW(sf::train::TrainConfig::parse(
+                   head + "  - {file: qa.csv, format: csv, prompt: 'x', response: 'y',\n"
+                          "     holdout: {fraction: 0.5, key: '{Question}', fields: {q: '{Question}'}, file: ../x}}\n",
+                   "c6.yaml"),
+               sf::ConfigError);
+  const auto c5 = sf::train::TrainConfig::parse(
+      head + "  - {file: qa.csv, format: csv, prompt: 'x', response: 'y', split: {field: Nope, separator: ';'}}\n",
+      "c5.yaml");
+  EXPECT_THROW(sf::train::build_rows(c5, tok, 0), sf::ConfigError);
+}
+
+}  // namespace

@@ -212,3 +212,46 @@ TEST(Training, DataParallelAndAccumulationMatchOneRank) {
 }
 
 }  // namespace
+
+namespace {
+
+// response_logits_only: a left-padded batch with the lm_head run on the loss window only gives the
+// same loss and gradients as the full right-padded forward.
+TEST(Training, ResponseWindowGivesTheSameLossAndGradients) {
+  const auto model = sf::model::CausalLM::random(tiny_config(), 13);
+  std::vector<sf::train::Sequence> rows = {sf::train::make_sft_sequence({5, 6, 7, 8, 9, 10, 11}, {12}, 2, 32),
+                                           sf::train::make_sft_sequence({5, 6, 7}, {13, 14, 15}, 2, 32),
+                                           sf::train::make_sft_sequence({20, 21, 22, 23, 24}, {30}, 2, 32)};
+  std::vector<const sf::train::Sequence*> ptrs;
+  for (const auto& r : rows) ptrs.push_back(&r);
+  auto loss_and_grads = [&](bool window) {
+    for (const auto& [name, p] : model.named_parameters()) {
+      p.requires_grad_(true);
+      if (p.grad().defined()) p.grad().zero_();
+    }
+    const auto b = sf::train::collate(ptrs, 0, window);
+    const int64_t w = window ? sf::train::loss_window(b.labels) : 0;
+    if (window) {
+      EXPECT_EQ(w, 5);  // the second row: 3 response tokens + EOS, predicted from the 4 positions before
+    }
+    const auto logits = model.forward(b.ids, b.mask, nullptr, w).logits;
+    const auto labels = w > 0 ? b.labels.narrow(1, b.labels.size(1) - w, w) : b.labels;
+    const auto loss = sf::train::token_loss_sum(logits, labels);
+    loss.backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& [name, p] : model.named_parameters()) grads.push_back(p.grad().clone());
+    return std::make_pair(loss.item<double>(), grads);
+  };
+  const auto full = loss_and_grads(false);
+  const auto win = loss_and_grads(true);
+  EXPECT_NEAR(full.first, win.first, 1e-4);
+  for (size_t i = 0; i < full.second.size(); ++i)
+    EXPECT_LE((full.second[i] - win.second[i]).abs().max().item<double>(), 1e-5) << i;
+  EXPECT_THROW(sf::train::TrainConfig::parse(
+                   "recipe: pretrain\nout: o\nmodel: {init_from: m}\ndata: [{file: a, format: lines, text: '{text}'}]\n"
+                   "seq_len: 16\nbatch: 2\nsteps: 10\nlr: 1.0e-3\nresponse_logits_only: true\n",
+                   "p.yaml"),
+               sf::ConfigError);
+}
+
+}  // namespace

@@ -1,0 +1,57 @@
+#include "eval/system.hpp"
+
+#include "core/error.hpp"
+
+namespace sf::eval {
+
+SystemRuntime::SystemRuntime(const study::SystemDef& def, std::vector<const study::LoadedModel*> models,
+                             const heads::HeadSet* heads)
+    : def_(def),
+      models_(std::move(models)),
+      heads_(heads),
+      main_chat_(def.template_override ? study::template_from(*def.template_override) : models_.at(0)->chat) {
+  if (def.proxy && models_.size() != 3)
+    throw ShapeError("system " + def.name + ": proxy-tuning needs 3 models, got " + std::to_string(models_.size()));
+  if (!def.head.empty() && !heads_) throw ShapeError("system " + def.name + ": head " + def.head + " is not loaded");
+}
+
+std::vector<Prompt> SystemRuntime::main_prompts(const Task& task, const std::vector<Example>& examples) const {
+  std::vector<Prompt> out;
+  for (const auto& ex : examples) out.push_back(render_prompt(task, ex, main().tokenizer, main_chat_));
+  return out;
+}
+
+model::MemberPrompts SystemRuntime::member_prompts(const Task& task, const std::vector<Example>& examples,
+                                                   const std::vector<Prompt>& main) const {
+  model::MemberPrompts p(models_.size());
+  for (const auto& m : main) p[0].push_back(m.ids);
+  for (size_t m = 1; m < models_.size(); ++m) {
+    for (const auto& ex : examples)
+      p[m].push_back(render_prompt(task, ex, models_[m]->tokenizer, models_[m]->chat).ids);
+  }
+  return p;
+}
+
+model::Ensemble SystemRuntime::ensemble(const std::string& task) const {
+  model::Ensemble e;
+  e.members.push_back({&models_[0]->lm, 1.0});
+  if (def_.proxy) {
+    e.members.push_back({&models_[1]->lm, def_.proxy->alpha});
+    e.members.push_back({&models_[2]->lm, -def_.proxy->alpha});
+  }
+  if (heads_) {
+    const heads::Head* head = &heads_->for_task(task);
+    e.transform = [head](const torch::Tensor& logits, const torch::Tensor& hidden) {
+      return head->apply(logits, hidden);  // [N,V], on the head's device (checked)
+    };
+  }
+  return e;
+}
+
+std::vector<std::string> SystemRuntime::stop_strings(const Task& task) const {
+  std::vector<std::string> s = task.generation().stop;
+  s.insert(s.end(), def_.stop.begin(), def_.stop.end());
+  return s;
+}
+
+}  // namespace sf::eval
