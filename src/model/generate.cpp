@@ -232,7 +232,7 @@ std::vector<double> continuation_logprobs(const Ensemble& e, const MemberPrompts
       }
       const auto p0 = static_cast<int64_t>(prompts[0][i].size());
       const torch::Tensor hidden = f[0].hidden[b].narrow(0, p0 - 1, len);  // [len,H]
-      const torch::Tensor z = e.combine(rows, hidden);                      // [len,V] (V_local when split)
+      const torch::Tensor z = e.combine(rows, hidden);                     // [len,V] (V_local when split)
       const torch::Tensor targets =
           torch::tensor(std::vector<int64_t>(continuations[i].begin(), continuations[i].end()), torch::kInt64)
               .to(device);

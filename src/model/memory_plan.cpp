@@ -11,6 +11,7 @@
 #endif
 
 #include "core/error.hpp"
+#include "model/model_files.hpp"
 #include "model/shard.hpp"
 
 namespace sf::model {
@@ -103,6 +104,27 @@ std::optional<DeviceBudget> cuda_device_budget(int gpus_per_node, int device) {
   (void)device;
   return std::nullopt;
 #endif
+}
+
+std::vector<PlanInput> plan_inputs(const Job& job, int64_t prompt_tokens, std::optional<int64_t> batch,
+                                   std::optional<int64_t> max_length) {
+  const auto setting = [&](const char* section, const char* key, int64_t fallback) {
+    return job.has_section(section) ? job.section(section).get<int64_t>(key, fallback) : fallback;
+  };
+  const int64_t b = batch.value_or(std::max(setting("extract", "batch_size", 8), setting("evaluate", "batch_size", 8)));
+  const int64_t length = max_length.value_or(setting("extract", "max_new_tokens", 512) + prompt_tokens);
+  std::vector<PlanInput> out;
+  for (const auto& [name, ref] : job.models()) {
+    PlanInput in;
+    in.name = name + " (" + ref.path.string() + ")";
+    in.config = load_model_config(ref.path);
+    in.dtype_bytes = ref.dtype == "float32" ? 4 : 2;
+    in.batch = b;
+    in.max_length = length;
+    out.push_back(std::move(in));
+  }
+  if (out.empty()) throw ConfigError(job.source() + ": models: the job names no model to plan for");
+  return out;
 }
 
 ModelPlan plan_model(const PlanInput& in, const DeviceBudget& device) {

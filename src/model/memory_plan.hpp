@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/job.hpp"
 #include "model/config.hpp"
 
 namespace sf::model {
@@ -75,6 +76,14 @@ struct JobPlan {
   // table (`run` refuses to start).
   void check(int tensor) const;
 };
+
+// The job's models (every entry under `models`, config from its folder or GGUF file, never the
+// weights) at the job's batch (the largest of extract.batch_size and evaluate.batch_size, default 8)
+// and length (extract.max_new_tokens, default 512, plus `prompt_tokens`); `batch` and `max_length`
+// replace those when set.
+constexpr int64_t kPlanPromptTokens = 512;  // prompt tokens assumed by `plan` (default) and `run`
+std::vector<PlanInput> plan_inputs(const Job& job, int64_t prompt_tokens, std::optional<int64_t> batch = {},
+                                   std::optional<int64_t> max_length = {});
 
 ModelPlan plan_model(const PlanInput& in, const DeviceBudget& device);
 JobPlan plan_job(const std::vector<PlanInput>& models, const DeviceBudget& device);
