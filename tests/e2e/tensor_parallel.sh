@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Tensor parallelism end to end: extract and evaluate of the tiny fp32 pair (jobs/tiny.yaml, every
-# kind of system: plain, hidden head, bb head, proxy-tuning, in-context prefix) on 2 ranks, once with
-# parallel.tensor = 1 (two groups of one rank) and once with parallel.tensor = 2 (one group holding
-# both models split over its two ranks). Every dataset of logits.h5 and results.h5 must be the same:
-# integer and text datasets identical in h5dump, float datasets within a tolerance (h5diff), since
-# the split models sum their partial products in another order (max |Δlogit| of the golden tests
-# ~4e-6): float32 and float64 (logits, log-probs, scores) within 1e-4; float16 (base hidden states)
-# within 4e-3, one float16 step at magnitudes below 4 (a value on a rounding boundary may round the
-# other way).
+# Tensor parallelism end to end: extract, evaluate and judge of the tiny fp32 pair (jobs/tiny.yaml,
+# every kind of system: plain, hidden head, bb head, proxy-tuning, in-context prefix; toxigen judged
+# by the golden fixture classifier) on 2 ranks, once with parallel.tensor = 1 (two groups of one
+# rank) and once with parallel.tensor = 2 (one group holding the models split over its two ranks).
+# Every dataset of logits.h5, results.h5 and judgments.h5 must be the same: integer and text
+# datasets identical in h5dump, float datasets within a tolerance (h5diff), since the split models
+# sum their partial products in another order (max |Δlogit| of the golden tests ~4e-6): float32 and
+# float64 (logits, log-probs, scores) within 1e-4; float16 (base hidden states) within 4e-3, one
+# float16 step at magnitudes below 4 (a value on a rounding boundary may round the other way).
 # Usage: tensor_parallel.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
 set -euo pipefail
 CLI=$1 SRC=$2 DATA=$3 WORK=$4
@@ -34,6 +34,13 @@ mpirun --oversubscribe -np 2 "$CLI" extract jobs/tiny.yaml $(sets 2) > "$WORK/ex
 cp -r "$WORK/t1/heads" "$WORK/t2/heads"
 # shellcheck disable=SC2046
 mpirun --oversubscribe -np 2 "$CLI" evaluate jobs/tiny.yaml $(sets 2) > "$WORK/evaluate2.log" 2>&1
+# The judge stage on each run's answers (toxigen by the golden fixture classifier).
+for t in 1 2; do
+  # shellcheck disable=SC2046
+  mpirun --oversubscribe -np 2 "$CLI" judge jobs/tiny.yaml $(sets $t) \
+    --set "judges.toxigen_roberta.path=$SRC/tests/fixtures/judges/roberta" \
+    --set "judges.toxigen_roberta.chunk_examples=1" > "$WORK/judge$t.log" 2>&1
+done
 
 exact=0 close=0
 compare() {  # compare FILE (relative to the run folder)
@@ -61,4 +68,5 @@ compare() {  # compare FILE (relative to the run folder)
 }
 compare extract/tiny-base__tiny-chat/logits.h5
 compare evaluate/results.h5
+compare judge/judgments.h5
 echo "tensor parallel T=2 vs T=1: $exact datasets identical in h5dump, $close float datasets within tolerance"
