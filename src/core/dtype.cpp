@@ -11,10 +11,4 @@ torch::Dtype parse_dtype(const std::string& name, const std::string& where) {
   throw ConfigError(where + ": dtype '" + name + "' is not one of float32, bfloat16, float16");
 }
 
-std::string dtype_name(torch::Dtype dtype) {
-  if (dtype == torch::kBFloat16) return "bfloat16";
-  if (dtype == torch::kFloat16) return "float16";
-  return "float32";
-}
-
 }  // namespace sf

@@ -8,7 +8,5 @@ namespace sf {
 
 // "float32" | "bfloat16" | "float16" → the torch dtype; ConfigError naming `where` otherwise.
 torch::Dtype parse_dtype(const std::string& name, const std::string& where);
-// The name parse_dtype accepts for a dtype (float32 for anything else).
-std::string dtype_name(torch::Dtype dtype);
 
 }  // namespace sf

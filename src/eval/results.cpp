@@ -103,44 +103,34 @@ struct ResultsWriter::State {
     if (rows.empty()) return;
     const h5::Group ex = file_.group("examples");
     for (const auto& [name, values] : str) ex.dataset(name).append_strings(values);
-    put(ex, "example_id", example_id);
-    put(ex, "token_offset", token_offset);
-    put(ex, "num_tokens", num_tokens);
-    put(ex, "choice_offset", choice_offset);
-    put(ex, "num_choices", num_choices);
-    put(ex, "prompt_offset", prompt_offset);
-    put(ex, "prompt_length", prompt_length);
-    put(file_.group("prompts"), "ids", prompt_ids);
+    ex.dataset("example_id").append_values(example_id);
+    ex.dataset("token_offset").append_values(token_offset);
+    ex.dataset("num_tokens").append_values(num_tokens);
+    ex.dataset("choice_offset").append_values(choice_offset);
+    ex.dataset("num_choices").append_values(num_choices);
+    ex.dataset("prompt_offset").append_values(prompt_offset);
+    ex.dataset("prompt_length").append_values(prompt_length);
+    file_.group("prompts").dataset("ids").append_values(prompt_ids);
     const h5::Group sc = file_.group("scores");
-    put(sc, "row", score_row);
-    put(sc, "value", score_value);
+    sc.dataset("row").append_values(score_row);
+    sc.dataset("value").append_values(score_value);
     if (!score_metric.empty()) sc.dataset("metric").append_strings(score_metric);
     const h5::Group tk = file_.group("tokens");
-    put(tk, "token_id", token_ids);
+    tk.dataset("token_id").append_values(token_ids);
     if (!logits.empty()) {
       tk.dataset("topk_logits").append(torch::cat(logits, 0));
       tk.dataset("topk_ids").append(torch::cat(ids, 0));
     }
     const h5::Group ch = file_.group("choices");
     if (!choice_text.empty()) ch.dataset("text").append_strings(choice_text);
-    put(ch, "correct", choice_correct);
-    put(ch, "best", choice_best);
-    put(ch, "logprob", choice_logprob);
-    put(ch, "num_tokens", choice_tokens);
+    ch.dataset("correct").append_values(choice_correct);
+    ch.dataset("best").append_values(choice_best);
+    ch.dataset("logprob").append_values(choice_logprob);
+    ch.dataset("num_tokens").append_values(choice_tokens);
   }
 
   h5::File file_;
   int64_t k_;
-  template <class T>
-  static void put(const h5::Group& g, const std::string& name, const std::vector<T>& v) {
-    if (v.empty()) return;
-    const torch::Dtype dt = std::is_same_v<T, int64_t>   ? torch::kInt64
-                            : std::is_same_v<T, int32_t> ? torch::kInt32
-                            : std::is_same_v<T, uint8_t> ? torch::kByte
-                                                         : torch::kFloat64;
-    g.dataset(name).append(torch::from_blob(const_cast<T*>(v.data()), {static_cast<int64_t>(v.size())}, dt).clone());
-  }
-
   int64_t rows_ = 0, tokens_ = 0, choices_ = 0, prompt_tokens_ = 0;
 };
 

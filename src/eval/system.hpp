@@ -29,7 +29,6 @@ class SystemRuntime {
 
   const study::SystemDef& def() const { return def_; }
   const study::LoadedModel& main() const { return *models_[0]; }
-  const tok::ChatTemplate& main_template() const { return main_chat_; }
 
   // The examples' prompts as the main model sees them (text and ids).
   std::vector<Prompt> main_prompts(const Task& task, const std::vector<Example>& examples) const;

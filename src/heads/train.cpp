@@ -130,13 +130,6 @@ nlohmann::json EpochMetrics::to_json() const {
           {"seconds", seconds}};
 }
 
-EvalStats evaluate(const Head* head, const PositionSet& set, const torch::Tensor& lm_head_weight,
-                   const TrainOptions& opts, int64_t support_k, const dist::Comm* comm) {
-  const int64_t per_window = blocks_per_window(set, opts);
-  const WindowSource source(set, /*cache=*/false);
-  return evaluate_on(head, set, source, per_window, lm_head_weight, opts, support_k, comm);
-}
-
 void train_head(const Head& head, const PositionSet& train, const PositionSet& val, const torch::Tensor& w,
                 const TrainOptions& opts, const dist::Comm* comm,
                 const std::function<void(const EpochMetrics&)>& on_epoch) {

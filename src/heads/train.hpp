@@ -72,11 +72,6 @@ struct EpochMetrics {
   nlohmann::json to_json() const;
 };
 
-// The head (or the base alone, head == nullptr) on a set: see objective.hpp. support_k > 0 adds
-// the coverage of the base top-k support.
-EvalStats evaluate(const Head* head, const PositionSet& set, const torch::Tensor& lm_head_weight,
-                   const TrainOptions& opts, int64_t support_k, const dist::Comm* comm);
-
 // Trains `head` in place. lm_head_weight [V,H] on opts.device. on_epoch is called on every rank
 // for epoch 0 and after each epoch. comm == nullptr: this process alone.
 void train_head(const Head& head, const PositionSet& train, const PositionSet& val, const torch::Tensor& lm_head_weight,

@@ -87,6 +87,18 @@ class Dataset : public Object {
   // (float16 ↔ kHalf, bfloat16 ↔ kBFloat16, uint8 ↔ kByte or kBool, ...).
   void append(const torch::Tensor& rows) const;
   void append_strings(const std::vector<std::string>& values) const;
+  // Appends int32 / int64 / uint8 / double values as rows of a 1-d dataset (nothing when empty).
+  template <class T>
+  void append_values(const std::vector<T>& values) const {
+    static_assert(std::is_same_v<T, int64_t> || std::is_same_v<T, int32_t> || std::is_same_v<T, uint8_t> ||
+                  std::is_same_v<T, double>);
+    if (values.empty()) return;
+    const torch::Dtype dt = std::is_same_v<T, int64_t>   ? torch::kInt64
+                            : std::is_same_v<T, int32_t> ? torch::kInt32
+                            : std::is_same_v<T, uint8_t> ? torch::kByte
+                                                         : torch::kFloat64;
+    append(torch::from_blob(const_cast<T*>(values.data()), {static_cast<int64_t>(values.size())}, dt).clone());
+  }
   // Reads rows [begin, begin+count) in the stored type. ShapeError when out of range.
   torch::Tensor read(int64_t begin, int64_t count) const;
   torch::Tensor read_all() const { return read(0, rows()); }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "judge/kinds.hpp"
 #include "model/config.hpp"
@@ -10,12 +11,6 @@
 
 namespace sf::judge {
 namespace {
-
-torch::Dtype to_dtype(const std::string& name) {
-  if (name == "bfloat16") return torch::kBFloat16;
-  if (name == "float16") return torch::kFloat16;
-  return torch::kFloat32;
-}
 
 std::string quoted(const std::string& s) { return nlohmann::json(s).dump(); }
 
@@ -144,7 +139,7 @@ void preflight(const Recipe& recipe, const Binding& binding) {
 std::unique_ptr<Judge> load_judge(const Recipe& recipe, const Binding& binding, torch::Device device,
                                   const dist::Comm& tensor_group) {
   preflight(recipe, binding);
-  const torch::Dtype dtype = to_dtype(binding.dtype);
+  const torch::Dtype dtype = parse_dtype(binding.dtype, binding.where + ".dtype");
   tok::Tokenizer tokenizer = load_tokenizer(binding);
   if (recipe.kind == Kind::kClassifier)
     return std::make_unique<ClassifierJudge>(recipe, RobertaClassifier::load(binding.path, device, dtype),

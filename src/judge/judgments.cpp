@@ -22,15 +22,6 @@ h5::Layout layout(const std::string& dtype) {
   return l;
 }
 
-template <class T>
-void put(const h5::Group& g, const std::string& name, const std::vector<T>& v) {
-  if (v.empty()) return;
-  const torch::Dtype dt = std::is_same_v<T, int64_t>   ? torch::kInt64
-                          : std::is_same_v<T, uint8_t> ? torch::kByte
-                                                       : torch::kFloat64;
-  g.dataset(name).append(torch::from_blob(const_cast<T*>(v.data()), {static_cast<int64_t>(v.size())}, dt).clone());
-}
-
 std::vector<int64_t> ints(const h5::Group& g, const std::string& name) {
   const torch::Tensor t = g.dataset(name).read_all().to(torch::kInt64).contiguous();
   return {t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel()};
@@ -108,16 +99,16 @@ void JudgmentsWriter::append(const std::vector<Judgment>& rows, const std::vecto
   }
   const h5::Group v = file_.group("verdicts");
   for (const auto& [name, values] : str) v.dataset(name).append_strings(values);
-  put(v, "example_id", example_id);
-  put(v, "results_row", results_row);
-  put(v, "label_offset", label_offset);
-  put(v, "num_labels", num_labels);
-  put(v, "score", score);
-  put(v, "value", value);
+  v.dataset("example_id").append_values(example_id);
+  v.dataset("results_row").append_values(results_row);
+  v.dataset("label_offset").append_values(label_offset);
+  v.dataset("num_labels").append_values(num_labels);
+  v.dataset("score").append_values(score);
+  v.dataset("value").append_values(value);
   const h5::Group l = file_.group("labels");
   l.dataset("name").append_strings(names);
-  put(l, "raw", raw);
-  put(l, "prob", prob);
+  l.dataset("raw").append_values(raw);
+  l.dataset("prob").append_values(prob);
 
   std::map<std::string, std::vector<std::string>> hs;
   std::vector<int64_t> item;
@@ -134,9 +125,9 @@ void JudgmentsWriter::append(const std::vector<Judgment>& rows, const std::vecto
   }
   const h5::Group hg = file_.group("heldout");
   for (const auto& [name, values] : hs) hg.dataset(name).append_strings(values);
-  put(hg, "item", item);
-  put(hg, "score", hscore);
-  put(hg, "correct", correct);
+  hg.dataset("item").append_values(item);
+  hg.dataset("score").append_values(hscore);
+  hg.dataset("correct").append_values(correct);
 }
 
 void JudgmentsWriter::close() { file_.close(); }

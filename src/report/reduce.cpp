@@ -82,43 +82,6 @@ std::optional<TrainingCurve> training_curve(const std::string& model, const fs::
   return c;
 }
 
-// Validation rows of a head, at most `max` (0: all): a seeded sample taken round-robin across
-// tasks so that every task is represented.
-std::vector<int64_t> held_out_rows(const extract::LogitDataset& ds, const std::vector<int64_t>& validation, int64_t max,
-                                   uint64_t seed) {
-  if (max <= 0 || max >= static_cast<int64_t>(validation.size())) return validation;
-  std::map<std::string, std::vector<int64_t>> by_task;
-  for (int64_t r : validation) by_task[ds.example_task(r)].push_back(r);
-  std::vector<std::vector<int64_t>> queues;
-  for (auto& [task, rows] : by_task) {
-    const std::vector<int64_t> perm = heads::permutation(static_cast<int64_t>(rows.size()), derive_seed(seed, task));
-    std::vector<int64_t> q;
-    for (int64_t i : perm) q.push_back(rows[static_cast<size_t>(i)]);
-    queues.push_back(std::move(q));
-  }
-  std::vector<int64_t> out;
-  for (size_t i = 0; static_cast<int64_t>(out.size()) < max; ++i) {
-    for (const auto& q : queues)
-      if (i < q.size() && static_cast<int64_t>(out.size()) < max) out.push_back(q[i]);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::vector<int64_t> validation_rows(const heads::HeadSet& set, const fs::path& file, int64_t num_examples) {
-  auto it = set.metadata().find("validation_examples");
-  const json v = it == set.metadata().end() ? json() : json::parse(it->second, nullptr, false);
-  if (!v.is_array()) throw FormatError(file.string() + ": metadata 'validation_examples' is missing or not a list");
-  std::vector<int64_t> rows;
-  for (const auto& r : v) {
-    if (!r.is_number_integer() || r.get<int64_t>() < 0 || r.get<int64_t>() >= num_examples)
-      throw FormatError(file.string() + ": metadata 'validation_examples' holds a row outside the dataset");
-    rows.push_back(r.get<int64_t>());
-  }
-  std::sort(rows.begin(), rows.end());
-  return rows;
-}
-
 KlCurve kl_curve(const extract::LogitDataset& ds, const heads::HeadSet& set, const torch::Tensor& w,
                  const std::vector<int64_t>& rows, const ReduceSettings& settings) {
   KlCurve k;
@@ -214,6 +177,40 @@ std::vector<double> aligned_scores(const ExampleScores& by_system, const std::st
 }
 
 }  // namespace
+
+std::vector<int64_t> held_out_rows(const extract::LogitDataset& ds, const heads::HeadSet& head,
+                                   const fs::path& head_file, int64_t max, uint64_t seed) {
+  auto it = head.metadata().find("validation_examples");
+  const json v = it == head.metadata().end() ? json() : json::parse(it->second, nullptr, false);
+  if (!v.is_array())
+    throw FormatError(head_file.string() + ": metadata 'validation_examples' is missing or not a list");
+  std::vector<int64_t> validation;
+  for (const auto& r : v) {
+    if (!r.is_number_integer() || r.get<int64_t>() < 0 || r.get<int64_t>() >= ds.num_examples())
+      throw FormatError(head_file.string() + ": metadata 'validation_examples' holds a row outside " +
+                        ds.path().string());
+    validation.push_back(r.get<int64_t>());
+  }
+  std::sort(validation.begin(), validation.end());
+  if (max <= 0 || max >= static_cast<int64_t>(validation.size())) return validation;
+  // A seeded sample taken round-robin across tasks, so that every task is represented.
+  std::map<std::string, std::vector<int64_t>> by_task;
+  for (int64_t r : validation) by_task[ds.example_task(r)].push_back(r);
+  std::vector<std::vector<int64_t>> queues;
+  for (auto& [task, rows] : by_task) {
+    const std::vector<int64_t> perm = heads::permutation(static_cast<int64_t>(rows.size()), derive_seed(seed, task));
+    std::vector<int64_t> q;
+    for (int64_t i : perm) q.push_back(rows[static_cast<size_t>(i)]);
+    queues.push_back(std::move(q));
+  }
+  std::vector<int64_t> out;
+  for (size_t i = 0; static_cast<int64_t>(out.size()) < max; ++i) {
+    for (const auto& q : queues)
+      if (i < q.size() && static_cast<int64_t>(out.size()) < max) out.push_back(q[i]);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 ReduceSettings ReduceSettings::from_job(const Job& job) {
   const ConfigNode s = job.section("reduce");
@@ -417,8 +414,7 @@ Summary reduce_run(const fs::path& run_dir, const Job& job, const ReduceSettings
     const fs::path base_dir = job.model(h.from->base).path;
     const torch::Tensor w = heads::load_lm_head_weight(base_dir);  // [V,H]
     const std::vector<int64_t> rows =
-        held_out_rows(ds, validation_rows(set, head_file, ds.num_examples()), settings.kl_max_examples,
-                      derive_seed(settings.estimate.seed, h.spec.name));
+        held_out_rows(ds, set, head_file, settings.kl_max_examples, derive_seed(settings.estimate.seed, h.spec.name));
     KlCurve k = kl_curve(ds, set, w, rows, settings);
     k.head = h.spec.name;
     k.pair_base = h.from->base;

@@ -27,6 +27,8 @@
 #include <string>
 
 #include "core/job.hpp"
+#include "extract/logit_dataset.hpp"
+#include "heads/head_set.hpp"
 #include "report/summary.hpp"
 
 namespace sf::report {
@@ -49,6 +51,13 @@ void write_summary(const std::filesystem::path& run_dir, const Summary& summary)
 
 // Problems of an existing summary.json against the schema (empty: valid).
 std::vector<std::string> check_summary_file(const std::filesystem::path& summary_json);
+
+// The extracted examples reduce measures a head on: the rows of `ds` that the head's file records
+// as its validation examples (never its training examples), at most `max` (0: all) — then a seeded
+// sample taken round-robin across tasks. FormatError naming the head file when the record is
+// missing or names rows outside the dataset.
+std::vector<int64_t> held_out_rows(const extract::LogitDataset& ds, const heads::HeadSet& head,
+                                   const std::filesystem::path& head_file, int64_t max, uint64_t seed);
 
 // The job stored in results.h5 (attribute job_config).
 Job job_from_results(const std::filesystem::path& results_h5);

@@ -45,7 +45,6 @@ class ModelSet {
       : job_(job), device_(device), tensor_group_(std::move(tensor_group)) {}
   // The models `names`, loading the missing ones; models not in `names` are released first.
   std::vector<const LoadedModel*> acquire(const std::vector<std::string>& names);
-  torch::Device device() const { return device_; }
 
  private:
   const Job& job_;

@@ -3,10 +3,14 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
+#include "extract/logit_dataset.hpp"
 #include "heads/head_set.hpp"
 #include "heads/synthetic.hpp"
+#include "heads/train.hpp"
+#include "report/reduce.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
@@ -111,6 +115,38 @@ TEST(TrainHeadCli, PerTaskHeadsAreTrainedPerTask) {
   ASSERT_EQ(lines.size(), 6u);  // 3 lines (epochs 0..2) per task
   EXPECT_EQ(lines[0].at("task"), "synthetic0");
   EXPECT_EQ(lines[5].at("task"), "synthetic1");
+}
+
+// reduce's KL curves and token shifts use a head's held-out validation examples only (the head file
+// records them), and a capped sample still covers every task.
+TEST(TrainHeadCli, ReduceMeasuresHeadsOnTheirValidationExamplesOnly) {
+  sf::test::TempDir dir("heads_cli_held_out");
+  sf::test::StudyOptions so;
+  so.delta_scale = 0.4;
+  so.tasks = 3;
+  so.examples = 36;
+  const auto study = sf::test::make_study(dir.path(), so);
+  const fs::path job = write_job(dir.path(), 1);
+  const auto r = sf::test::run_command(sf::test::cli_path().string() + " train-head " + job.string() +
+                                       " --set 'heads.variants=[{name: hidden, type: hidden}]'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path file = dir / "heads" / "hidden.safetensors";
+  const HeadSet set = HeadSet::load(file);
+  const auto ds = sf::extract::LogitDataset::open(study.dataset);
+  const auto is_val = sf::heads::validation_examples(ds.num_examples(), 0.25, 11);
+  std::vector<int64_t> expected;
+  for (int64_t row = 0; row < ds.num_examples(); ++row)
+    if (is_val[static_cast<size_t>(row)]) expected.push_back(row);
+  const auto rows = sf::report::held_out_rows(ds, set, file, 0, 1);
+  EXPECT_EQ(rows, expected);  // exactly the validation examples: no training example
+  const auto sample = sf::report::held_out_rows(ds, set, file, 3, 1);
+  ASSERT_EQ(sample.size(), 3u);
+  std::set<std::string> tasks;
+  for (int64_t row : sample) {
+    EXPECT_TRUE(is_val[static_cast<size_t>(row)]);
+    tasks.insert(ds.example_task(row));
+  }
+  EXPECT_EQ(tasks.size(), 3u);  // the cap samples across tasks, not the first task's rows
 }
 
 // Run by tests/heads/extra.cmake (it starts mpirun, so it is not part of the plain suite).

@@ -91,6 +91,19 @@ comparisons:
   EXPECT_NO_THROW(st.check_compatibility(job));  // bb heads need the same tokenizer, not the hidden size
 }
 
+TEST_F(StudyTest, SetReachesSystemsHeadsAndComparisons) {
+  const std::string body =
+      "heads:\n  from: {base: a, aligned: b}\n  variants: [{name: h, type: hidden}]\n"
+      "systems:\n  A: {model: a}\n  B: {model: b}\ncomparisons:\n  - {name: c, base: A, aligned: B}\n";
+  const auto st = sf::study::Study::from_job(sf::Job::parse(
+      base_job(body), "job.yaml", {"systems.A.model=c", "systems.A+h={model: wide, head: h}", "heads.from.aligned=c"}));
+  EXPECT_EQ(st.system("A").model, "c");
+  EXPECT_EQ(st.system("A+h").head, "h");
+  EXPECT_EQ(st.pairs().at(0).aligned, "c");
+  EXPECT_THROW(sf::study::Study::from_job(sf::Job::parse(base_job(body), "job.yaml", {"systems.A.modle=c"})),
+               sf::ConfigError);  // unknown keys stay errors
+}
+
 TEST_F(StudyTest, AComparisonOfASystemWithItselfIsRefused) {
   const std::string body = "systems:\n  A: {model: a}\ncomparisons:\n  - {name: x, base: A, aligned: A}\n";
   try {
