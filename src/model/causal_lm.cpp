@@ -154,6 +154,17 @@ std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOpti
   return w;
 }
 
+// A one-row product as a matrix-vector product: for a one-row GEMM OpenBLAS packs the whole
+// weight matrix, which dominates batch-1 decoding on CPU. Other shapes and devices: torch::linear.
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias = {}) {
+  if (!x.device().is_cpu() || x.numel() != x.size(-1)) return torch::linear(x, w, bias);
+  torch::Tensor y = torch::mv(w, x.reshape({-1}));  // [out]
+  if (bias.defined()) y = y + bias;
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  return y.view(shape);
+}
+
 void finish_weights(Weights& w) {
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
   w.inv_freq = rope_inv_freq(w.config).to(w.device);
@@ -345,9 +356,9 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const auto& l = w.layers[li];
     torch::Tensor h = rms_norm(x, l.input_norm, c.rms_norm_eps);
-    torch::Tensor q = torch::linear(h, l.q, l.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
-    torch::Tensor k = torch::linear(h, l.k, l.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
-    torch::Tensor v = torch::linear(h, l.v, l.v_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor q = project(h, l.q, l.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
+    torch::Tensor k = project(h, l.k, l.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor v = project(h, l.v, l.v_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     if (cache) {
@@ -362,21 +373,62 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
     scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
     torch::Tensor probs = torch::softmax(scores, -1).to(w.dtype).view({B, KV, rep * T, L});
     torch::Tensor attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
-    torch::Tensor o = torch::linear(attn, l.o);  // [B,T,Hd], partial when split
+    torch::Tensor o = project(attn, l.o);  // [B,T,Hd], partial when split
     reduce(w, o);
     x = x + o;
     h = rms_norm(x, l.post_norm, c.rms_norm_eps);
-    torch::Tensor mlp = torch::linear(torch::silu(torch::linear(h, l.gate)) * torch::linear(h, l.up), l.down);
+    torch::Tensor mlp = project(torch::silu(project(h, l.gate)) * project(h, l.up), l.down);
     reduce(w, mlp);
     x = x + mlp;
   }
   if (cache) cache->length_ = L;
   ForwardOutput out;
   if (last_n > 0) x = x.narrow(1, T - last_n, last_n);
-  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);         // [B,T,Hd] or [B,last_n,Hd]
-  out.logits = torch::linear(hidden, w.lm_head).to(torch::kFloat32);  // [B,T,V], this rank's V when split
+  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);   // [B,T,Hd] or [B,last_n,Hd]
+  out.logits = project(hidden, w.lm_head).to(torch::kFloat32);  // [B,T,V], this rank's V when split
   out.hidden = hidden.to(torch::kFloat32);
   return out;
+}
+
+void KVCache::drop_front(int64_t n) {
+  if (n < 0 || n > length_)
+    throw ShapeError("KVCache::drop_front: " + std::to_string(n) + " of " + std::to_string(length_));
+  for (auto* buffers : {&keys, &values}) {
+    for (torch::Tensor& b : *buffers) b = b.narrow(2, n, b.size(2) - n);
+  }
+  length_ -= n;
+}
+
+void KVCache::pad_front(int64_t n) {
+  if (n < 0) throw ShapeError("KVCache::pad_front: negative length " + std::to_string(n));
+  for (auto* buffers : {&keys, &values}) {
+    for (torch::Tensor& b : *buffers) {
+      torch::Tensor grown = torch::zeros({b.size(0), b.size(1), n + length_, b.size(3)}, b.options());
+      grown.narrow(2, n, length_).copy_(b.narrow(2, 0, length_));
+      b = grown;
+    }
+  }
+  length_ += n;
+}
+
+void KVCache::put_row(int64_t row, const KVCache& src, int64_t src_row) {
+  const int64_t n = src.length_;
+  if (n > length_ || src.keys.size() != keys.size())
+    throw ShapeError("KVCache::put_row: a cache of " + std::to_string(n) + " positions does not fit in " +
+                     std::to_string(length_));
+  for (size_t li = 0; li < keys.size(); ++li) {
+    for (auto [dst, from] : {std::pair{&keys[li], &src.keys[li]}, std::pair{&values[li], &src.values[li]}}) {
+      torch::Tensor r = (*dst)[row];  // [KV,cap,D]
+      r.narrow(1, 0, length_ - n).zero_();
+      r.narrow(1, length_ - n, n).copy_((*from)[src_row].narrow(1, 0, n));
+    }
+  }
+}
+
+void KVCache::keep_rows(const torch::Tensor& rows) {
+  for (auto* buffers : {&keys, &values}) {
+    for (torch::Tensor& b : *buffers) b = b.narrow(2, 0, length_).index_select(0, rows);
+  }
 }
 
 const ModelConfig& CausalLM::config() const { return w_->config; }

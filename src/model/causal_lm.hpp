@@ -47,6 +47,15 @@ class KVCache {
   void reserve(int64_t positions) { reserved_ = positions; }
   int64_t reserved() const { return reserved_; }
 
+  // For continuous batching (model/generate.cpp), where rows join and leave a running batch. The
+  // caller keeps the attention mask in step: a position that no row attends to may be dropped.
+  void drop_front(int64_t n);  // forgets the first n positions of every row
+  void pad_front(int64_t n);   // puts n empty (zero) positions before every row
+  // Row `src_row` of `src` (length <= this length) becomes row `row`, right-aligned; the positions
+  // before it are zeroed.
+  void put_row(int64_t row, const KVCache& src, int64_t src_row);
+  void keep_rows(const torch::Tensor& rows);  // [B'] int64 on the cache's device: rows kept, in order
+
   // Internal to the model: [B, kv_heads, L, head_dim] per layer.
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
