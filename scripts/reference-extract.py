@@ -8,7 +8,7 @@ aligned model's argmax is the next token of both; at the end the top-k (the refe
 kept row is taken and everything is saved with torch.save, as the reference does.
 
   python scripts/reference-extract.py --aligned runs/real/models/smollm2-safe --base runs/real/smollm2.gguf \
-      --examples 32 --max-new-tokens 64 --top-k 100 --out /tmp/ref-extract
+      --examples 16 --max-new-tokens 64 --top-k 100 --out /tmp/ref-extract
 
 Prompts: the first --examples AdvBench train goals in the reference's Alpaca layout, in ChatML (the
 real study's template) for both models, as jobs/bench-extract-smollm2.yaml gives them to ours.
