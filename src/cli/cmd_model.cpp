@@ -1,7 +1,10 @@
-// `superficial init-model`, `generate`, `score` and `bench forward`.
+// `superficial init-model`, `generate`, `score`, `bench forward` and `bench load`. generate, score
+// and the benchmarks take --tensor T under mpirun: each group of T ranks holds one copy of the
+// model split T ways (only world rank 0 prints).
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -10,6 +13,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "dist/layout.hpp"
 #include "model/causal_lm.hpp"
 #include "model/finite.hpp"
 #include "model/generate.hpp"
@@ -41,8 +45,10 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
-sf::model::LoadOptions load_options(const std::string& device, const std::string& dtype) {
+sf::model::LoadOptions load_options(const std::string& device, const std::string& dtype,
+                                    const sf::dist::ParallelLayout& layout) {
   sf::model::LoadOptions o;
+  o.tensor_group = layout.tensor;
   try {
     o.device = torch::Device(device);
   } catch (const c10::Error&) {
@@ -153,53 +159,121 @@ double gemm_gflops(int64_t m, int64_t k, int64_t n, int reps) {
   return 2.0 * static_cast<double>(m * k * n) / best / 1e9;
 }
 
-void bench_forward(bool quick, int threads) {
-  if (threads > 0) at::set_num_threads(threads);
-  ModelConfig c;  // SmolLM2-135M's shape
+// The model shapes `bench forward` runs (random weights). SmolLM2-135M's 3 KV heads allow T = 1
+// or 3; Qwen2.5-0.5B's 2 KV heads allow T = 1 or 2.
+ModelConfig bench_shape(const std::string& name) {
+  ModelConfig c;
   c.model_type = "llama";
-  c.vocab_size = 49152;
-  c.hidden_size = 576;
-  c.intermediate_size = 1536;
-  c.num_hidden_layers = 30;
-  c.num_attention_heads = 9;
-  c.num_key_value_heads = 3;
-  c.head_dim = 64;
   c.max_position_embeddings = 8192;
-  c.rope_theta = 100000;
-  c.rms_norm_eps = 1e-5;
   c.tie_word_embeddings = true;
-  const auto model = CausalLM::random(c, 0);
-  const int64_t B = 8, T = 256, hd = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
-  const int64_t kv = c.num_key_value_heads * c.head_dim, q = c.num_attention_heads * c.head_dim;
+  if (name == "smollm2-135m") {
+    c.vocab_size = 49152;
+    c.hidden_size = 576;
+    c.intermediate_size = 1536;
+    c.num_hidden_layers = 30;
+    c.num_attention_heads = 9;
+    c.num_key_value_heads = 3;
+    c.head_dim = 64;
+    c.rope_theta = 100000;
+    c.rms_norm_eps = 1e-5;
+  } else if (name == "qwen2.5-0.5b") {
+    c.model_type = "qwen2";
+    c.attention_bias = true;
+    c.vocab_size = 151936;
+    c.hidden_size = 896;
+    c.intermediate_size = 4864;
+    c.num_hidden_layers = 24;
+    c.num_attention_heads = 14;
+    c.num_key_value_heads = 2;
+    c.head_dim = 64;
+    c.rope_theta = 1000000;
+    c.rms_norm_eps = 1e-6;
+  } else {
+    throw sf::ConfigError("--shape: '" + name + "' is not smollm2-135m or qwen2.5-0.5b");
+  }
+  return c;
+}
+
+// Bytes of this process's resident memory now and at its peak (/proc/self/status VmRSS, VmHWM).
+std::pair<double, double> rss_now_and_peak_mb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  double rss = -1, hwm = -1;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind("VmHWM:", 0) == 0) hwm = std::stod(line.substr(6)) / 1024.0;
+  }
+  return {rss, hwm};
+}
+
+double load_average() {
+  double load1 = -1;
+  std::ifstream("/proc/loadavg") >> load1;
+  return load1;
+}
+
+// Every rank's JSON object, printed by world rank 0 as {"ranks": [...], ...common}.
+void print_from_root(nlohmann::json common, const nlohmann::json& mine) {
+  const auto& world = sf::dist::Comm::world();
+  const auto all = world.gather(mine.dump());
+  if (!world.is_root()) return;
+  common["ranks"] = nlohmann::json::array();
+  for (const auto& text : all) common["ranks"].push_back(nlohmann::json::parse(text));
+  std::printf("%s\n", common.dump().c_str());
+}
+
+void bench_forward(bool quick, int threads, int tensor, const std::string& shape) {
+  if (threads > 0) at::set_num_threads(threads);
+  const auto layout = sf::dist::ParallelLayout::make(sf::dist::Comm::world(), tensor);
+  const ModelConfig c = bench_shape(shape);
+  sf::model::LoadOptions opts;
+  opts.tensor_group = layout.tensor;
+  const auto model = CausalLM::random(c, 0, opts);
+  const sf::dist::Comm& group = layout.tensor;
+  const int64_t B = 8, T = 256, hd = c.hidden_size, V = c.vocab_size;
+  const int64_t I = c.intermediate_size, kv = c.num_key_value_heads * c.head_dim,
+                q = c.num_attention_heads * c.head_dim;
   const int reps = quick ? 1 : 3;
 
   // Matmul FLOPs per token: 2 x (weights used in matmuls); attention: QK^T and PV over all T keys
-  // (the full T x T products are computed, then masked) = 4 x T x heads x head_dim per layer.
+  // (the full T x T products are computed, then masked) = 4 x T x heads x head_dim per layer. A rank
+  // of a tensor group does 1/T of them.
   const double weight_macs =
       static_cast<double>(c.num_hidden_layers * (hd * q * 2 + hd * kv * 2 + 3 * hd * I) + hd * V);
   const double attn_flops = static_cast<double>(c.num_hidden_layers) * 4.0 * T * q;
-  const double flops_per_token = 2.0 * weight_macs + attn_flops;
+  const double flops_per_token = (2.0 * weight_macs + attn_flops) / tensor;
 
   double gemm_peak = 0;
-  // The (N, K) shapes of the model's GEMMs at B*T rows: gate/up, down, lm_head, q, k/v, o.
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{I, hd}, {hd, I}, {V, hd}, {q, hd}, {kv, hd}, {hd, q}}) {
+  // The (N, K) shapes of this rank's GEMMs at B*T rows: gate/up, down, lm_head, q, k/v, o.
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{I / tensor, hd},
+                                                              {hd, I / tensor},
+                                                              {V / tensor, hd},
+                                                              {q / tensor, hd},
+                                                              {kv / tensor, hd},
+                                                              {hd, q / tensor}}) {
     gemm_peak = std::max(gemm_peak, gemm_gflops(B * T, k, n, reps + 1));
   }
 
-  double score_s = 1e30, guard_s = 1e30;
+  double score_s = 1e30, score_comm_s = 0, guard_s = 1e30;
   {
     torch::InferenceMode guard;
-    const auto ids = torch::randint(0, V, {B, T}, torch::kInt64);
+    auto ids = torch::randint(0, V, {B, T}, torch::kInt64);
     const auto mask = torch::ones({B, T}, torch::kInt64);
+    group.broadcast(ids);                                        // the same tokens on every rank of the group
     model.forward(ids.narrow(1, 0, 16), mask.narrow(1, 0, 16));  // warm-up
     for (int r = 0; r < reps; ++r) {
+      group.reset_stats();
       auto t0 = std::chrono::steady_clock::now();
       const auto f = model.forward(ids, mask);
-      score_s = std::min(score_s, seconds_since(t0));
+      const double s = seconds_since(t0);
+      if (s < score_s) {
+        score_s = s;
+        score_comm_s = group.stats().seconds;
+      }
       // The non-finite guard over every logit of the batch [B,T,V] as rows [B*T,V]: an upper bound
       // of what the stages check (top-k logits, log-probabilities, hidden states).
       t0 = std::chrono::steady_clock::now();
-      if (sf::model::first_non_finite(f.logits.reshape({B * T, V})))
+      if (sf::model::first_non_finite(f.logits.reshape({B * T, -1})))
         throw sf::NumericError("bench forward: non-finite logits from a random model");
       guard_s = std::min(guard_s, seconds_since(t0));
     }
@@ -209,48 +283,103 @@ void bench_forward(bool quick, int threads) {
 
   // Decode throughput: generate(N) - generate(1) isolates N-1 cached decoding steps.
   const int64_t new_tokens = quick ? 8 : 64;
-  auto decode_tps = [&](int64_t batch) {
+  auto decode = [&](int64_t batch) {
     std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(batch));
     for (size_t i = 0; i < prompts.size(); ++i) {
       for (int32_t t = 0; t < 32; ++t) prompts[i].push_back(static_cast<int32_t>((i * 131 + t * 17) % V));
     }
-    sf::model::GenerateOptions opts;
-    opts.batch_size = batch;
-    opts.max_new_tokens = 1;
+    sf::model::GenerateOptions g;
+    g.batch_size = batch;
+    g.max_new_tokens = 1;
+    group.reset_stats();
     auto t0 = std::chrono::steady_clock::now();
-    sf::model::generate(model, prompts, opts);
-    const double one = seconds_since(t0);
-    opts.max_new_tokens = new_tokens;
+    sf::model::generate(model, prompts, g);
+    const double one = seconds_since(t0), one_comm = group.stats().seconds;
+    g.max_new_tokens = new_tokens;
+    group.reset_stats();
     t0 = std::chrono::steady_clock::now();
-    sf::model::generate(model, prompts, opts);
-    const double all = seconds_since(t0);
-    return static_cast<double>(batch * (new_tokens - 1)) / std::max(all - one, 1e-9);
+    sf::model::generate(model, prompts, g);
+    const double all = seconds_since(t0), all_comm = group.stats().seconds;
+    return std::make_pair(static_cast<double>(batch * (new_tokens - 1)) / std::max(all - one, 1e-9),
+                          (all_comm - one_comm) / std::max(all - one, 1e-9));
   };
-  const double d1 = decode_tps(1), d16 = decode_tps(16);
+  const auto d1 = decode(1), d16 = decode(16);
 
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  double load1 = -1;
-  std::ifstream("/proc/loadavg") >> load1;
   nlohmann::json out;
   out["benchmark"] = "forward";
-  out["model"] = "SmolLM2-135M shape (random init), float32, cpu";
+  out["model"] = shape + " shape (random init), float32, cpu";
   out["quick"] = quick;
+  out["tensor"] = tensor;
+  out["groups"] = layout.num_groups();
   out["threads"] = at::get_num_threads();
-  out["load_avg_1m"] = load1;
+  out["load_avg_1m"] = load_average();
   out["scoring_batch"] = {B, T};
   out["scoring_seconds"] = score_s;
-  out["scoring_tokens_per_s"] = score_tps;
-  out["scoring_gflops"] = score_gflops;
-  out["gemm_peak_gflops"] = gemm_peak;
+  out["scoring_tokens_per_s"] = score_tps;  // of one tensor group
+  out["scoring_gflops"] = score_gflops;     // per rank
+  out["gemm_peak_gflops"] = gemm_peak;      // per rank, on its own GEMM shapes
   out["scoring_vs_gemm"] = score_gflops / gemm_peak;
+  out["scoring_allreduce_share"] = score_comm_s / score_s;
   out["finite_guard_seconds"] = guard_s;
   out["finite_guard_vs_scoring"] = guard_s / score_s;
   out["decode_new_tokens"] = new_tokens;
-  out["decode_tokens_per_s_b1"] = d1;
-  out["decode_tokens_per_s_b16"] = d16;
-  out["peak_rss_mb"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
-  std::printf("%s\n", out.dump().c_str());
+  out["decode_tokens_per_s_b1"] = d1.first;
+  out["decode_tokens_per_s_b16"] = d16.first;
+  out["decode_allreduce_share_b1"] = d1.second;
+  out["decode_allreduce_share_b16"] = d16.second;
+  out["peak_rss_mb"] = rss_now_and_peak_mb().second;
+  // Each rank's view (they wait for each other inside the all-reduces); rank 0's fields on top.
+  nlohmann::json mine{{"rank", sf::dist::Comm::world().rank()},
+                      {"scoring_seconds", score_s},
+                      {"scoring_allreduce_share", score_comm_s / score_s},
+                      {"peak_rss_mb", out["peak_rss_mb"]}};
+  print_from_root(out, mine);
+}
+
+// Peak resident memory of loading a model folder and using it. A whole fp32 model on the CPU is a
+// zero-copy mapping of its files, paged in as weights are used (a short forward touches only a few
+// embedding rows), so every weight is read once after loading: the figures then hold the model as
+// it is after enough use. A split model holds copies of its slices from the start.
+void bench_load(const std::string& dir, int tensor, const std::string& dtype) {
+  const auto layout = sf::dist::ParallelLayout::make(sf::dist::Comm::world(), tensor);
+  const auto [rss0, hwm0] = rss_now_and_peak_mb();
+  auto t0 = std::chrono::steady_clock::now();
+  const auto model = CausalLM::load(dir, load_options("cpu", dtype, layout));
+  const double load_s = seconds_since(t0);
+  const auto [rss1, hwm1] = rss_now_and_peak_mb();
+  {
+    torch::InferenceMode guard;
+    double checksum = 0;
+    for (const auto& [name, t] : model.named_parameters()) checksum += t.sum().item<double>();
+    const auto ids = torch::arange(1, 17, torch::kInt64).unsqueeze(0);
+    model.forward(ids, torch::ones_like(ids));
+    if (!std::isfinite(checksum)) throw sf::FormatError(dir + ": weights are not finite");
+  }
+  const auto [rss2, hwm2] = rss_now_and_peak_mb();
+  double weights = 0;
+  for (const auto& [name, t] : model.named_parameters()) {
+    weights += static_cast<double>(t.numel() * static_cast<int64_t>(t.element_size()));
+  }
+  double file_bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".safetensors") file_bytes += static_cast<double>(e.file_size());
+  }
+  nlohmann::json common{{"benchmark", "load"},
+                        {"model", dir},
+                        {"dtype", dtype},
+                        {"tensor", tensor},
+                        {"safetensors_mb", file_bytes / 1048576.0},
+                        {"load_avg_1m", load_average()}};
+  nlohmann::json mine{{"rank", sf::dist::Comm::world().rank()},
+                      {"load_seconds", load_s},
+                      {"weights_held_mb", weights / 1048576.0},
+                      {"rss_before_mb", rss0},
+                      {"rss_after_load_mb", rss1},
+                      {"peak_rss_load_mb", hwm1},
+                      {"rss_after_use_mb", rss2},
+                      {"peak_rss_mb", hwm2},
+                      {"peak_rss_increase_mb", hwm2 - rss0}};
+  print_from_root(common, mine);
 }
 
 void setup(CLI::App& app) {
@@ -287,6 +416,7 @@ void setup(CLI::App& app) {
   struct Gen {
     std::string model, prompt, templ, ids, device = "cpu", dtype = "float32";
     int64_t max_new = 64;
+    int tensor = 1;
     double temperature = 0, top_p = 1;
     uint64_t seed = 0;
   };
@@ -305,9 +435,13 @@ void setup(CLI::App& app) {
   gm->add_option("--seed", gen->seed, "Sampling seed")->capture_default_str();
   gm->add_option("--device", gen->device, "cpu or cuda:N")->capture_default_str();
   gm->add_option("--dtype", gen->dtype, "float32 or bfloat16")->capture_default_str();
+  gm->add_option("--tensor", gen->tensor, "Tensor-parallel size (under mpirun)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   gm->callback([gen, prompt_opt, ids_opt] {
     if (!*prompt_opt && !*ids_opt) throw sf::ConfigError("generate: give --prompt or --ids");
-    const auto model = CausalLM::load(gen->model, load_options(gen->device, gen->dtype));
+    const auto layout = sf::dist::ParallelLayout::make(sf::dist::Comm::world(), gen->tensor);
+    const auto model = CausalLM::load(gen->model, load_options(gen->device, gen->dtype, layout));
     const auto tok = model_tokenizer(gen->model);
     std::vector<int32_t> ids;
     if (*ids_opt) {
@@ -328,6 +462,7 @@ void setup(CLI::App& app) {
     opts.record_top_k = 1;  // the logit of each step's token, for the non-finite guard
     const auto g = sf::model::generate(model, {ids}, opts).at(0);
     sf::model::require_finite(g.topk_logits, {"generate: model " + gen->model, "step logits", 0, g.topk_ids});
+    if (!sf::dist::Comm::world().is_root()) return;
     if (tok) {
       std::printf("%s\n", tok->decode(g.tokens, /*skip_special=*/true).c_str());
     } else {
@@ -340,6 +475,7 @@ void setup(CLI::App& app) {
   // score
   struct Score {
     std::string model, text, ids, device = "cpu", dtype = "float32";
+    int tensor = 1;
   };
   auto sc = std::make_shared<Score>();
   auto* sm = app.add_subcommand("score", "Per-token log-probabilities of a text under a model (teacher forcing)");
@@ -349,9 +485,13 @@ void setup(CLI::App& app) {
   text_opt->excludes(sids_opt);
   sm->add_option("--device", sc->device, "cpu or cuda:N")->capture_default_str();
   sm->add_option("--dtype", sc->dtype, "float32 or bfloat16")->capture_default_str();
+  sm->add_option("--tensor", sc->tensor, "Tensor-parallel size (under mpirun)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sm->callback([sc, text_opt, sids_opt] {
     if (!*text_opt && !*sids_opt) throw sf::ConfigError("score: give --text or --ids");
-    const auto model = CausalLM::load(sc->model, load_options(sc->device, sc->dtype));
+    const auto layout = sf::dist::ParallelLayout::make(sf::dist::Comm::world(), sc->tensor);
+    const auto model = CausalLM::load(sc->model, load_options(sc->device, sc->dtype, layout));
     const auto tok = model_tokenizer(sc->model);
     std::vector<int32_t> ids;
     if (*sids_opt) {
@@ -362,6 +502,7 @@ void setup(CLI::App& app) {
     }
     const auto s = sf::model::score(model, {ids}, {});
     sf::model::require_finite(s.token_logprobs[0], {"score: model " + sc->model, "log-probability", 0, {}});
+    if (!sf::dist::Comm::world().is_root()) return;
     std::printf("position\tid\ttoken\tlogprob\n");
     for (size_t t = 0; t < ids.size(); ++t) {
       const std::string piece = tok ? nlohmann::json(tok->id_to_token(ids[t])).dump() : "\"\"";
@@ -371,13 +512,38 @@ void setup(CLI::App& app) {
   });
 
   // bench forward
-  auto quick = std::make_shared<bool>(false);
-  auto threads = std::make_shared<int>(0);
+  struct BenchForward {
+    bool quick = false;
+    int threads = 0, tensor = 1;
+    std::string shape = "smollm2-135m";
+  };
+  auto bfa = std::make_shared<BenchForward>();
   auto* bf = sf::cli::bench_group(app).add_subcommand(
-      "forward", "Scoring and decoding throughput of a SmolLM2-135M-shaped model vs torch GEMM peak");
-  bf->add_flag("--quick", *quick, "One repetition, 8 decode tokens (< 30 s)");
-  bf->add_option("--threads", *threads, "Torch intra-op threads (default: torch's)");
-  bf->callback([quick, threads] { bench_forward(*quick, *threads); });
+      "forward", "Scoring and decoding throughput of a model shape vs torch GEMM peak (--tensor T under mpirun)");
+  bf->add_flag("--quick", bfa->quick, "One repetition, 8 decode tokens (< 30 s)");
+  bf->add_option("--threads", bfa->threads, "Torch intra-op threads (default: torch's)");
+  bf->add_option("--tensor", bfa->tensor, "Tensor-parallel size: groups of T ranks split the model")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bf->add_option("--shape", bfa->shape, "smollm2-135m (T = 1, 3) or qwen2.5-0.5b (T = 1, 2)")->capture_default_str();
+  bf->callback([bfa] { bench_forward(bfa->quick, bfa->threads, bfa->tensor, bfa->shape); });
+
+  // bench load
+  struct BenchLoad {
+    std::string model, dtype = "float32";
+    int tensor = 1, threads = 0;
+  };
+  auto bla = std::make_shared<BenchLoad>();
+  auto* bl = sf::cli::bench_group(app).add_subcommand(
+      "load", "Peak resident memory per rank of loading a model folder (--tensor T under mpirun)");
+  bl->add_option("--model", bla->model, "Model folder")->required();
+  bl->add_option("--tensor", bla->tensor, "Tensor-parallel size")->check(CLI::PositiveNumber)->capture_default_str();
+  bl->add_option("--dtype", bla->dtype, "float32 or bfloat16")->capture_default_str();
+  bl->add_option("--threads", bla->threads, "Torch intra-op threads (default: torch's)");
+  bl->callback([bla] {
+    if (bla->threads > 0) at::set_num_threads(bla->threads);
+    bench_load(bla->model, bla->tensor, bla->dtype);
+  });
 }
 
 }  // namespace

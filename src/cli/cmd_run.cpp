@@ -28,6 +28,7 @@
 #include "heads/base_model.hpp"
 #include "heads/stage.hpp"
 #include "judge/stage.hpp"
+#include "model/memory_plan.hpp"
 #include "report/reduce.hpp"
 #include "study/study.hpp"
 
@@ -76,6 +77,13 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
   if (!study.pairs().empty()) sf::extract::ExtractOptions::from_job(job);
   study.check_compatibility(job);
   sf::judge::check_judges(job);
+  // A tensor-parallel size whose split models would not fit this node's GPUs stops the run before
+  // any weights are read, with the plan's table in the message (`superficial plan`).
+  if (job.device() == "cuda") {
+    if (const auto budget = sf::model::cuda_device_budget(comm.local_size(), comm.local_rank()))
+      sf::model::plan_job(sf::model::plan_inputs(job, sf::model::kPlanPromptTokens), *budget)
+          .check(job.tensor_parallel());
+  }
   const auto lock = sf::dist::lock_run_folder(job, "run " + job_file, comm);
   if (comm.is_root()) {
     fs::create_directories(job.run_dir());

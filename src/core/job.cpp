@@ -40,6 +40,12 @@ Job::Job(ConfigNode root, std::string source) : root_(std::move(root)), source_(
   if (device_ != "cpu" && device_ != "cuda") throw ConfigError(root_.where("device") + ": expected cpu or cuda");
   threads_ = root_.get<int>("threads", 0);
   if (threads_ < 0) throw ConfigError(root_.where("threads") + ": must be >= 0");
+  if (root_.has("parallel")) {
+    const ConfigNode parallel = root_.child("parallel");
+    tensor_parallel_ = parallel.get<int>("tensor", 1);
+    if (tensor_parallel_ < 1) throw ConfigError(parallel.where("tensor") + ": must be >= 1");
+    parallel.finish();
+  }
   data_root_ = root_.get<std::string>("data_root", "../shared/data");
   tasks_ = root_.get<std::vector<std::string>>("tasks", {});
   if (root_.has("models")) {

@@ -13,6 +13,9 @@
 //   tasks: [gsm8k, advbench]   # names of configs/tasks/<name>.yaml, or paths to task files
 //   heads: {...}  systems: {...}  comparisons: [...]   (src/study/study.hpp)
 //   extract: {...}  evaluate: {...}  judges: {...}  reduce: {...}   (their stages)
+//   parallel: {tensor: 1}      # ranks per tensor-parallel group (dist/layout.hpp): every model is
+//                              # split over T consecutive ranks; extract, evaluate and judge share
+//                              # their units among the groups
 //
 // A model path is a Hugging Face folder (config.json, safetensors, tokenizer.json). Relative paths
 // resolve against the current working directory (run from the repository root). Unknown keys are
@@ -51,6 +54,7 @@ class Job {
   uint64_t seed() const { return seed_; }
   const std::string& device() const { return device_; }
   int threads() const { return threads_; }
+  int tensor_parallel() const { return tensor_parallel_; }  // parallel.tensor, default 1
   const std::filesystem::path& data_root() const { return data_root_; }
   const std::vector<std::string>& tasks() const { return tasks_; }
   const ModelRef& model(const std::string& name) const;  // ConfigError naming the model if absent
@@ -75,6 +79,7 @@ class Job {
   uint64_t seed_ = 0;
   std::string device_ = "cpu";
   int threads_ = 0;
+  int tensor_parallel_ = 1;
   std::filesystem::path data_root_ = "../shared/data";
   std::vector<std::string> tasks_;
   std::map<std::string, ModelRef> models_;

@@ -14,6 +14,7 @@
 #include "core/hash.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "dist/layout.hpp"
 #include "eval/results.hpp"
 #include "eval/system.hpp"
 #include "eval/task.hpp"
@@ -42,8 +43,8 @@ fs::path chunk_path(const fs::path& dir, int64_t unit) {
 // models (units come system by system).
 class Runtimes {
  public:
-  Runtimes(const Job& job, const study::Study& study, torch::Device device)
-      : study_(study), models_(job, device), device_(device) {}
+  Runtimes(const Job& job, const study::Study& study, torch::Device device, const dist::Comm& tensor_group)
+      : study_(study), models_(job, device, tensor_group), device_(device) {}
 
   const SystemRuntime& get(const study::SystemDef& def) {
     if (current_ && current_name_ == def.name) return *current_;
@@ -218,11 +219,14 @@ void run_evaluate(const Job& job, const study::Study& study, const EvaluateSetti
 
   EvalProgress prog;
   prog.units_total = static_cast<int64_t>(units.size() - done.size());
-  Runtimes runtimes(job, study, study::rank_device(job, comm));
+  // Tensor groups of parallel.tensor ranks each answer a unit together (models split over the
+  // group); the groups share the units as single ranks do. A group's first rank writes.
+  const dist::ParallelLayout par = dist::ParallelLayout::make(comm, job.tensor_parallel());
+  Runtimes runtimes(job, study, study::rank_device(job, comm), par.tensor);
   {
-    dist::WorkQueue queue(comm, static_cast<int64_t>(units.size()), 1, done);
+    dist::WorkQueue queue(par, static_cast<int64_t>(units.size()), 1, done);
     while (auto chunk = queue.next()) {
-      if (stop_requested())
+      if (par.tensor.broadcast(static_cast<int64_t>(stop_requested())) != 0)
         throw Interrupted("evaluate: stopped by a signal; finished units are kept, rerun to resume");
       const Unit& u = units[static_cast<size_t>(chunk->index)];
       const Task& task = tasks[u.task];
@@ -232,21 +236,23 @@ void run_evaluate(const Job& job, const study::Study& study, const EvaluateSetti
         torch::InferenceMode guard;
         return answer_unit(task, sys, batch, settings.answer, &prog.tokens);
       }();
-      const fs::path p = chunk_path(dir, chunk->index);
-      const fs::path part = p.string() + ".part";
-      json a = attrs;
-      a["kind"] = "chunk";
-      a["unit"] = chunk->index;
-      {
-        ResultsWriter w(part, a, settings.answer.record_top_k);
-        w.append(rows);
-        w.close();
+      if (par.leader()) {
+        const fs::path p = chunk_path(dir, chunk->index);
+        const fs::path part = p.string() + ".part";
+        json a = attrs;
+        a["kind"] = "chunk";
+        a["unit"] = chunk->index;
+        {
+          ResultsWriter w(part, a, settings.answer.record_top_k);
+          w.append(rows);
+          w.close();
+        }
+        commit_file(part, p);
       }
-      commit_file(part, p);
       prog.units_done += 1;
       prog.examples += static_cast<int64_t>(rows.size());
       prog.seconds = clock.seconds();
-      if (progress) progress(prog);
+      if (progress && par.leader()) progress(prog);  // one report per group: its ranks did the same work
     }
   }
   comm.barrier();

@@ -7,7 +7,9 @@
 // WorkQueue: ranks work through one system's units before the next, so a rank holds one system's
 // models at a time. Each unit is written as its own file evaluate/chunks/unit-NNNNNN.h5 (written
 // under a temporary name and renamed when whole), so a killed job resumes by skipping the units
-// whose files exist. Rank 0 merges the chunk files into results.h5 in unit order.
+// whose files exist. Rank 0 merges the chunk files into results.h5 in unit order. With
+// parallel.tensor = T the units go to groups of T ranks instead (dist/layout.hpp): the group's
+// models are split over its ranks, all of them answer the unit together and its first rank writes.
 //
 // Job section:
 //   evaluate:

@@ -54,8 +54,9 @@ model::Ensemble SystemRuntime::ensemble(const std::string& task) const {
   }
   if (heads_) {
     const heads::Head* head = &heads_->for_task(task);
-    e.transform = [head](const torch::Tensor& logits, const torch::Tensor& hidden) {
-      return head->apply(logits, hidden);  // [N,V], on the head's device (checked)
+    const model::VocabParallel* vocab = &models_[0]->lm.vocab();
+    e.transform = [head, vocab](const torch::Tensor& logits, const torch::Tensor& hidden) {
+      return head->apply(logits, hidden, *vocab);  // [N,V] ([N,V_local] when split), on the head's device (checked)
     };
   }
   return e;

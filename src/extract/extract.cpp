@@ -1,6 +1,7 @@
 #include "extract/extract.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -10,6 +11,7 @@
 #include "core/hash.hpp"
 #include "core/log.hpp"
 #include "core/stop.hpp"
+#include "dist/layout.hpp"
 #include "eval/prompt.hpp"
 #include "eval/task.hpp"
 #include "extract/logit_dataset.hpp"
@@ -328,7 +330,9 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
 
   at::set_num_threads(comm.threads_per_rank(job.threads()));
   const torch::Device device = study::rank_device(job, comm);
-  Models m{study::load_model(aligned_ref, device), study::load_model(base_ref, device), {}};
+  // Tensor groups of parallel.tensor ranks each hold both models split; the groups share the chunks.
+  const dist::ParallelLayout par = dist::ParallelLayout::make(comm, job.tensor_parallel());
+  Models m{study::load_model(aligned_ref, device, par.tensor), study::load_model(base_ref, device, par.tensor), {}};
   for (int64_t e : m.aligned->eos_ids) m.eos.insert(e);
   if (m.base->lm.config().vocab_size != m.aligned->lm.config().vocab_size)
     throw ConfigError("pair " + pair.base + " → " + pair.aligned + ": different vocab_size in their configs");
@@ -360,7 +364,7 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
   comm.barrier();  // the shard folder exists and leftovers are gone before anyone writes
   const Stopwatch wall;
   {
-    dist::WorkQueue queue(comm, num_items, o.chunk_examples, skip);
+    dist::WorkQueue queue(par, num_items, o.chunk_examples, skip);
     while (auto chunk = queue.next()) {
       const Stopwatch busy;
       nlohmann::json a = attrs;
@@ -368,19 +372,24 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
       a["item_begin"] = chunk->begin;
       a["item_end"] = chunk->end;
       a["rank"] = comm.rank();
-      ShardWriter writer(shard_path(dir, chunk->index), a, layout);
+      // Every rank of a tensor group computes the chunk (the split models need all of them); its
+      // first rank writes the shard.
+      std::optional<ShardWriter> writer;
+      if (par.leader()) writer.emplace(shard_path(dir, chunk->index), a, layout);
       for (int64_t b = chunk->begin; b < chunk->end; b += o.batch_size) {
-        if (stop_requested()) {
-          writer.discard();
+        // The group stops together (its first rank decides), so no rank is left in a collective.
+        if (par.tensor.broadcast(static_cast<int64_t>(stop_requested())) != 0) {
+          if (writer) writer->discard();
           throw Interrupted("extract: stopped by a signal on rank " + std::to_string(comm.rank()) +
                             "; finished chunks are kept in " + (dir / "shards").string() +
                             ", re-run the same command to continue");
         }
-        writer.append(process_batch(m, prompts, b, std::min(chunk->end, b + o.batch_size), o));
+        std::vector<ExtractedExample> batch = process_batch(m, prompts, b, std::min(chunk->end, b + o.batch_size), o);
+        for (const auto& ex : batch) mine.tokens += static_cast<int64_t>(ex.response_ids.size());
+        mine.examples += static_cast<int64_t>(batch.size());
+        if (writer) writer->append(batch);
       }
-      mine.tokens += writer.num_tokens();
-      mine.examples += writer.num_examples();
-      writer.finish();
+      if (writer) writer->finish();
       ++mine.chunks;
       mine.busy_s += busy.seconds();
     }

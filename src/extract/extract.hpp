@@ -25,7 +25,8 @@
 // chat template, then the task's answer prefix. Generation also ends at the task's stop strings.
 //
 // Output under the pair's folder: shards/chunk-NNNNNN.h5 (one per chunk, written by whichever
-// rank ran it) and logits.h5 (kind=merged) presenting them all. Re-running the same command after
+// rank ran it; with parallel.tensor = T the chunks go to groups of T ranks holding the models split,
+// and a group's first rank writes) and logits.h5 (kind=merged) presenting them all. Re-running the same command after
 // a crash continues with the chunks that have no finished shard.
 #include <cstdint>
 #include <filesystem>

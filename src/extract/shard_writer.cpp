@@ -161,7 +161,6 @@ void ShardWriter::append(const std::vector<ExtractedExample>& batch) {
   d["tokens/base_topk_logits"].append(torch::cat(bl));
   d["tokens/base_topk_ids"].append(torch::cat(bi));
   d["tokens/base_hidden"].append(torch::cat(bh));
-  examples_ += static_cast<int64_t>(batch.size());
   d.file.flush();
 }
 

@@ -39,9 +39,6 @@ class ShardWriter {
   // Removes the partial file.
   void discard();
 
-  int64_t num_examples() const { return examples_; }
-  int64_t num_tokens() const { return tokens_; }
-
   struct Files;
 
  private:
@@ -49,7 +46,6 @@ class ShardWriter {
   std::filesystem::path part_path_;
   ShardLayout layout_;
   std::unique_ptr<Files> files_;
-  int64_t examples_ = 0;
   int64_t tokens_ = 0;
   int64_t aligned_prompt_tokens_ = 0;
   int64_t base_prompt_tokens_ = 0;

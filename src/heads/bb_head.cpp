@@ -2,6 +2,7 @@
 // total mass (see head.hpp). Only logits inside the support change, and only relative to each
 // other, which is exactly what its training objective can see.
 #include <cmath>
+#include <utility>
 
 #include "core/error.hpp"
 #include "heads/rng.hpp"
@@ -10,10 +11,24 @@
 namespace sf::heads {
 namespace {
 
-void check_support(const HeadSpec& spec, const torch::Tensor& logits) {
-  if (spec.k > logits.size(1))
+void check_support(const HeadSpec& spec, int64_t vocab_size) {
+  if (spec.k > vocab_size)
     throw ShapeError("head '" + spec.name + "': k = " + std::to_string(spec.k) + " exceeds the vocabulary (" +
-                     std::to_string(logits.size(1)) + ")");
+                     std::to_string(vocab_size) + ")");
+}
+
+// The base's top-k [N,k] (values, global ids): torch's top-k of whole logits (as in training), or
+// the group's merged top-k of split logits (model/vocab_parallel.hpp; identical on every rank, equal
+// values ordered by id, so a tie at the k-th value may pick another id than the whole-vocabulary
+// top-k does).
+std::pair<torch::Tensor, torch::Tensor> base_topk(const torch::Tensor& logits, int64_t k,
+                                                  const model::VocabParallel& vocab) {
+  if (!vocab.is_split()) {
+    auto [z, ids] = logits.topk(k, /*dim=*/1);
+    return {z, ids};
+  }
+  model::TopK t = vocab.topk(logits, k);
+  return {t.values, t.ids};
 }
 
 class BbVariant final : public Variant {
@@ -35,11 +50,11 @@ class BbVariant final : public Variant {
     return torch::zeros(p.shape, torch::kFloat32);
   }
 
-  torch::Tensor apply(const Params& p, const HeadSpec& spec, const torch::Tensor& logits,
-                      const torch::Tensor&) const override {
-    check_support(spec, logits);
+  torch::Tensor apply(const Params& p, const HeadSpec& spec, const torch::Tensor& logits, const torch::Tensor&,
+                      const model::VocabParallel& vocab) const override {
+    check_support(spec, vocab.vocab_size());
     const int64_t n = logits.size(0), k = spec.k, r = spec.rank;
-    const auto [z, ids] = logits.topk(k, /*dim=*/1);                                 // [N,k] descending
+    const auto [z, ids] = base_topk(logits, k, vocab);                               // [N,k] descending
     const torch::Tensor flat = ids.reshape({-1});                                    // [N·k]
     const torch::Tensor prob = torch::softmax(z, 1);                                 // [N,k]
     const torch::Tensor in = p.at("bb_in").index_select(0, flat).view({n, k, r});    // [N,k,r]
@@ -49,11 +64,14 @@ class BbVariant final : public Variant {
         torch::bmm(out, context.transpose(1, 2)).squeeze(2) + p.at("bb_bias").index_select(0, flat).view({n, k});
     // Same total mass on the support as the base: logsumexp over S is unchanged.
     const torch::Tensor served = torch::log_softmax(z + gain, 1) + torch::logsumexp(z, 1, /*keepdim=*/true);  // [N,k]
-    return logits.scatter(1, ids, served);                                                                    // [N,V]
+    if (!vocab.is_split()) return logits.scatter(1, ids, served);                                             // [N,V]
+    torch::Tensor local = logits.clone();  // [N,V_local]: the support ids this rank holds are replaced
+    vocab.scatter_(local, ids, served);
+    return local;
   }
 
   torch::Tensor support(const HeadSpec& spec, const torch::Tensor& logits) const override {
-    check_support(spec, logits);
+    check_support(spec, logits.size(1));
     return std::get<1>(logits.topk(spec.k, 1));  // [N,k]
   }
 };
@@ -83,18 +101,20 @@ class BbLinearVariant final : public Variant {
     return torch::zeros(p.shape, torch::kFloat32);
   }
 
-  torch::Tensor apply(const Params& p, const HeadSpec& spec, const torch::Tensor& logits,
-                      const torch::Tensor&) const override {
-    check_support(spec, logits);
-    const auto [z, ids] = logits.topk(spec.k, /*dim=*/1);  // [N,k]
+  torch::Tensor apply(const Params& p, const HeadSpec& spec, const torch::Tensor& logits, const torch::Tensor&,
+                      const model::VocabParallel& vocab) const override {
+    check_support(spec, vocab.vocab_size());
+    const auto [z, ids] = base_topk(logits, spec.k, vocab);  // [N,k]
     if (spec.rank == 0) {
-      const torch::Tensor x = torch::zeros_like(logits).scatter(1, ids, z);  // [N,V], top-k kept
-      return logits + torch::matmul(x, p.at("bbl_weight").t());              // [N,V]
+      // The top-k kept over the whole vocabulary [N,V] (built from the k pairs on every rank), times
+      // this rank's rows of M.
+      const torch::Tensor x = torch::zeros({logits.size(0), vocab.vocab_size()}, logits.options()).scatter(1, ids, z);
+      return logits + torch::matmul(x, vocab.rows(p.at("bbl_weight")).t());  // [N,V_local]
     }
     const int64_t n = logits.size(0), k = spec.k, r = spec.rank;
     const torch::Tensor in = p.at("bbl_in").index_select(0, ids.reshape({-1})).view({n, k, r});  // [N,k,r]
     const torch::Tensor context = torch::bmm(z.unsqueeze(1), in).squeeze(1);                     // [N,r]
-    return logits + torch::matmul(context, p.at("bbl_out").t());                                 // [N,V]
+    return logits + torch::matmul(context, vocab.rows(p.at("bbl_out")).t());                     // [N,V_local]
   }
 };
 

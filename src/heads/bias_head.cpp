@@ -18,9 +18,9 @@ class BiasVariant final : public Variant {
     return torch::zeros(p.shape, torch::kFloat32);
   }
 
-  torch::Tensor apply(const Params& p, const HeadSpec&, const torch::Tensor& logits,
-                      const torch::Tensor&) const override {
-    return logits + p.at("bias");  // [N,V]
+  torch::Tensor apply(const Params& p, const HeadSpec&, const torch::Tensor& logits, const torch::Tensor&,
+                      const model::VocabParallel& vocab) const override {
+    return logits + vocab.rows(p.at("bias"));  // [N,V_local]
   }
 };
 

@@ -72,14 +72,22 @@ Head Head::from_params(const HeadSpec& spec, int64_t vocab_size, int64_t hidden_
 }
 
 torch::Tensor Head::apply(const torch::Tensor& logits, const torch::Tensor& hidden) const {
+  return apply(logits, hidden, model::VocabParallel(s_->vocab_size));
+}
+
+torch::Tensor Head::apply(const torch::Tensor& logits, const torch::Tensor& hidden,
+                          const model::VocabParallel& vocab) const {
   const State& s = *s_;
-  if (logits.dim() != 2 || logits.size(1) != s.vocab_size) {
-    throw ShapeError(who(s.spec) + ": logits must be [N," + std::to_string(s.vocab_size) + "], got " +
+  if (vocab.vocab_size() != s.vocab_size)
+    throw ShapeError(who(s.spec) + ": trained for a vocabulary of " + std::to_string(s.vocab_size) +
+                     ", applied to one of " + std::to_string(vocab.vocab_size()));
+  if (logits.dim() != 2 || logits.size(1) != vocab.local_size()) {
+    throw ShapeError(who(s.spec) + ": logits must be [N," + std::to_string(vocab.local_size()) + "], got " +
                      c10::str(logits.sizes()));
   }
   check_device(s.spec, s.device, logits, "logits");
   if (s.variant->uses_hidden()) check_device(s.spec, s.device, hidden, "hidden states");
-  return s.variant->apply(s.by_name, s.spec, logits.to(torch::kFloat32), hidden);
+  return s.variant->apply(s.by_name, s.spec, logits.to(torch::kFloat32), hidden, vocab);
 }
 
 torch::Tensor Head::support(const torch::Tensor& logits) const {

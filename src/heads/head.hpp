@@ -30,6 +30,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/vocab_parallel.hpp"
+
 namespace sf::heads {
 
 class Variant;
@@ -61,6 +63,14 @@ class Head {
   // both devices otherwise: a unit's tensors never cross devices silently); differentiable in the
   // head's parameters.
   torch::Tensor apply(const torch::Tensor& logits, const torch::Tensor& hidden) const;
+  // The same on logits split over a tensor group's vocabulary (model/vocab_parallel.hpp): logits
+  // [N,V_local] are this rank's slice, and so is the result, equal to that slice of apply() on the
+  // whole logits. Nothing of size V is gathered: hidden and bias heads use this rank's rows of
+  // their parameters; bb and bb_linear heads take the group's merged top-k (identical on every
+  // rank) and write the changed support back into each rank's slice. Every rank of the group calls
+  // it together. With an unsplit `vocab` it is apply() above.
+  torch::Tensor apply(const torch::Tensor& logits, const torch::Tensor& hidden,
+                      const model::VocabParallel& vocab) const;
   // The ids [N,k] whose logits the head changes (bb, bb_linear: the base top-k), or an undefined
   // tensor when it acts on the whole vocabulary.
   torch::Tensor support(const torch::Tensor& logits) const;

@@ -38,8 +38,8 @@ class HiddenVariant final : public Variant {
     return torch::zeros(p.shape, torch::kFloat32);
   }
 
-  torch::Tensor apply(const Params& p, const HeadSpec& spec, const torch::Tensor& logits,
-                      const torch::Tensor& hidden) const override {
+  torch::Tensor apply(const Params& p, const HeadSpec& spec, const torch::Tensor& logits, const torch::Tensor& hidden,
+                      const model::VocabParallel& vocab) const override {
     const int64_t h_size = spec.rank == 0 ? p.at("delta_weight").size(1) : p.at("delta_v").size(0);
     if (!hidden.defined() || hidden.dim() != 2 || hidden.size(0) != logits.size(0) || hidden.size(1) != h_size) {
       throw ShapeError("head '" + spec.name + "': hidden must be [" + std::to_string(logits.size(0)) + "," +
@@ -47,8 +47,9 @@ class HiddenVariant final : public Variant {
                        (hidden.defined() ? c10::str(hidden.sizes()) : std::string("undefined")));
     }
     const torch::Tensor h = hidden.to(torch::kFloat32);
-    if (spec.rank == 0) return logits + torch::matmul(h, p.at("delta_weight").t());         // [N,V]
-    return logits + torch::matmul(torch::matmul(h, p.at("delta_v")), p.at("delta_u").t());  // [N,V]
+    // This rank's rows of ΔW (or U) give this rank's columns of the correction.
+    if (spec.rank == 0) return logits + torch::matmul(h, vocab.rows(p.at("delta_weight")).t());         // [N,V_local]
+    return logits + torch::matmul(torch::matmul(h, p.at("delta_v")), vocab.rows(p.at("delta_u")).t());  // [N,V_local]
   }
 };
 

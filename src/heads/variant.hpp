@@ -31,9 +31,10 @@ class Variant {
   virtual std::vector<ParamShape> shapes(const HeadSpec& spec, int64_t vocab, int64_t hidden) const = 0;
   // The initial value of one parameter (float32, CPU), drawn from `seed`.
   virtual torch::Tensor initial(const ParamShape& p, const HeadSpec& spec, uint64_t seed) const = 0;
-  // logits [N,V] float32, hidden [N,H] or undefined → corrected logits [N,V].
+  // logits [N,V_local] float32 (this rank's slice of the vocabulary; all of it when `vocab` is not
+  // split), hidden [N,H] or undefined → that slice of the corrected logits [N,V_local].
   virtual torch::Tensor apply(const Params& p, const HeadSpec& spec, const torch::Tensor& logits,
-                              const torch::Tensor& hidden) const = 0;
+                              const torch::Tensor& hidden, const model::VocabParallel& vocab) const = 0;
   // The ids [N,k] the head changes, undefined for full-vocabulary heads.
   virtual torch::Tensor support(const HeadSpec& spec, const torch::Tensor& logits) const { return {}; }
 };

@@ -28,22 +28,19 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& file) 
     throw IoError(f + ": not a regular file");
   }
   std::shared_ptr<MappedFile> map(new MappedFile());
+  map->fd_ = fd;  // closed by the destructor from here on
   map->size_ = static_cast<uint64_t>(st.st_size);
   if (map->size_ > 0) {
     void* a = ::mmap(nullptr, static_cast<size_t>(map->size_), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (a == MAP_FAILED) {
-      const std::string e = std::strerror(errno);
-      ::close(fd);
-      throw IoError(f + ": cannot mmap: " + e);
-    }
+    if (a == MAP_FAILED) throw IoError(f + ": cannot mmap: " + std::strerror(errno));
     map->addr_ = a;
   }
-  ::close(fd);
   return map;
 }
 
 MappedFile::~MappedFile() {
   if (addr_ && size_ > 0) ::munmap(addr_, static_cast<size_t>(size_));
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace sf::io

@@ -1,7 +1,9 @@
 #pragma once
 // A whole file memory-mapped read-only into this process (private, copy-on-write: views handed out
 // as tensors may be written to without ever reaching the file). Shared by the safetensors and GGUF
-// readers; a tensor viewing the bytes keeps the mapping alive through a shared_ptr.
+// readers; a tensor viewing the bytes keeps the mapping alive through a shared_ptr. The file stays
+// open so that parts of it can be read with pread without touching the mapping (tensor-parallel
+// slices, SafetensorsFile::read_slice).
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -18,11 +20,13 @@ class MappedFile {
 
   uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
   uint64_t size() const { return size_; }
+  int fd() const { return fd_; }
 
  private:
   MappedFile() = default;
   void* addr_ = nullptr;
   uint64_t size_ = 0;
+  int fd_ = -1;
 };
 
 }  // namespace sf::io

@@ -204,6 +204,49 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
       p, t.shape, [keep](void*) mutable { keep.reset(); }, opts);
 }
 
+torch::Tensor SafetensorsFile::read_slice(const std::string& name, int64_t dim, int64_t begin, int64_t end) const {
+  const TensorInfo& t = info(name);
+  const DtypeInfo* d = nullptr;
+  for (const auto& x : kDtypes) {
+    if (t.dtype == x.name) d = &x;
+  }
+  const std::string where = path_.string() + ": tensor " + in_quotes(name);
+  if (!d) throw FormatError(where + ": dtype " + t.dtype + " is not supported");
+  const int64_t rank = static_cast<int64_t>(t.shape.size());
+  if (dim < 0 || dim >= rank || begin < 0 || begin > end || end > t.shape[static_cast<size_t>(dim)]) {
+    throw ShapeError(where + ": slice [" + std::to_string(begin) + ", " + std::to_string(end) + ") of dimension " +
+                     std::to_string(dim) + " is outside its shape");
+  }
+  // The tensor is `outer` runs of shape[dim] x `inner` elements; the slice takes a contiguous part
+  // of every run. Sizes are bounded by the validated byte span, so the products do not overflow.
+  uint64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < dim; ++i) outer *= static_cast<uint64_t>(t.shape[static_cast<size_t>(i)]);
+  for (int64_t i = dim + 1; i < rank; ++i) inner *= static_cast<uint64_t>(t.shape[static_cast<size_t>(i)]);
+  std::vector<int64_t> shape = t.shape;
+  shape[static_cast<size_t>(dim)] = end - begin;
+  torch::Tensor out = torch::empty(shape, torch::TensorOptions().dtype(d->dtype).device(torch::kCPU));
+  const uint64_t run = static_cast<uint64_t>(t.shape[static_cast<size_t>(dim)]) * inner * d->bytes;
+  const uint64_t part = static_cast<uint64_t>(end - begin) * inner * d->bytes;
+  const uint64_t skip = static_cast<uint64_t>(begin) * inner * d->bytes;
+  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  for (uint64_t o = 0; o < outer && part > 0; ++o) {
+    uint64_t offset = data_start_ + t.begin + o * run + skip;
+    uint8_t* p = dst + o * part;
+    uint64_t left = part;
+    while (left > 0) {
+      const ssize_t r = ::pread(map_->fd(), p, left, static_cast<off_t>(offset));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0)
+        throw IoError(where + ": read failed at byte offset " + std::to_string(offset) + ": " +
+                      (r < 0 ? errno_text() : std::string("unexpected end of file")));
+      p += r;
+      offset += static_cast<uint64_t>(r);
+      left -= static_cast<uint64_t>(r);
+    }
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> read_safetensors(const std::filesystem::path& file,
                                                                     std::map<std::string, std::string>* metadata) {
   SafetensorsFile st = SafetensorsFile::open(file);

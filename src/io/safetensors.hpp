@@ -44,6 +44,11 @@ class SafetensorsFile {
   // Supported dtypes: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL; anything else is a
   // FormatError naming the tensor. Writes to the view never reach the file (private mapping).
   torch::Tensor tensor(const std::string& name) const;
+  // A new CPU tensor holding elements [begin, end) of dimension `dim` (rows: 0, columns: 1 of a
+  // matrix) and all of the other dimensions, read from the file with pread: only the slice's bytes
+  // enter this process's memory, the mapping is not touched. ShapeError for a range outside the
+  // shape; IoError when the read fails.
+  torch::Tensor read_slice(const std::string& name, int64_t dim, int64_t begin, int64_t end) const;
 
  private:
   std::filesystem::path path_;

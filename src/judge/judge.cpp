@@ -136,7 +136,8 @@ void preflight(const Recipe& recipe, const Binding& binding) {
   }
 }
 
-std::unique_ptr<Judge> load_judge(const Recipe& recipe, const Binding& binding, torch::Device device) {
+std::unique_ptr<Judge> load_judge(const Recipe& recipe, const Binding& binding, torch::Device device,
+                                  const dist::Comm& tensor_group) {
   preflight(recipe, binding);
   const torch::Dtype dtype = parse_dtype(binding.dtype, binding.where + ".dtype");
   tok::Tokenizer tokenizer = load_tokenizer(binding);
@@ -146,6 +147,7 @@ std::unique_ptr<Judge> load_judge(const Recipe& recipe, const Binding& binding, 
   model::LoadOptions opts;
   opts.device = device;
   opts.dtype = dtype;
+  opts.tensor_group = tensor_group;
   model::CausalLM model = model::CausalLM::load(binding.path, opts);
   if (recipe.kind == Kind::kLabelProb)
     return std::make_unique<LabelProbJudge>(recipe, std::move(model), std::move(tokenizer), *binding.chat_template,

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/comm.hpp"
 #include "judge/spec.hpp"
 
 namespace sf::judge {
@@ -43,8 +44,11 @@ class Judge {
 // one line naming the judge, the file and the label.
 void preflight(const Recipe& recipe, const Binding& binding);
 
-// Loads the judge's model onto `device` (preflight first).
-std::unique_ptr<Judge> load_judge(const Recipe& recipe, const Binding& binding, torch::Device device);
+// Loads the judge's model onto `device` (preflight first). A causal-LM judge is split over
+// `tensor_group` (every rank of the group then judges the same inputs together); a classifier is
+// small and held whole by every rank.
+std::unique_ptr<Judge> load_judge(const Recipe& recipe, const Binding& binding, torch::Device device,
+                                  const dist::Comm& tensor_group = {});
 
 // Verdict of a label judge from one raw value per label (log-likelihoods or logits).
 Verdict label_verdict(const Recipe& recipe, std::vector<double> raw);

@@ -8,10 +8,15 @@
 namespace sf::judge {
 namespace {
 
-// log p(next token | prompt) [V] for each prompt: left-padded batches, logits of the last position.
-std::vector<torch::Tensor> next_token_logprobs(const model::CausalLM& model,
-                                               const std::vector<std::vector<int32_t>>& prompts, int64_t batch_size) {
-  std::vector<torch::Tensor> out(prompts.size());
+// log p(label | prompt) for each prompt and each of its one-token labels: left-padded batches,
+// logits of the last position. A vocabulary split over a tensor group is never gathered: the
+// labels' logits are picked from the rank that holds them and the log-normaliser is the group's.
+std::vector<std::vector<double>> next_token_logprobs(const model::CausalLM& model,
+                                                     const std::vector<std::vector<int32_t>>& prompts,
+                                                     const std::vector<std::vector<int32_t>>& label_ids,
+                                                     int64_t batch_size) {
+  const model::VocabParallel& vocab = model.vocab();
+  std::vector<std::vector<double>> out(prompts.size());
   for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_size));
     const auto B = static_cast<int64_t>(end - start);
@@ -30,8 +35,20 @@ std::vector<torch::Tensor> next_token_logprobs(const model::CausalLM& model,
       }
     }
     const model::ForwardOutput f = model.forward(ids, mask, nullptr, /*last_n=*/1);  // logits [B,1,V]
-    const torch::Tensor lp = torch::log_softmax(f.logits.select(1, 0), -1).cpu();    // [B,V]
-    for (int64_t b = 0; b < B; ++b) out[start + static_cast<size_t>(b)] = lp[b];
+    const torch::Tensor z = f.logits.select(1, 0);                                   // [B,V] (V_local when split)
+    const size_t L = label_ids[start].size();
+    torch::Tensor labels = torch::empty({B, static_cast<int64_t>(L)}, torch::kInt64);
+    for (int64_t b = 0; b < B; ++b)
+      for (size_t l = 0; l < L; ++l) labels[b][static_cast<int64_t>(l)] = label_ids[start + static_cast<size_t>(b)][l];
+    labels = labels.to(z.device());
+    std::vector<torch::Tensor> picked;
+    for (size_t l = 0; l < L; ++l) picked.push_back(vocab.pick(z, labels.select(1, static_cast<int64_t>(l))));  // [B]
+    const torch::Tensor lp =
+        (torch::stack(picked, 1) - vocab.logsumexp(z).unsqueeze(1)).to(torch::kFloat64).cpu();  // [B,L]
+    for (int64_t b = 0; b < B; ++b) {
+      auto& row = out[start + static_cast<size_t>(b)];
+      for (size_t l = 0; l < L; ++l) row.push_back(lp[b][static_cast<int64_t>(l)].item<double>());
+    }
   }
   return out;
 }
@@ -83,10 +100,9 @@ std::vector<std::vector<double>> LabelProbJudge::label_loglik(const std::vector<
       multi_seqs.push_back(std::move(seq));
     }
   }
-  const std::vector<torch::Tensor> next = next_token_logprobs(model_, single_prompts, batch_size_);
-  for (size_t s = 0; s < single_items.size(); ++s) {
-    for (size_t l = 0; l < L; ++l) out[single_items[s]][l] = next[s][single_label_ids[s][l]].item<double>();
-  }
+  const std::vector<std::vector<double>> next =
+      next_token_logprobs(model_, single_prompts, single_label_ids, batch_size_);
+  for (size_t s = 0; s < single_items.size(); ++s) out[single_items[s]] = next[s];
   if (!multi_seqs.empty()) {
     model::ScoreOptions opts;
     opts.batch_size = batch_size_;

@@ -16,6 +16,7 @@
 #include "core/hash.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "dist/layout.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/task.hpp"
 #include "io/h5.hpp"
@@ -403,21 +404,26 @@ JudgeStageSummary run_judge(const Job& job, const dist::Comm& comm, bool heldout
                                    ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()))
                                    : torch::Device(torch::kCPU);
   {
+    // Tensor groups of parallel.tensor ranks judge a unit together (LM judges split over the group);
+    // the groups share the units as single ranks do, and a group's first rank writes.
+    const dist::ParallelLayout par = dist::ParallelLayout::make(comm, job.tensor_parallel());
     std::unique_ptr<Judge> loaded;
     size_t loaded_judge = plan.judges.size();
-    dist::WorkQueue queue(comm, static_cast<int64_t>(units.size()), 1, done);
+    dist::WorkQueue queue(par, static_cast<int64_t>(units.size()), 1, done);
     while (auto chunk = queue.next()) {
-      if (stop_requested()) throw Interrupted("judge: stopped by a signal; finished units are kept, rerun to resume");
+      if (par.tensor.broadcast(static_cast<int64_t>(stop_requested())) != 0)
+        throw Interrupted("judge: stopped by a signal; finished units are kept, rerun to resume");
       const Unit& u = units[static_cast<size_t>(chunk->index)];
       const ActiveJudge& j = plan.judges[u.judge];
       if (loaded_judge != u.judge) {
         loaded.reset();
-        loaded = load_judge(j.recipe, j.binding, device);
+        loaded = load_judge(j.recipe, j.binding, device, par.tensor);
         loaded_judge = u.judge;
       }
       std::vector<Judgment> rows;
       std::vector<HeldoutJudgment> heldout;
       judge_unit(u, j, *loaded, &rows, &heldout);
+      if (!par.leader()) continue;
       json attrs = common_attrs(job, answers);
       attrs["kind"] = "chunk";
       attrs["unit"] = u.key;

@@ -3,15 +3,14 @@
 #include <cmath>
 #include <functional>
 #include <limits>
-#include <map>
 #include <set>
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
-#include "core/files.hpp"
 #include "io/gguf.hpp"
 #include "io/safetensors.hpp"
 #include "model/gguf_model.hpp"
+#include "model/shard.hpp"
 
 namespace sf::model {
 
@@ -22,9 +21,14 @@ struct CausalLM::Weights {
     torch::Tensor gate, up, down;          // [I,Hd] [I,Hd] [Hd,I]
     torch::Tensor input_norm, post_norm;   // [Hd]
   };
+  // Shapes are those of one rank's slices (model/shard.hpp): H, KV, I and V below are this
+  // rank's heads, KV heads, MLP rows and vocabulary ids; the whole model when not split.
   ModelConfig config;
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
+  dist::Comm group;  // the tensor group
+  ModelShard shard;
+  VocabParallel vocab;
   torch::Tensor embed;  // [V,Hd]
   std::vector<Layer> layers;
   torch::Tensor norm;      // [Hd]
@@ -40,36 +44,48 @@ enum class Init { kNormal, kOnes, kZeros };
 
 struct Slot {
   std::string name;
-  std::vector<int64_t> shape;
+  std::vector<int64_t> shape;  // of the whole tensor, as stored
   torch::Tensor* tensor;
   Init init;
+  int64_t dim = -1;        // the dimension split over the tensor group; -1: replicated
+  dist::Range range = {};  // this rank's part of `dim`
 };
 
 // Every parameter by its Hugging Face name, in a stable order. lm_head only when untied.
 std::vector<Slot> slots(Weights& w) {
   const ModelConfig& c = w.config;
-  const int64_t hd = c.hidden_size, q_out = c.num_attention_heads * c.head_dim,
-                kv_out = c.num_key_value_heads * c.head_dim, inter = c.intermediate_size;
+  const ModelShard& sh = w.shard;
+  const int64_t hd = c.hidden_size, D = c.head_dim, q_out = c.num_attention_heads * D,
+                kv_out = c.num_key_value_heads * D, inter = c.intermediate_size;
+  const bool split = sh.size > 1;
+  const int64_t rows = 0, cols = 1, none = -1;
+  const auto dim = [&](int64_t d) { return split ? d : none; };
+  const dist::Range q_part{sh.heads.begin * D, sh.heads.end * D}, kv_part{sh.kv_heads.begin * D, sh.kv_heads.end * D};
   std::vector<Slot> s;
-  s.push_back({"model.embed_tokens.weight", {c.vocab_size, hd}, &w.embed, Init::kNormal});
+  s.push_back({"model.embed_tokens.weight", {c.vocab_size, hd}, &w.embed, Init::kNormal, dim(rows), sh.vocab});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     auto& l = w.layers[static_cast<size_t>(i)];
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    s.push_back({p + "self_attn.q_proj.weight", {q_out, hd}, &l.q, Init::kNormal});
-    if (c.attention_bias) s.push_back({p + "self_attn.q_proj.bias", {q_out}, &l.q_bias, Init::kZeros});
-    s.push_back({p + "self_attn.k_proj.weight", {kv_out, hd}, &l.k, Init::kNormal});
-    if (c.attention_bias) s.push_back({p + "self_attn.k_proj.bias", {kv_out}, &l.k_bias, Init::kZeros});
-    s.push_back({p + "self_attn.v_proj.weight", {kv_out, hd}, &l.v, Init::kNormal});
-    if (c.attention_bias) s.push_back({p + "self_attn.v_proj.bias", {kv_out}, &l.v_bias, Init::kZeros});
-    s.push_back({p + "self_attn.o_proj.weight", {hd, q_out}, &l.o, Init::kNormal});
-    s.push_back({p + "mlp.gate_proj.weight", {inter, hd}, &l.gate, Init::kNormal});
-    s.push_back({p + "mlp.up_proj.weight", {inter, hd}, &l.up, Init::kNormal});
-    s.push_back({p + "mlp.down_proj.weight", {hd, inter}, &l.down, Init::kNormal});
+    s.push_back({p + "self_attn.q_proj.weight", {q_out, hd}, &l.q, Init::kNormal, dim(rows), q_part});
+    if (c.attention_bias)
+      s.push_back({p + "self_attn.q_proj.bias", {q_out}, &l.q_bias, Init::kZeros, dim(rows), q_part});
+    s.push_back({p + "self_attn.k_proj.weight", {kv_out, hd}, &l.k, Init::kNormal, dim(rows), kv_part});
+    if (c.attention_bias)
+      s.push_back({p + "self_attn.k_proj.bias", {kv_out}, &l.k_bias, Init::kZeros, dim(rows), kv_part});
+    s.push_back({p + "self_attn.v_proj.weight", {kv_out, hd}, &l.v, Init::kNormal, dim(rows), kv_part});
+    if (c.attention_bias)
+      s.push_back({p + "self_attn.v_proj.bias", {kv_out}, &l.v_bias, Init::kZeros, dim(rows), kv_part});
+    s.push_back({p + "self_attn.o_proj.weight", {hd, q_out}, &l.o, Init::kNormal, dim(cols), q_part});
+    s.push_back({p + "mlp.gate_proj.weight", {inter, hd}, &l.gate, Init::kNormal, dim(rows), sh.intermediate});
+    s.push_back({p + "mlp.up_proj.weight", {inter, hd}, &l.up, Init::kNormal, dim(rows), sh.intermediate});
+    s.push_back({p + "mlp.down_proj.weight", {hd, inter}, &l.down, Init::kNormal, dim(cols), sh.intermediate});
     s.push_back({p + "input_layernorm.weight", {hd}, &l.input_norm, Init::kOnes});
     s.push_back({p + "post_attention_layernorm.weight", {hd}, &l.post_norm, Init::kOnes});
   }
   s.push_back({"model.norm.weight", {hd}, &w.norm, Init::kOnes});
-  if (!c.tie_word_embeddings) s.push_back({"lm_head.weight", {c.vocab_size, hd}, &w.lm_head, Init::kNormal});
+  if (!c.tie_word_embeddings) {
+    s.push_back({"lm_head.weight", {c.vocab_size, hd}, &w.lm_head, Init::kNormal, dim(rows), sh.vocab});
+  }
   return s;
 }
 
@@ -111,12 +127,12 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-// Appends new keys/values [B,KV,T,D] to a layer's cache buffer (grown by doubling) and returns
-// the valid part [B,KV,past+T,D].
-torch::Tensor cache_append(torch::Tensor& buffer, const torch::Tensor& x, int64_t past) {
+// Appends new keys/values [B,KV,T,D] to a layer's cache buffer (first made with room for the
+// reserved length, then grown by doubling) and returns the valid part [B,KV,past+T,D].
+torch::Tensor cache_append(torch::Tensor& buffer, const torch::Tensor& x, int64_t past, int64_t reserved) {
   const int64_t total = past + x.size(2);
   if (!buffer.defined() || buffer.size(2) < total) {
-    const int64_t cap = std::max<int64_t>(total, buffer.defined() ? 2 * buffer.size(2) : total);
+    const int64_t cap = std::max({total, buffer.defined() ? 2 * buffer.size(2) : reserved});
     torch::Tensor grown = torch::empty({x.size(0), x.size(1), cap, x.size(3)}, x.options());
     if (past > 0) grown.narrow(2, 0, past).copy_(buffer.narrow(2, 0, past));
     buffer = grown;
@@ -125,9 +141,51 @@ torch::Tensor cache_append(torch::Tensor& buffer, const torch::Tensor& x, int64_
   return buffer.narrow(2, 0, total);
 }
 
+// Weights with no tensors yet: config, placement and this rank's shard.
+std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOptions& opts, const std::string& where) {
+  auto w = std::make_shared<Weights>();
+  w->config = config;
+  w->device = opts.device;
+  w->dtype = opts.dtype;
+  w->group = opts.tensor_group;
+  w->shard = ModelShard::make(config, w->group.size(), w->group.rank(), where);
+  w->vocab = VocabParallel(config.vocab_size, w->group);
+  w->layers.resize(static_cast<size_t>(config.num_hidden_layers));
+  return w;
+}
+
+// A one-row product as a matrix-vector product: for a one-row GEMM OpenBLAS packs the whole
+// weight matrix, which dominates batch-1 decoding on CPU. Other shapes and devices: torch::linear.
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias = {}) {
+  if (!x.device().is_cpu() || x.numel() != x.size(-1)) return torch::linear(x, w, bias);
+  torch::Tensor y = torch::mv(w, x.reshape({-1}));  // [out]
+  if (bias.defined()) y = y + bias;
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  return y.view(shape);
+}
+
 void finish_weights(Weights& w) {
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
   w.inv_freq = rope_inv_freq(w.config).to(w.device);
+}
+
+// Sums the partial results of a row-split projection over the tensor group (o_proj, down_proj) or
+// of the vocabulary-split embedding lookup.
+void reduce(const Weights& w, torch::Tensor& partial) {
+  if (w.shard.size > 1) w.group.allreduce_sum(partial);
+}
+
+// Embedding rows of ids [B,T] -> [B,T,Hd]. Split over the vocabulary: each rank looks up the ids in
+// its range (zeros elsewhere) and the group sums, so every rank ends with every row.
+torch::Tensor embed_tokens(const Weights& w, const torch::Tensor& input) {
+  if (w.shard.size == 1) return torch::embedding(w.embed, input);
+  const int64_t rows = w.shard.vocab.size();
+  const torch::Tensor local = input - w.shard.vocab.begin;
+  const torch::Tensor outside = local.lt(0).logical_or(local.ge(rows));
+  torch::Tensor x = torch::embedding(w.embed, local.clamp(0, rows - 1)).masked_fill_(outside.unsqueeze(-1), 0);
+  reduce(w, x);
+  return x;
 }
 
 }  // namespace
@@ -137,88 +195,54 @@ CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opt
     const GgufModel gguf = GgufModel::open(dir);
     return from_tensors(gguf.config(), gguf.tensors(), opts, dir.string());
   }
+  const ModelConfig config = ModelConfig::from_file(dir / "config.json");
+  return from_source(config, *SafetensorsSource::open(dir), opts);
+}
+
+CausalLM CausalLM::from_source(const ModelConfig& config, const WeightSource& source, const LoadOptions& opts) {
   torch::NoGradGuard no_grad;
-  auto w = std::make_shared<Weights>();
-  w->config = ModelConfig::from_file(dir / "config.json");
-  w->device = opts.device;
-  w->dtype = opts.dtype;
-  w->layers.resize(static_cast<size_t>(w->config.num_hidden_layers));
-
-  // Open the single file or every shard named by the index; map each tensor to its file.
-  std::vector<io::SafetensorsFile> files;
-  std::map<std::string, size_t> where;
-  const auto single = dir / "model.safetensors";
-  const auto index = dir / "model.safetensors.index.json";
-  if (std::filesystem::exists(single)) {
-    files.push_back(io::SafetensorsFile::open(single));
-    for (const auto& t : files[0].tensors()) where[t.name] = 0;
-  } else if (std::filesystem::exists(index)) {
-    const nlohmann::json j = read_json_file(index);
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-      throw FormatError(index.string() + ": weight_map is missing or not an object");
-    }
-    std::map<std::string, size_t> shard_ids;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string())
-        throw FormatError(index.string() + ": weight_map." + it.key() + ": expected a file name");
-      const std::string shard = it.value().get<std::string>();
-      if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
-        throw FormatError(index.string() + ": weight_map." + it.key() + ": '" + shard + "' is not a file name in " +
-                          dir.string());
-      }
-      if (!shard_ids.count(shard)) {
-        shard_ids[shard] = files.size();
-        files.push_back(io::SafetensorsFile::open(dir / shard));
-      }
-      const size_t f = shard_ids[shard];
-      if (!files[f].contains(it.key())) {
-        throw FormatError(files[f].path().string() + ": tensor '" + it.key() + "' named by the index is missing");
-      }
-      where[it.key()] = f;
-    }
-    for (const auto& f : files) {
-      for (const auto& t : f.tensors()) {
-        if (!where.count(t.name) || files[where[t.name]].path() != f.path()) {
-          throw FormatError(f.path().string() + ": tensor '" + t.name + "' is not in the index's weight_map");
-        }
-      }
-    }
-  } else {
-    throw IoError(dir.string() + ": neither model.safetensors nor model.safetensors.index.json exists");
-  }
-
+  auto w = empty_weights(config, opts, source.describe());
+  // One rank: whole tensors, zero-copy views of the mapped files when the stored dtype is the compute
+  // dtype on CPU. Split: every tensor is read into this rank's own memory, only its slice.
+  const bool split = w->shard.size > 1;
+  const auto read = [&](const std::string& name, int64_t dim, const dist::Range& range) {
+    if (dim >= 0) return source.read_slice(name, dim, range.begin, range.end);
+    if (split) return source.read_slice(name, 0, 0, source.info(name).shape.at(0));
+    return source.read(name);
+  };
   std::set<std::string> used;
   for (const Slot& s : slots(*w)) {
-    auto it = where.find(s.name);
-    if (it == where.end()) throw FormatError(dir.string() + ": required tensor '" + s.name + "' is missing");
-    const io::SafetensorsFile& f = files[it->second];
-    const io::TensorInfo& info = f.info(s.name);
+    if (!source.contains(s.name)) {
+      throw FormatError(source.describe() + ": required tensor '" + s.name + "' is missing");
+    }
+    const WeightInfo info = source.info(s.name);
     if (info.dtype != "F32" && info.dtype != "F16" && info.dtype != "BF16") {
-      throw FormatError(f.path().string() + ": tensor '" + s.name + "' has dtype " + info.dtype +
+      throw FormatError(info.file + ": tensor '" + s.name + "' has dtype " + info.dtype +
                         " (expected F32, F16 or BF16)");
     }
     if (info.shape != s.shape) {
-      throw FormatError(f.path().string() + ": tensor '" + s.name + "' has shape " + shape_str(info.shape) +
-                        ", expected " + shape_str(s.shape));
+      throw FormatError(info.file + ": tensor '" + s.name + "' has shape " + shape_str(info.shape) + ", expected " +
+                        shape_str(s.shape));
     }
-    // Zero-copy when the stored dtype is the compute dtype on CPU.
-    *s.tensor = f.tensor(s.name).to(opts.device, opts.dtype);
+    *s.tensor = read(s.name, s.dim, s.range).to(opts.device, opts.dtype);
     used.insert(s.name);
   }
   // Leftovers. Like transformers, rotary inv_freq buffers of old checkpoints are ignored (recomputed
   // from the config), and a tied model's stored lm_head must equal the embeddings it is tied to.
-  for (const auto& [name, fi] : where) {
+  for (const std::string& name : source.names()) {
     if (used.count(name)) continue;
     const std::string suffix = ".self_attn.rotary_emb.inv_freq";
     if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) continue;
+    const WeightInfo info = source.info(name);
     if (name == "lm_head.weight" && w->config.tie_word_embeddings) {
-      torch::Tensor stored = files[fi].tensor(name);
-      if (stored.sizes() == w->embed.sizes() && torch::equal(stored.to(opts.device, opts.dtype), w->embed)) continue;
-      throw FormatError(files[fi].path().string() +
+      const std::vector<int64_t> embed_shape{config.vocab_size, config.hidden_size};
+      if (info.shape == embed_shape &&
+          torch::equal(read(name, split ? 0 : -1, w->shard.vocab).to(opts.device, opts.dtype), w->embed))
+        continue;
+      throw FormatError(info.file +
                         ": tensor 'lm_head.weight' differs from the embeddings it is tied to (tie_word_embeddings)");
     }
-    throw FormatError(files[fi].path().string() + ": tensor '" + name + "' is not used by a " + w->config.model_type +
-                      " model");
+    throw FormatError(info.file + ": tensor '" + name + "' is not used by a " + w->config.model_type + " model");
   }
   finish_weights(*w);
   CausalLM m;
@@ -229,11 +253,7 @@ CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opt
 CausalLM CausalLM::from_tensors(const ModelConfig& config, const TensorReaders& tensors, const LoadOptions& opts,
                                 const std::string& source) {
   torch::NoGradGuard no_grad;
-  auto w = std::make_shared<Weights>();
-  w->config = config;
-  w->device = opts.device;
-  w->dtype = opts.dtype;
-  w->layers.resize(static_cast<size_t>(config.num_hidden_layers));
+  auto w = empty_weights(config, opts, source);
   std::set<std::string> used;
   for (const Slot& s : slots(*w)) {
     auto it = tensors.find(s.name);
@@ -247,6 +267,8 @@ CausalLM CausalLM::from_tensors(const ModelConfig& config, const TensorReaders& 
       throw FormatError(source + ": tensor '" + s.name + "' has shape " + shape_str(t.sizes()) + ", expected " +
                         shape_str(s.shape));
     }
+    // A reader gives whole tensors (dequantized GGUF); a split rank keeps its slice of each.
+    if (s.dim >= 0) t = t.narrow(s.dim, s.range.begin, s.range.size()).clone();
     *s.tensor = t.to(opts.device, opts.dtype);
     used.insert(s.name);
   }
@@ -263,12 +285,9 @@ CausalLM CausalLM::from_tensors(const ModelConfig& config, const TensorReaders& 
 
 CausalLM CausalLM::random(const ModelConfig& config, uint64_t seed, const LoadOptions& opts) {
   torch::NoGradGuard no_grad;
-  auto w = std::make_shared<Weights>();
-  w->config = config;
-  w->device = opts.device;
-  w->dtype = opts.dtype;
-  w->layers.resize(static_cast<size_t>(config.num_hidden_layers));
-  // Drawn on the CPU in float32, so a seed gives the same model on every device and dtype.
+  auto w = empty_weights(config, opts, "random " + config.model_type + " model");
+  // Drawn whole on the CPU in float32, so a seed gives the same model on every device, dtype and
+  // tensor group.
   auto gen = at::detail::createCPUGenerator(seed);
   for (const Slot& s : slots(*w)) {
     torch::Tensor t;
@@ -283,6 +302,7 @@ CausalLM CausalLM::random(const ModelConfig& config, uint64_t seed, const LoadOp
         t = torch::zeros(s.shape, torch::kFloat32);
         break;
     }
+    if (s.dim >= 0) t = t.narrow(s.dim, s.range.begin, s.range.size()).clone();
     *s.tensor = t.to(opts.device, opts.dtype);
   }
   finish_weights(*w);
@@ -306,7 +326,8 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
     throw ShapeError("forward: batch size " + std::to_string(B) + " differs from the cache's " +
                      std::to_string(cache->keys[0].size(0)));
   }
-  const int64_t H = c.num_attention_heads, KV = c.num_key_value_heads, D = c.head_dim, rep = H / KV;
+  // This rank's heads (all of them when not split).
+  const int64_t H = w.shard.heads.size(), KV = w.shard.kv_heads.size(), D = c.head_dim, rep = H / KV;
   const int64_t L = past + T;
   if (last_n < 0 || last_n > T) throw ShapeError("forward: last_n must be in [0, T]");
   const torch::Tensor input = ids.to(w.device, torch::kInt64);
@@ -331,18 +352,18 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
     cache->keys.resize(w.layers.size());
     cache->values.resize(w.layers.size());
   }
-  torch::Tensor x = torch::embedding(w.embed, input);  // [B,T,Hd]
+  torch::Tensor x = embed_tokens(w, input);  // [B,T,Hd]
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const auto& l = w.layers[li];
     torch::Tensor h = rms_norm(x, l.input_norm, c.rms_norm_eps);
-    torch::Tensor q = torch::linear(h, l.q, l.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
-    torch::Tensor k = torch::linear(h, l.k, l.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
-    torch::Tensor v = torch::linear(h, l.v, l.v_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor q = project(h, l.q, l.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
+    torch::Tensor k = project(h, l.k, l.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor v = project(h, l.v, l.v_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     if (cache) {
-      k = cache_append(cache->keys[li], k, past);  // [B,KV,L,D]
-      v = cache_append(cache->values[li], v, past);
+      k = cache_append(cache->keys[li], k, past, cache->reserved());  // [B,KV,L,D]
+      v = cache_append(cache->values[li], v, past, cache->reserved());
     }
     // Grouped-query attention without repeating K/V: the `rep` query heads of one KV head are
     // stacked along the query axis.
@@ -352,23 +373,70 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
     scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
     torch::Tensor probs = torch::softmax(scores, -1).to(w.dtype).view({B, KV, rep * T, L});
     torch::Tensor attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
-    x = x + torch::linear(attn, l.o);
+    torch::Tensor o = project(attn, l.o);  // [B,T,Hd], partial when split
+    reduce(w, o);
+    x = x + o;
     h = rms_norm(x, l.post_norm, c.rms_norm_eps);
-    x = x + torch::linear(torch::silu(torch::linear(h, l.gate)) * torch::linear(h, l.up), l.down);
+    torch::Tensor mlp = project(torch::silu(project(h, l.gate)) * project(h, l.up), l.down);
+    reduce(w, mlp);
+    x = x + mlp;
   }
   if (cache) cache->length_ = L;
   ForwardOutput out;
   if (last_n > 0) x = x.narrow(1, T - last_n, last_n);
-  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);         // [B,T,Hd] or [B,last_n,Hd]
-  out.logits = torch::linear(hidden, w.lm_head).to(torch::kFloat32);  // [B,T,V]
+  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);   // [B,T,Hd] or [B,last_n,Hd]
+  out.logits = project(hidden, w.lm_head).to(torch::kFloat32);  // [B,T,V], this rank's V when split
   out.hidden = hidden.to(torch::kFloat32);
   return out;
+}
+
+void KVCache::drop_front(int64_t n) {
+  if (n < 0 || n > length_)
+    throw ShapeError("KVCache::drop_front: " + std::to_string(n) + " of " + std::to_string(length_));
+  for (auto* buffers : {&keys, &values}) {
+    for (torch::Tensor& b : *buffers) b = b.narrow(2, n, b.size(2) - n);
+  }
+  length_ -= n;
+}
+
+void KVCache::pad_front(int64_t n) {
+  if (n < 0) throw ShapeError("KVCache::pad_front: negative length " + std::to_string(n));
+  for (auto* buffers : {&keys, &values}) {
+    for (torch::Tensor& b : *buffers) {
+      torch::Tensor grown = torch::zeros({b.size(0), b.size(1), n + length_, b.size(3)}, b.options());
+      grown.narrow(2, n, length_).copy_(b.narrow(2, 0, length_));
+      b = grown;
+    }
+  }
+  length_ += n;
+}
+
+void KVCache::put_row(int64_t row, const KVCache& src, int64_t src_row) {
+  const int64_t n = src.length_;
+  if (n > length_ || src.keys.size() != keys.size())
+    throw ShapeError("KVCache::put_row: a cache of " + std::to_string(n) + " positions does not fit in " +
+                     std::to_string(length_));
+  for (size_t li = 0; li < keys.size(); ++li) {
+    for (auto [dst, from] : {std::pair{&keys[li], &src.keys[li]}, std::pair{&values[li], &src.values[li]}}) {
+      torch::Tensor r = (*dst)[row];  // [KV,cap,D]
+      r.narrow(1, 0, length_ - n).zero_();
+      r.narrow(1, length_ - n, n).copy_((*from)[src_row].narrow(1, 0, n));
+    }
+  }
+}
+
+void KVCache::keep_rows(const torch::Tensor& rows) {
+  for (auto* buffers : {&keys, &values}) {
+    for (torch::Tensor& b : *buffers) b = b.narrow(2, 0, length_).index_select(0, rows);
+  }
 }
 
 const ModelConfig& CausalLM::config() const { return w_->config; }
 torch::Device CausalLM::device() const { return w_->device; }
 torch::Dtype CausalLM::dtype() const { return w_->dtype; }
 torch::Tensor CausalLM::lm_head_weight() const { return w_->lm_head; }
+const VocabParallel& CausalLM::vocab() const { return w_->vocab; }
+const dist::Comm& CausalLM::tensor_group() const { return w_->group; }
 
 std::vector<std::pair<std::string, torch::Tensor>> CausalLM::named_parameters() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
@@ -377,6 +445,10 @@ std::vector<std::pair<std::string, torch::Tensor>> CausalLM::named_parameters() 
 }
 
 void CausalLM::save(const std::filesystem::path& dir) const {
+  if (w_->shard.size > 1) {
+    throw ConfigError("save " + dir.string() + ": this model is split over a tensor group of " +
+                      std::to_string(w_->shard.size) + " ranks; save a model loaded whole (parallel.tensor = 1)");
+  }
   std::filesystem::create_directories(dir);
   ModelConfig c = w_->config;
   c.torch_dtype = w_->dtype == torch::kBFloat16 ? "bfloat16" : w_->dtype == torch::kFloat16 ? "float16" : "float32";

@@ -2,6 +2,14 @@
 // One config-driven decoder for the llama / mistral / qwen2 families (GQA, RoPE, RMSNorm, SwiGLU).
 // Weights are looked up by their Hugging Face names; a missing required tensor or an unused one is
 // a FormatError. `forward` is const and stateless apart from the caller-owned KV cache.
+//
+// Tensor parallelism: with LoadOptions::tensor_group of T ranks, each rank holds its slice of every
+// weight (model/shard.hpp, the Megatron layout) and reads only that slice from the files. Every rank
+// of the group calls forward with the same inputs at the same time (it all-reduces twice per layer
+// and once after the embedding); hidden states come out whole on every rank and logits split over
+// the vocabulary (vocab(): this rank's ids [begin, end)). model/generate.hpp turns split logits into
+// log-probabilities, top-k and tokens that are identical on every rank. Inference only: a split
+// model cannot be trained or saved.
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -12,7 +20,10 @@
 #include <utility>
 #include <vector>
 
+#include "dist/comm.hpp"
 #include "model/config.hpp"
+#include "model/vocab_parallel.hpp"
+#include "model/weight_source.hpp"
 
 namespace sf::model {
 
@@ -21,6 +32,9 @@ struct LoadOptions {
   // Compute dtype. Weights stored as F16/BF16 are converted; on CPU bf16 weights compute in fp32
   // unless dtype is kBFloat16 explicitly.
   torch::Dtype dtype = torch::kFloat32;
+  // The ranks that share this model, split over them (dist::ParallelLayout::tensor). One rank
+  // (default): the whole model here, as without tensor parallelism.
+  dist::Comm tensor_group = dist::Comm();
 };
 
 // Per-layer keys/values for incremental decoding. Owned by the caller.
@@ -28,11 +42,27 @@ class KVCache {
  public:
   KVCache() = default;
   int64_t length() const { return length_; }  // positions already cached
+  // Allocate room for `positions` in total on first use (generation knows its final length), so
+  // that the buffers are not regrown by doubling.
+  void reserve(int64_t positions) { reserved_ = positions; }
+  int64_t reserved() const { return reserved_; }
+
+  // For continuous batching (model/generate.cpp), where rows join and leave a running batch. The
+  // caller keeps the attention mask in step: a position that no row attends to may be dropped.
+  void drop_front(int64_t n);  // forgets the first n positions of every row
+  void pad_front(int64_t n);   // puts n empty (zero) positions before every row
+  // Row `src_row` of `src` (length <= this length) becomes row `row`, right-aligned; the positions
+  // before it are zeroed.
+  void put_row(int64_t row, const KVCache& src, int64_t src_row);
+  void keep_rows(const torch::Tensor& rows);  // [B'] int64 on the cache's device: rows kept, in order
 
   // Internal to the model: [B, kv_heads, L, head_dim] per layer.
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
   int64_t length_ = 0;
+
+ private:
+  int64_t reserved_ = 0;
 };
 
 // Tensors by Hugging Face name, each read when the model takes it (so that at most one tensor is
@@ -40,7 +70,7 @@ class KVCache {
 using TensorReaders = std::map<std::string, std::function<torch::Tensor()>>;
 
 struct ForwardOutput {
-  torch::Tensor logits;  // [B,T,V] float32
+  torch::Tensor logits;  // [B,T,V] float32; [B,T,V_local] (this rank's vocabulary slice) when split
   torch::Tensor hidden;  // [B,T,H] float32: final hidden state after the last norm (input of lm_head)
 };
 
@@ -49,11 +79,16 @@ class CausalLM {
   // Loads `dir/config.json` and `dir/model.safetensors` or the shards named by
   // `dir/model.safetensors.index.json`; or a GGUF file (model/gguf_model.hpp) when `dir` is one.
   static CausalLM load(const std::filesystem::path& dir, const LoadOptions& opts = {});
+  // A model from any source of named tensors (HF names and shapes). With a tensor group, only this
+  // rank's slice of each tensor is read (WeightSource::read_slice).
+  static CausalLM from_source(const ModelConfig& config, const WeightSource& source, const LoadOptions& opts = {});
   // A model from tensors by Hugging Face name, with load's checks: every required tensor present,
   // floating point and of its shape, and none left over. `source` names the tensors' origin in errors.
+  // With a tensor group each tensor is read whole (one at a time) and this rank keeps its slice.
   static CausalLM from_tensors(const ModelConfig& config, const TensorReaders& tensors, const LoadOptions& opts,
                                const std::string& source);
-  // A randomly initialised model (HF-style normal(0, 0.02) init), seeded.
+  // A randomly initialised model (HF-style normal(0, 0.02) init), seeded. With a tensor group each
+  // rank keeps its slice of the same model as with one rank.
   static CausalLM random(const ModelConfig& config, uint64_t seed, const LoadOptions& opts = {});
 
   // ids: [B,T] int64. attention_mask: [B, past+T] with 1 for real tokens and 0 for padding
@@ -67,12 +102,15 @@ class CausalLM {
   const ModelConfig& config() const;
   torch::Device device() const;
   torch::Dtype dtype() const;
-  torch::Tensor lm_head_weight() const;  // [V,H] (the embedding matrix when tied)
+  torch::Tensor lm_head_weight() const;  // [V,H] (the embedding matrix when tied); [V_local,H] when split
+  const VocabParallel& vocab() const;    // this rank's vocabulary range and the group's vocab ops
+  const dist::Comm& tensor_group() const;
 
-  // Parameters by HF name, stable order. Setting requires_grad on them enables training through
-  // the same forward.
+  // Parameters by HF name, stable order (this rank's slices when split). Setting requires_grad on
+  // them enables training through the same forward (one rank only).
   std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
-  // Writes config.json and model.safetensors (F32 or the compute dtype) in HF layout.
+  // Writes config.json and model.safetensors (F32 or the compute dtype) in HF layout. ConfigError
+  // for a split model.
   void save(const std::filesystem::path& dir) const;
 
   struct Weights;

@@ -76,6 +76,7 @@ std::vector<size_t> range(size_t start, size_t end) {
 ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences, const ScoreOptions& opts) {
   torch::InferenceMode guard;
   const int64_t V = model.config().vocab_size;
+  const VocabParallel& vocab = model.vocab();
   if (opts.batch_size <= 0) throw ShapeError("score: batch_size must be positive");
   if (opts.top_k < 0 || opts.top_k > V) throw ShapeError("score: top_k must be in [0, vocab_size]");
   for (size_t i = 0; i < sequences.size(); ++i) check_ids(sequences[i], i, V, "sequence");
@@ -114,18 +115,17 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
                                    order.begin() + static_cast<std::ptrdiff_t>(end));
     const auto [ids, mask] = pad(sequences, rows, /*left=*/false);
     ForwardOutput f = model.forward(ids, mask);
-    const torch::Tensor& logits = f.logits;                  // [B,T,V]
-    const torch::Tensor lse = torch::logsumexp(logits, -1);  // [B,T]
+    const torch::Tensor& logits = f.logits;             // [B,T,V] (this rank's V when split)
+    const torch::Tensor lse = vocab.logsumexp(logits);  // [B,T]
     const torch::Tensor targets = ids.to(logits.device());
     // lp[b,t] = log p(x_{t+1} | x_<=t), t < T-1
-    torch::Tensor lp = (logits.narrow(1, 0, T - 1).gather(-1, targets.narrow(1, 1, T - 1).unsqueeze(-1)).squeeze(-1) -
-                        lse.narrow(1, 0, T - 1));
+    torch::Tensor lp = vocab.pick(logits.narrow(1, 0, T - 1), targets.narrow(1, 1, T - 1)) - lse.narrow(1, 0, T - 1);
     lp = torch::cat({torch::zeros({B, 1}, lp.options()), lp}, 1).cpu();  // [B,T]
     torch::Tensor tk_v, tk_i;
     if (opts.top_k > 0) {
-      auto tk = logits.topk(opts.top_k, -1);
-      tk_v = std::get<0>(tk).cpu();
-      tk_i = std::get<1>(tk).cpu();
+      const TopK tk = vocab.topk(logits, opts.top_k);
+      tk_v = tk.values.cpu();
+      tk_i = tk.ids.cpu();
     }
     torch::Tensor hid = opts.hidden ? f.hidden.cpu() : torch::Tensor();
     for (int64_t b = 0; b < B; ++b) {
@@ -158,6 +158,10 @@ void Ensemble::check() const {
     if (other.device() != main.device())
       throw ShapeError("ensemble: member " + std::to_string(m) + " is on " + other.device().str() +
                        ", the main model on " + main.device().str());
+    if (other.vocab().group().size() != main.vocab().group().size())
+      throw ShapeError("ensemble: member " + std::to_string(m) + " is split over " +
+                       std::to_string(other.vocab().group().size()) + " ranks, the main model over " +
+                       std::to_string(main.vocab().group().size()));
   }
 }
 
@@ -200,6 +204,7 @@ std::vector<double> continuation_logprobs(const Ensemble& e, const MemberPrompts
     throw ShapeError("continuation_logprobs: " + std::to_string(n) + " continuations for " +
                      std::to_string(prompts[0].size()) + " prompts");
   const int64_t V = e.members[0].model->config().vocab_size;
+  const VocabParallel& vocab = e.members[0].model->vocab();
   for (size_t i = 0; i < n; ++i) check_ids(continuations[i], i, V, "continuation");
   std::vector<double> out(n, 0.0);
   const torch::Device device = e.members[0].model->device();
@@ -226,21 +231,87 @@ std::vector<double> continuation_logprobs(const Ensemble& e, const MemberPrompts
         rows.push_back(f[m].logits[b].narrow(0, p - 1, len));  // [len,V]
       }
       const auto p0 = static_cast<int64_t>(prompts[0][i].size());
-      const torch::Tensor hidden = f[0].hidden[b].narrow(0, p0 - 1, len);        // [len,H]
-      const torch::Tensor lp = torch::log_softmax(e.combine(rows, hidden), -1);  // [len,V]
+      const torch::Tensor hidden = f[0].hidden[b].narrow(0, p0 - 1, len);  // [len,H]
+      const torch::Tensor z = e.combine(rows, hidden);                     // [len,V] (V_local when split)
       const torch::Tensor targets =
           torch::tensor(std::vector<int64_t>(continuations[i].begin(), continuations[i].end()), torch::kInt64)
               .to(device);
-      out[i] = lp.gather(1, targets.unsqueeze(1)).sum().item<double>();
+      out[i] = (vocab.pick(z, targets) - vocab.logsumexp(z)).sum().item<double>();
     }
   }
   return out;
 }
 
+namespace {
+
+// One ensemble member's part of the running batch: row b of every tensor is batch slot b.
+struct MemberBatch {
+  KVCache cache;
+  torch::Tensor mask;    // [B,L] int64 on the model's device: 1 where slot b attends
+  torch::Tensor logits;  // [B,V] float32: the next-token logits of each slot
+  torch::Tensor hidden;  // [B,H] float32: the final hidden state behind them
+};
+
+// The prompt pass of `rows` (left padded) for one member; its cache has room for `more` positions
+// after the prompts.
+MemberBatch prefill(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
+                    const std::vector<size_t>& rows, int64_t more = 0) {
+  MemberBatch s;
+  const auto [ids, mask] = pad(prompts, rows, /*left=*/true);
+  s.mask = mask.to(model.device());
+  s.cache.reserve(ids.size(1) + more);
+  const ForwardOutput f = model.forward(ids, s.mask, &s.cache, /*last_n=*/1);  // [B,1,V]
+  s.logits = f.logits.select(1, 0);
+  s.hidden = f.hidden.select(1, 0);
+  return s;
+}
+
+// Fresh rows j (from `prefill`) take over slots[j] of the running batch.
+void splice(MemberBatch& run, const MemberBatch& fresh, const std::vector<int64_t>& slots) {
+  const int64_t L = run.cache.length(), P = fresh.cache.length();
+  if (P > L) {
+    run.cache.pad_front(P - L);
+    run.mask = torch::cat({torch::zeros({run.mask.size(0), P - L}, run.mask.options()), run.mask}, 1);
+  }
+  const int64_t width = run.cache.length();
+  for (size_t j = 0; j < slots.size(); ++j) {
+    const auto s = slots[j];
+    const auto jj = static_cast<int64_t>(j);
+    run.cache.put_row(s, fresh.cache, jj);
+    run.mask[s].zero_();
+    run.mask[s].narrow(0, width - P, P).copy_(fresh.mask[jj]);
+    run.logits[s].copy_(fresh.logits[jj]);
+    run.hidden[s].copy_(fresh.hidden[jj]);
+  }
+}
+
+void keep_slots(MemberBatch& run, const torch::Tensor& slots) {
+  run.cache.keep_rows(slots);
+  run.mask = run.mask.index_select(0, slots);
+  run.logits = run.logits.index_select(0, slots);
+  run.hidden = run.hidden.index_select(0, slots);
+}
+
+// Drops the leading positions no slot attends to any more (those of finished rows).
+void trim(MemberBatch& run) {
+  const torch::Tensor used = run.mask.any(0).nonzero();  // [n,1]
+  if (used.size(0) == 0) return;
+  const int64_t first = used[0][0].item<int64_t>();
+  if (first == 0) return;
+  run.cache.drop_front(first);
+  run.mask = run.mask.narrow(1, first, run.mask.size(1) - first);
+}
+
+}  // namespace
+
+// Continuous batching: up to batch_size rows decode together; when a row ends, its slot takes the
+// next waiting row at once (its prompt pass spliced into the running KV cache); when none waits,
+// the slot is dropped. Each row's result is that of decoding it alone, up to float rounding.
 std::vector<Generation> generate(const Ensemble& e, const MemberPrompts& prompts, const GenerateOptions& opts) {
   torch::InferenceMode guard;
   check_prompts(e, prompts, "generate");
   const int64_t V = e.members[0].model->config().vocab_size;
+  const VocabParallel& vocab = e.members[0].model->vocab();
   if (opts.batch_size <= 0) throw ShapeError("generate: batch_size must be positive");
   if (opts.max_new_tokens < 0) throw ShapeError("generate: max_new_tokens must be >= 0");
   if (opts.record_top_k < 0 || opts.record_top_k > V) throw ShapeError("generate: record_top_k must be in [0, vocab]");
@@ -249,88 +320,117 @@ std::vector<Generation> generate(const Ensemble& e, const MemberPrompts& prompts
   }
   const size_t rows = prompts[0].size();
   const size_t M = e.members.size();
+  const torch::Device device = e.members[0].model->device();
   std::vector<Generation> out(rows);
+  for (Generation& g : out) g.finish_reason = "length";
+  if (opts.max_new_tokens == 0 || rows == 0) return out;
   const auto is_eos = [&](int64_t id) {
     return std::find(opts.eos_ids.begin(), opts.eos_ids.end(), id) != opts.eos_ids.end();
   };
-  for (size_t start = 0; start < rows; start += static_cast<size_t>(opts.batch_size)) {
-    const size_t end = std::min(rows, start + static_cast<size_t>(opts.batch_size));
-    const int64_t B = static_cast<int64_t>(end - start);
-    std::vector<at::Generator> gens;
-    if (!opts.greedy) {
-      for (size_t i = start; i < end; ++i) gens.push_back(at::detail::createCPUGenerator(mix_seed(opts.seed, i)));
+  std::vector<at::Generator> gens(rows);
+  std::vector<std::vector<torch::Tensor>> rec_v(rows), rec_i(rows);
+
+  std::vector<MemberBatch> run(M);
+  std::vector<size_t> slot_row;  // the row decoded in each slot
+  size_t waiting = std::min(rows, static_cast<size_t>(opts.batch_size));
+  slot_row = range(0, waiting);
+  const auto admit = [&](const std::vector<size_t>& new_rows) {
+    for (size_t r : new_rows) {
+      if (!opts.greedy) gens[r] = at::detail::createCPUGenerator(mix_seed(opts.seed, r));
     }
-    std::vector<bool> done(static_cast<size_t>(B), false);
-    std::vector<std::vector<torch::Tensor>> rec_v(static_cast<size_t>(B)), rec_i(static_cast<size_t>(B));
-    for (int64_t b = 0; b < B; ++b) out[start + static_cast<size_t>(b)].finish_reason = "length";
-    if (opts.max_new_tokens == 0) continue;
-    // Left padding: the last column is every row's newest token.
-    std::vector<torch::Tensor> masks(M);
-    std::vector<KVCache> caches(M);
-    std::vector<ForwardOutput> f(M);
-    for (size_t m = 0; m < M; ++m) {
-      const auto [ids, mask] = pad(prompts[m], range(start, end), /*left=*/true);
-      masks[m] = mask.to(e.members[m].model->device());
-      f[m] = e.members[m].model->forward(ids, masks[m], &caches[m], /*last_n=*/1);
+  };
+  admit(slot_row);
+  for (size_t m = 0; m < M; ++m) run[m] = prefill(*e.members[m].model, prompts[m], slot_row, opts.max_new_tokens);
+
+  while (!slot_row.empty()) {
+    const auto B = static_cast<int64_t>(slot_row.size());
+    std::vector<torch::Tensor> last(M);
+    for (size_t m = 0; m < M; ++m) last[m] = run[m].logits;
+    const torch::Tensor logits = e.combine(last, run[0].hidden).contiguous();  // [B,V] (V_local when split)
+    torch::Tensor tk_v, tk_i;
+    if (opts.record_top_k > 0) {
+      const TopK tk = vocab.topk(logits, opts.record_top_k);
+      tk_v = tk.values.to(torch::kCPU, torch::kFloat32);
+      tk_i = tk.ids.cpu();
     }
-    for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
-      std::vector<torch::Tensor> last(M);
-      for (size_t m = 0; m < M; ++m) last[m] = f[m].logits.select(1, f[m].logits.size(1) - 1);  // [B,V]
-      const torch::Tensor hidden = f[0].hidden.select(1, f[0].hidden.size(1) - 1);              // [B,H]
-      const torch::Tensor logits = e.combine(last, hidden).contiguous();                        // [B,V]
-      torch::Tensor tk_v, tk_i;
-      if (opts.record_top_k > 0) {
-        auto tk = logits.topk(opts.record_top_k, -1);
-        tk_v = std::get<0>(tk).to(torch::kCPU, torch::kFloat32);
-        tk_i = std::get<1>(tk).cpu();
-      }
-      torch::Tensor next;  // [B] int64 on the host
-      if (opts.greedy) {
-        next = logits.argmax(-1).cpu();
-      } else {
-        const torch::Tensor lc = logits.to(torch::kCPU, torch::kFloat32);
-        next = torch::zeros({B}, torch::kInt64);
-        for (int64_t b = 0; b < B; ++b) {
-          if (!done[static_cast<size_t>(b)]) {
-            next[b] = sample(lc[b], opts.temperature, opts.top_p, gens[static_cast<size_t>(b)]);
-          }
-        }
-      }
-      auto na = next.accessor<int64_t, 1>();
-      bool all_done = true;
+    torch::Tensor next;  // [B] int64 on the host
+    if (opts.greedy) {
+      next = vocab.argmax(logits).cpu();
+    } else {
+      // Every rank of a tensor group samples the same token from the same full logits and seed.
+      const torch::Tensor lc = vocab.gather(logits).to(torch::kCPU, torch::kFloat32);
+      next = torch::zeros({B}, torch::kInt64);
       for (int64_t b = 0; b < B; ++b) {
-        const size_t r = static_cast<size_t>(b);
-        if (done[r]) continue;
-        Generation& g = out[start + r];
-        g.tokens.push_back(static_cast<int32_t>(na[b]));
-        if (opts.record_top_k > 0) {
-          rec_v[r].push_back(tk_v[b]);
-          rec_i[r].push_back(tk_i[b]);
-        }
-        if (is_eos(na[b])) {
-          done[r] = true;
-          g.finish_reason = "eos";
-        } else if (opts.stop && opts.stop(start + r, g.tokens)) {
-          done[r] = true;
-          g.finish_reason = "stop";
-        }
-        all_done = all_done && done[r];
-      }
-      if (all_done || step + 1 == opts.max_new_tokens) break;
-      // Finished rows stay in the batch (so row indices keep their meaning) but their outputs no
-      // longer grow.
-      for (size_t m = 0; m < M; ++m) {
-        masks[m] = torch::cat({masks[m], torch::ones({B, 1}, masks[m].options())}, 1);
-        f[m] = e.members[m].model->forward(next.unsqueeze(1), masks[m], &caches[m]);
+        next[b] = sample(lc[b], opts.temperature, opts.top_p, gens[slot_row[static_cast<size_t>(b)]]);
       }
     }
+    auto na = next.accessor<int64_t, 1>();
+    std::vector<int64_t> going, ended;  // slots
     for (int64_t b = 0; b < B; ++b) {
-      const size_t r = static_cast<size_t>(b);
-      if (opts.record_top_k <= 0) continue;
-      Generation& g = out[start + r];
-      g.topk_logits = rec_v[r].empty() ? torch::zeros({0, opts.record_top_k}) : torch::stack(rec_v[r]);
-      g.topk_ids = rec_i[r].empty() ? torch::zeros({0, opts.record_top_k}, torch::kInt64) : torch::stack(rec_i[r]);
+      const size_t r = slot_row[static_cast<size_t>(b)];
+      Generation& g = out[r];
+      g.tokens.push_back(static_cast<int32_t>(na[b]));
+      if (opts.record_top_k > 0) {
+        rec_v[r].push_back(tk_v[b]);
+        rec_i[r].push_back(tk_i[b]);
+      }
+      bool done = true;
+      if (is_eos(na[b])) {
+        g.finish_reason = "eos";
+      } else if (opts.stop && opts.stop(r, g.tokens)) {
+        g.finish_reason = "stop";
+      } else {
+        done = static_cast<int64_t>(g.tokens.size()) == opts.max_new_tokens;
+      }
+      (done ? ended : going).push_back(b);
     }
+    // Slots of ended rows: refilled while rows wait, dropped otherwise.
+    const size_t refill = std::min(ended.size(), rows - waiting);
+    if (refill < ended.size()) {
+      std::vector<int64_t> keep = going;
+      keep.insert(keep.end(), ended.begin(), ended.begin() + static_cast<std::ptrdiff_t>(refill));
+      std::sort(keep.begin(), keep.end());
+      std::vector<size_t> kept_rows;
+      for (int64_t b : keep) kept_rows.push_back(slot_row[static_cast<size_t>(b)]);
+      std::vector<bool> is_going(static_cast<size_t>(B), false);
+      for (int64_t b : going) is_going[static_cast<size_t>(b)] = true;
+      std::vector<int64_t> new_going, new_ended;
+      for (size_t i = 0; i < keep.size(); ++i) {
+        (is_going[static_cast<size_t>(keep[i])] ? new_going : new_ended).push_back(static_cast<int64_t>(i));
+      }
+      const torch::Tensor idx = torch::tensor(keep, torch::kInt64).to(device);
+      for (MemberBatch& mb : run) keep_slots(mb, idx);
+      next = next.index_select(0, torch::tensor(keep, torch::kInt64));
+      slot_row = kept_rows;
+      going = new_going;
+      ended = new_ended;
+    }
+    if (slot_row.empty()) break;
+    // One decoding step for the rows that go on; a slot about to be refilled rides along masked.
+    if (!going.empty()) {
+      torch::Tensor column = torch::zeros({static_cast<int64_t>(slot_row.size()), 1}, torch::kInt64);
+      for (int64_t b : going) column[b][0] = 1;
+      for (size_t m = 0; m < M; ++m) {
+        MemberBatch& mb = run[m];
+        mb.mask = torch::cat({mb.mask, column.to(device)}, 1);
+        const ForwardOutput f = e.members[m].model->forward(next.unsqueeze(1), mb.mask, &mb.cache);  // [B,1,V]
+        mb.logits = f.logits.select(1, 0);
+        mb.hidden = f.hidden.select(1, 0);
+      }
+    }
+    if (!ended.empty()) {
+      const std::vector<size_t> new_rows = range(waiting, waiting + ended.size());
+      waiting += ended.size();
+      admit(new_rows);
+      for (size_t m = 0; m < M; ++m) splice(run[m], prefill(*e.members[m].model, prompts[m], new_rows), ended);
+      for (size_t i = 0; i < ended.size(); ++i) slot_row[static_cast<size_t>(ended[i])] = new_rows[i];
+    }
+    for (MemberBatch& mb : run) trim(mb);
+  }
+  for (size_t r = 0; r < rows && opts.record_top_k > 0; ++r) {
+    Generation& g = out[r];
+    g.topk_logits = rec_v[r].empty() ? torch::zeros({0, opts.record_top_k}) : torch::stack(rec_v[r]);
+    g.topk_ids = rec_i[r].empty() ? torch::zeros({0, opts.record_top_k}, torch::kInt64) : torch::stack(rec_i[r]);
   }
   return out;
 }

@@ -5,6 +5,14 @@
 // (a superficial head). Every model of an ensemble decodes the same tokens in lock-step, each from
 // its own prompt (its own chat template). All tensors stay on the models' device until results
 // are returned on the host. Everything runs under torch::InferenceMode.
+//
+// Models split over a tensor group (CausalLM::vocab().is_split()): every rank of the group calls
+// these functions with the same arguments at the same time, and every member of an ensemble is
+// split over the same group. Log-probabilities, top-k (merged from each rank's top-k), greedy tokens
+// (argmax over the split vocabulary) and sampled tokens come out identical on every rank; the
+// logits a LogitsTransform sees and returns are this rank's vocabulary slice [N, V_local] (ids
+// vocab().begin() ...). Top-k order is canonical (values descending, equal values by ascending id:
+// model/vocab_parallel.hpp) with one rank or many.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -33,7 +41,8 @@ struct ScoreOutput {
 ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences, const ScoreOptions& opts);
 
 // Changes the main model's logits before they are combined: logits [N,V] float32 and hidden
-// [N,H] float32 on the model's device → [N,V] on the same device.
+// [N,H] float32 on the model's device → [N,V] on the same device ([N,V_local] in and out when the
+// model is split over a tensor group).
 using LogitsTransform = std::function<torch::Tensor(const torch::Tensor& logits, const torch::Tensor& hidden)>;
 
 struct Member {
@@ -42,7 +51,8 @@ struct Member {
 };
 
 // logits = Σ_m weight_m · z_m, with z_0 = transform(logits of members[0]) when a transform is set.
-// Every member must share the vocabulary and the device of members[0] (ShapeError otherwise).
+// Every member must share the vocabulary, the device and the tensor group size of members[0]
+// (ShapeError otherwise).
 struct Ensemble {
   std::vector<Member> members;
   LogitsTransform transform;

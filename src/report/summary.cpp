@@ -324,8 +324,15 @@ std::string to_markdown(const Summary& s) {
       << " moves most\n\n| promoted | mean Δlogit | demoted | mean Δlogit |\n"
       << "|---|---|---|---|\n";
     for (size_t i = 0; i < std::max(h.promoted.size(), h.demoted.size()); ++i) {
+      // Appended piece by piece: GCC 12 with libtorch 2.x headers reports a false
+      // -Wstringop-overflow inside `"literal" + std::string&&` here.
       auto cell = [](const std::vector<TokenShift>& v, size_t i) {
-        return i < v.size() ? "`" + escape_md(v[i].token) + "` | " + fixed(v[i].mean_delta) : std::string(" | ");
+        if (i >= v.size()) return std::string(" | ");
+        std::string c = "`";
+        c += escape_md(v[i].token);
+        c += "` | ";
+        c += fixed(v[i].mean_delta);
+        return c;
       };
       o << "| " << cell(h.promoted, i) << " | " << cell(h.demoted, i) << " |\n";
     }

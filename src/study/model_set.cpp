@@ -26,9 +26,10 @@ torch::Device rank_device(const Job& job, const dist::Comm& comm) {
 #endif
 }
 
-std::unique_ptr<LoadedModel> load_model(const ModelRef& ref, torch::Device device) {
+std::unique_ptr<LoadedModel> load_model(const ModelRef& ref, torch::Device device, const dist::Comm& tensor_group) {
   model::LoadOptions opts;
   opts.device = device;
+  opts.tensor_group = tensor_group;
   opts.dtype = parse_dtype(ref.dtype, "models." + ref.name + ".dtype");
   auto m = std::unique_ptr<LoadedModel>(new LoadedModel{
       ref.name, model::CausalLM::load(ref.path, opts), model::load_tokenizer(ref.path), template_of(ref), {}});
@@ -44,7 +45,7 @@ std::vector<const LoadedModel*> ModelSet::acquire(const std::vector<std::string>
   std::vector<const LoadedModel*> out;
   for (const auto& name : names) {
     auto it = loaded_.find(name);
-    if (it == loaded_.end()) it = loaded_.emplace(name, load_model(job_.model(name), device_)).first;
+    if (it == loaded_.end()) it = loaded_.emplace(name, load_model(job_.model(name), device_, tensor_group_)).first;
     out.push_back(it->second.get());
   }
   return out;

@@ -28,3 +28,10 @@ add_test(NAME e2e_kill_resume
          COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/kill_resume.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
                  ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-kill-resume)
 set_tests_properties(e2e_kill_resume PROPERTIES LABELS e2e PROCESSORS 2 TIMEOUT 1500)
+
+# Tensor parallelism: extract and evaluate with parallel.tensor = 2 on 2 ranks give the datasets of
+# parallel.tensor = 1 (h5dump; float datasets within 1e-4, h5diff).
+add_test(NAME e2e_tensor_parallel
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/tensor_parallel.sh $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}
+                 ${SF_SHARED_DIR}/data ${CMAKE_BINARY_DIR}/e2e-tensor-parallel)
+set_tests_properties(e2e_tensor_parallel PROPERTIES LABELS "e2e;mpi" PROCESSORS 2 TIMEOUT 900)

@@ -86,6 +86,33 @@ TEST(Safetensors, ViewsOutliveTheFileObjectAndWritesStayPrivate) {
   EXPECT_TRUE(torch::equal(again[0].second, torch::ones({4})));
 }
 
+// Slices read with pread equal the same slice of the mapped view, for every dimension and dtype.
+TEST(Safetensors, ReadSliceEqualsTheViewsSlice) {
+  sf::test::TempDir dir("st-slice");
+  const auto file = dir / "s.safetensors";
+  const torch::Tensor m = torch::arange(6 * 7, torch::kFloat32).view({6, 7});
+  const torch::Tensor cube = torch::arange(3 * 4 * 5, torch::kInt64).view({3, 4, 5});
+  const torch::Tensor half = torch::randn({5, 9}).to(torch::kBFloat16);
+  write_safetensors(file, {{"m", m}, {"cube", cube}, {"half", half}, {"vec", torch::arange(10, torch::kInt32)}});
+  const SafetensorsFile f = SafetensorsFile::open(file);
+  for (const char* name : {"m", "cube", "half", "vec"}) {
+    const torch::Tensor whole = f.tensor(name);
+    for (int64_t dim = 0; dim < whole.dim(); ++dim) {
+      const int64_t n = whole.size(dim);
+      for (auto [b, e] : std::vector<std::pair<int64_t, int64_t>>{{0, n}, {1, n - 1}, {n / 2, n}, {2, 2}}) {
+        const torch::Tensor part = f.read_slice(name, dim, b, e);
+        EXPECT_TRUE(part.is_contiguous());
+        EXPECT_TRUE(torch::equal(part, whole.narrow(dim, b, e - b)))
+            << name << " dim " << dim << " [" << b << "," << e << ")";
+      }
+    }
+  }
+  EXPECT_THROW(f.read_slice("m", 1, 3, 8), sf::ShapeError);
+  EXPECT_THROW(f.read_slice("m", 2, 0, 1), sf::ShapeError);
+  EXPECT_THROW(f.read_slice("m", 0, 4, 3), sf::ShapeError);
+  EXPECT_THROW(f.read_slice("absent", 0, 0, 1), sf::FormatError);
+}
+
 TEST(Safetensors, EmptyFileOfNoTensorsIsValid) {
   sf::test::TempDir dir("safetensors-empty");
   write_safetensors(dir / "e.safetensors", {});

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""A faithful transformers re-implementation of the reference code's extraction loop (dev time only),
+the peer of `superficial bench extract`: VITA-Group/Superficial_Alignment eval/*/extract_logit.py with
+modeling/dexperts.py's DExpertsLlamaExtract and eval/utils.py's generate_completions_extract_logits.
+Batch 1; the aligned model (expert) and the base (anti-expert) decode in lock-step, each with its own
+KV cache: at every step both models' full next-token logits and final hidden states are kept, the
+aligned model's argmax is the next token of both; at the end the top-k (the reference: 500) of every
+kept row is taken and everything is saved with torch.save, as the reference does.
+
+  python scripts/reference-extract.py --aligned runs/real/models/smollm2-safe --base runs/real/smollm2.gguf \
+      --examples 16 --max-new-tokens 64 --top-k 100 --out /tmp/ref-extract
+
+Prompts: the first --examples AdvBench train goals in the reference's Alpaca layout, in ChatML (the
+real study's template) for both models, as jobs/bench-extract-smollm2.yaml gives them to ours.
+Prints one JSON line: response tokens, wall seconds, tokens/s.
+"""
+import argparse
+import csv
+import json
+import os
+import time
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def load(path):
+    if path.endswith(".gguf"):
+        d, f = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+        return (AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32),
+                AutoTokenizer.from_pretrained(d, gguf_file=f))
+    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32), AutoTokenizer.from_pretrained(path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--aligned", required=True)
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--data", default="../shared/data/advbench/train.csv")
+    ap.add_argument("--examples", type=int, default=32)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--top-k", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    expert, tok = load(a.aligned)
+    antiexpert, _ = load(a.base)
+    expert.eval()
+    antiexpert.eval()
+    with open(a.data) as f:
+        goals = [row["goal"] for row in csv.DictReader(f)][: a.examples]
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    os.makedirs(a.out, exist_ok=True)
+    e_logits, a_logits, e_hidden, a_hidden, outputs = [], [], [], [], []
+    tokens = 0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for goal in goals:
+            prompt = ("Below is an instruction that describes a task. Write a response that appropriately completes "
+                      f"the request.\n\n### Instruction:\n{goal}\n\n### Response:")
+            text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+            ids = tok(text, return_tensors="pt", add_special_tokens=False).input_ids
+            e_in, a_in = ids, ids
+            e_past = a_past = None
+            generated = []
+            for _ in range(a.max_new_tokens):
+                eo = expert(e_in, past_key_values=e_past, use_cache=True, output_hidden_states=True)
+                ao = antiexpert(a_in, past_key_values=a_past, use_cache=True, output_hidden_states=True)
+                e_past, a_past = eo.past_key_values, ao.past_key_values
+                e_logits.append(eo.logits[:, -1, :].float())
+                a_logits.append(ao.logits[:, -1, :].float())
+                e_hidden.append(eo.hidden_states[-1][:, -1, :].float())
+                a_hidden.append(ao.hidden_states[-1][:, -1, :].float())
+                nxt = eo.logits[:, -1, :].argmax(-1, keepdim=True)
+                generated.append(int(nxt))
+                tokens += 1
+                if int(nxt) == eos:
+                    break
+                e_in, a_in = nxt, nxt
+            outputs.append(tok.decode(generated, skip_special_tokens=True))
+        expert_all = torch.cat(e_logits, 0)
+        anti_all = torch.cat(a_logits, 0)
+        ev, ei = torch.topk(expert_all, k=a.top_k, dim=-1)
+        av, ai = torch.topk(anti_all, k=a.top_k, dim=-1)
+        torch.save({"logit": ev, "indices": ei}, os.path.join(a.out, "expert.bin"))
+        torch.save({"logit": av, "indices": ai}, os.path.join(a.out, "antiexpert.bin"))
+        torch.save(torch.cat(e_hidden, 0), os.path.join(a.out, "expert_hidden.bin"))
+        torch.save(torch.cat(a_hidden, 0), os.path.join(a.out, "antiexpert_hidden.bin"))
+        with open(os.path.join(a.out, "predictions.jsonl"), "w") as f:
+            for g, o in zip(goals, outputs):
+                f.write(json.dumps({"instruction": g, "response": o}) + "\n")
+    wall = time.perf_counter() - t0
+    print(json.dumps({"bench": "reference-extract", "tool": "transformers " + transformers.__version__,
+                      "examples": len(goals), "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
+                      "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0]}))
+
+
+if __name__ == "__main__":
+    main()
