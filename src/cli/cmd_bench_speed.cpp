@@ -5,16 +5,14 @@
 //   decode b=1     greedy decoding, one prompt, --new-tokens tokens (no EOS: the length is fixed)
 //   decode b=16    the same for 16 prompts decoded together
 //   peak RSS       of the process after the batch-1 decodes (run first, so scoring's logits do not count)
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "cli/bench_probe.hpp"
 #include "cli/command.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
@@ -27,10 +25,6 @@ struct SpeedOptions {
   int threads = 2;
   int64_t new_tokens = 64;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // {"median": m, "min": a, "max": b} of the samples.
 nlohmann::json spread(std::vector<double> v) {
@@ -67,7 +61,7 @@ void bench_speed(const SpeedOptions& o) {
     for (int r = 0; r < o.runs; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
       sf::model::generate(model, p, g);
-      tps.push_back(static_cast<double>(batch * o.new_tokens) / seconds_since(t0));
+      tps.push_back(static_cast<double>(batch * o.new_tokens) / sf::cli::seconds_since(t0));
     }
     return spread(tps);
   };
@@ -80,9 +74,7 @@ void bench_speed(const SpeedOptions& o) {
   out["runs"] = o.runs;
   out["decode_new_tokens"] = o.new_tokens;
   out["decode_b1_tokens_per_s"] = decode(1);
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  out["peak_rss_decode_b1_mib"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  out["peak_rss_decode_b1_mib"] = sf::cli::rss_now_and_peak_mb().second;
   out["decode_b16_tokens_per_s"] = decode(16);
 
   const int64_t B = 8, T = 256;
@@ -93,13 +85,11 @@ void bench_speed(const SpeedOptions& o) {
   for (int r = 0; r < o.runs; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     model.forward(ids, mask);  // logits [B,T,V]
-    tps.push_back(static_cast<double>(B * T) / seconds_since(t0));
+    tps.push_back(static_cast<double>(B * T) / sf::cli::seconds_since(t0));
   }
   out["scoring_batch"] = {B, T};
   out["scoring_tokens_per_s"] = spread(tps);
-  double load1 = -1;
-  std::ifstream("/proc/loadavg") >> load1;
-  out["load_avg_1m"] = load1;
+  out["load_avg_1m"] = sf::cli::load_average();
   std::printf("%s\n", out.dump().c_str());
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_probe.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "dist/layout.hpp"
@@ -23,6 +24,9 @@
 
 namespace {
 
+using sf::cli::load_average;
+using sf::cli::rss_now_and_peak_mb;
+using sf::cli::seconds_since;
 using sf::model::CausalLM;
 using sf::model::ModelConfig;
 
@@ -141,10 +145,6 @@ std::optional<sf::tok::Tokenizer> model_tokenizer(const std::filesystem::path& m
 
 // --- bench forward ---------------------------------------------------------------------------
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // GFLOP/s of x[M,K] @ w[N,K]^T (the layout of torch::linear), best of `reps`.
 double gemm_gflops(int64_t m, int64_t k, int64_t n, int reps) {
   torch::InferenceMode guard;
@@ -192,24 +192,6 @@ ModelConfig bench_shape(const std::string& name) {
     throw sf::ConfigError("--shape: '" + name + "' is not smollm2-135m or qwen2.5-0.5b");
   }
   return c;
-}
-
-// Bytes of this process's resident memory now and at its peak (/proc/self/status VmRSS, VmHWM).
-std::pair<double, double> rss_now_and_peak_mb() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  double rss = -1, hwm = -1;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) rss = std::stod(line.substr(6)) / 1024.0;
-    if (line.rfind("VmHWM:", 0) == 0) hwm = std::stod(line.substr(6)) / 1024.0;
-  }
-  return {rss, hwm};
-}
-
-double load_average() {
-  double load1 = -1;
-  std::ifstream("/proc/loadavg") >> load1;
-  return load1;
 }
 
 // Every rank's JSON object, printed by world rank 0 as {"ranks": [...], ...common}.
