@@ -134,7 +134,7 @@ def build_llama(out, tok):
     ltok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
     ltok.save(os.path.join(d, "tokenizer.json"))
     cfg = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5,
                       rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=0, eos_token_id=2, pad_token_id=1)
     torch.manual_seed(9)
     model = LlamaForCausalLM(cfg).eval()

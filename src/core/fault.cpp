@@ -1,6 +1,7 @@
 #include "core/fault.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -14,7 +15,8 @@ namespace {
 struct Plan {
   Op op = Op::kWrite;
   long long n = 0;
-  int error = 0;
+  int error = 0;      // the errno to fail with, unless `kill`
+  bool kill = false;  // SIGKILL instead of the n-th operation
   std::string text;
 };
 
@@ -29,7 +31,8 @@ Plan parse(const std::string& v) {
     start = colon + 1;
   }
   parts.push_back(v.substr(start));
-  if (parts.size() < 3) throw ConfigError(where + ": expected <write|fsync|rename>:<n>:<ENOSPC|EIO>[:<path text>]");
+  if (parts.size() < 3)
+    throw ConfigError(where + ": expected <write|fsync|rename>:<n>:<ENOSPC|EIO|KILL>[:<path text>]");
   Plan p;
   if (parts[0] == "write") {
     p.op = Op::kWrite;
@@ -48,8 +51,10 @@ Plan parse(const std::string& v) {
     p.error = ENOSPC;
   } else if (parts[2] == "EIO") {
     p.error = EIO;
+  } else if (parts[2] == "KILL") {
+    p.kill = true;
   } else {
-    throw ConfigError(where + ": errno '" + parts[2] + "' is not ENOSPC or EIO");
+    throw ConfigError(where + ": '" + parts[2] + "' is not ENOSPC, EIO or KILL");
   }
   if (parts.size() == 4) p.text = parts[3];
   return p;
@@ -72,7 +77,9 @@ int inject(Op op, const std::string& path) {
     plan = parse(active);
   }
   if (plan->op != op || path.find(plan->text) == std::string::npos) return 0;
-  return ++seen == plan->n ? plan->error : 0;
+  if (++seen != plan->n) return 0;
+  if (plan->kill) std::raise(SIGKILL);
+  return plan->error;
 }
 
 }  // namespace sf::fault

@@ -7,7 +7,8 @@
 //     op     write | fsync | rename
 //     n      the n-th operation of that kind in this process (1-based) fails; later ones succeed
 //            (counting starts again whenever the variable's value changes)
-//     errno  ENOSPC | EIO
+//     errno  ENOSPC | EIO, or KILL: the process sends itself SIGKILL instead of doing the n-th
+//            operation (a crash at a chosen point, for resume tests that must not race the work)
 //     text   optional: only operations on paths containing this text are counted
 //
 // Counted operations: every data write of an HDF5 output (dataset appends, flushes and closes of
@@ -21,7 +22,7 @@ namespace sf::fault {
 
 enum class Op { kWrite, kSync, kRename };
 
-// 0, or the errno this operation on `path` must fail with.
+// 0, or the errno this operation on `path` must fail with (with KILL, the n-th one does not return).
 int inject(Op op, const std::string& path);
 
 }  // namespace sf::fault

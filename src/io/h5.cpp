@@ -12,6 +12,7 @@
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/fault.hpp"
+#include "io/h5_heap_check.hpp"
 
 namespace sf::h5 {
 namespace {
@@ -569,6 +570,7 @@ File File::open(const std::filesystem::path& path, bool writable) {
   silence_hdf5();
   if (!std::filesystem::exists(path)) throw IoError(path.string() + ": no such file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw FormatError(path.string() + ": not an HDF5 file");
+  check_global_heaps(path);
   hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) throw IoError(path.string() + ": cannot open HDF5 file");
   return File(Handle(f), path);

@@ -43,6 +43,15 @@ Recipe parse_recipe(const ConfigNode& n, const std::string& name) {
   prompt_fields(r.prompt, n.where("prompt"));  // well-formed braces
   r.reference_field = n.get<std::string>("reference", "");
   r.optional = n.get<bool>("optional", false);
+  const std::string truncate = n.get<std::string>("truncate", "error");
+  if (truncate == "answer") {
+    r.truncate = InputTruncate::kAnswer;
+    const std::vector<std::string> fields = prompt_fields(r.prompt, n.where("prompt"));
+    if (std::find(fields.begin(), fields.end(), "answer") == fields.end())
+      throw ConfigError(n.where("truncate") + ": answer needs {answer} in the prompt");
+  } else if (truncate != "error") {
+    throw ConfigError(n.where("truncate") + ": expected error or answer");
+  }
   if (n.has("trim")) {
     const ConfigNode t = n.child("trim");
     r.trim.whitespace = t.get<bool>("whitespace", false);
@@ -116,6 +125,7 @@ nlohmann::json Recipe::to_json() const {
       {"prompt", prompt},
       {"reference", reference_field},
       {"trim", {{"whitespace", trim.whitespace}, {"drop_prefix", trim.drop_prefix}, {"cut_at", trim.cut_at}}},
+      {"truncate", truncate == InputTruncate::kAnswer ? "answer" : "error"},
       {"optional", optional}};
   if (kind == Kind::kGenerate) {
     j["regex"] = regex;

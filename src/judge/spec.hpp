@@ -12,6 +12,8 @@
 //       labels: [" yes", " no"]      # label_prob: texts scored after the prompt; classifier: classes by index
 //       positive: " yes"
 //       trim: {whitespace: true, drop_prefix: ["Answer:"], cut_at: ["Comment:", "\n\n"]}  # of {answer}
+//       truncate: error              # an input past the judge model's context: error | answer
+//                                    #   (answer: the end of {answer} is cut until it fits; judge/fit.hpp)
 //       reference: Best Answer       # optional: the task field {reference} stands for
 //       optional: false              # true: an unbound judge is left out instead of reported unscored
 //     - name: harm_policy
@@ -65,6 +67,12 @@ struct AnswerTrim {
   std::string apply(const std::string& answer) const;
 };
 
+// What an input longer than the judge model's context does (judge/fit.hpp).
+enum class InputTruncate {
+  kError,   // stop with one line naming the judge, the item and both sizes
+  kAnswer,  // drop tokens from the end of {answer} until the input fits
+};
+
 struct Recipe {
   std::string name;
   Kind kind = Kind::kLabelProb;
@@ -72,6 +80,7 @@ struct Recipe {
   std::string prompt;
   std::string reference_field;  // empty: {reference} is not available
   AnswerTrim trim;
+  InputTruncate truncate = InputTruncate::kError;
   std::vector<std::string> labels;  // label_prob, classifier
   std::string positive;             // label_prob, classifier: one of labels
   std::string regex;                // generate

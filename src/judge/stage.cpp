@@ -20,6 +20,7 @@
 #include "eval/evaluate.hpp"
 #include "eval/task.hpp"
 #include "io/h5.hpp"
+#include "judge/fit.hpp"
 #include "judge/judge.hpp"
 #include "judge/judgments.hpp"
 #include "judge/plan.hpp"
@@ -115,6 +116,7 @@ std::vector<Unit> make_units(const Plan& plan, const std::vector<eval::Task>& ta
   for (size_t ji = 0; ji < plan.judges.size(); ++ji) {
     const ActiveJudge& j = plan.judges[ji];
     const Recipe& r = j.recipe;
+    const InputFit fit(r, j.binding);
     const int64_t chunk = j.binding.chunk_examples;
     auto finish = [&](Unit u) {
       std::string h = j.fingerprint + "\n" + (u.heldout ? "heldout " + j.heldout_sha256 : "answers") + "\n" + j.task +
@@ -133,7 +135,7 @@ std::vector<Unit> make_units(const Plan& plan, const std::vector<eval::Task>& ta
         auto fields = j.heldout[static_cast<size_t>(i)];
         if (fields.count("answer")) fields["answer"] = r.trim.apply(fields["answer"]);
         u.rows.push_back(i);
-        u.inputs.push_back(fill_prompt(r, fields));
+        u.inputs.push_back(fit.fill(fields, "task " + j.task + ", held-out item " + std::to_string(i)).text);
       }
       finish(std::move(u));
     }
@@ -168,8 +170,10 @@ std::vector<Unit> make_units(const Plan& plan, const std::vector<eval::Task>& ta
                               j.task + "'");
           u.rows.push_back(rows[k]);
           u.example_ids.push_back(answers->example_id[row]);
-          u.inputs.push_back(
-              fill_prompt(r, judge_fields(r, ex->second->fields, ex->second->input, answers->answer[row])));
+          u.inputs.push_back(fit.fill(judge_fields(r, ex->second->fields, ex->second->input, answers->answer[row]),
+                                      "task " + j.task + ", system " + system + ", example " +
+                                          std::to_string(answers->example_id[row]))
+                                 .text);
         }
         finish(std::move(u));
       }

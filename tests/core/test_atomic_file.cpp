@@ -3,6 +3,7 @@
 // line naming the file and the errno.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdlib>
 
 #include "core/atomic_file.hpp"
@@ -80,6 +81,27 @@ TEST(AtomicFile, FaultCountsOnlyMatchingPathsAndRestartsWithANewValue) {
   }
   {
     const Fault f("write:0:EIO");
+    EXPECT_THROW(sf::write_file_atomically(dir / "x", "x"), sf::ConfigError);
+  }
+}
+
+TEST(AtomicFile, KillFaultEndsTheProcessAtTheNthOperationAndLeavesTheOldFile) {
+  sf::test::TempDir dir("atomic");
+  const fs::path file = dir / "unit.h5";
+  sf::write_file_atomically(file, "old");
+  // The child writes one file whole, then dies by SIGKILL at the second rename (of `file`).
+  EXPECT_EXIT(
+      {
+        ::setenv("SUPERFICIAL_FAULT", "rename:2:KILL", 1);
+        sf::write_file_atomically(dir / "first", "x");
+        sf::write_file_atomically(file, "new");
+        std::exit(0);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  EXPECT_EQ(sf::test::read_file(dir / "first"), "x");
+  EXPECT_EQ(sf::test::read_file(file), "old");
+  {
+    const Fault f("rename:1:kill");
     EXPECT_THROW(sf::write_file_atomically(dir / "x", "x"), sf::ConfigError);
   }
 }

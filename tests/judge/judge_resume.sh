@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `superficial judge` on the answers of a tiny random pair (toxigen, truthfulqa-gen), with the golden
 # fixture judges (tests/fixtures/judges: a RoBERTa classifier, a llama label_prob judge):
-#  - an uninterrupted run (A) and a run whose rank is SIGKILLed after some units, then rerun (B),
+#  - an uninterrupted run (A) and a run whose ranks are SIGKILLed after some units, then rerun (B),
 #    write the same judgments (every dataset and the judges attribute, as h5dump prints them);
 #  - both files pass `superficial validate`;
 #  - binding one more judge to a finished run only runs that judge (the answers are untouched);
@@ -37,25 +37,14 @@ cp -r "$WORK/a/evaluate" "$WORK/b/evaluate"
 mpirun --oversubscribe -np 2 "$CLI" judge jobs/tiny.yaml $(sets a) > "$WORK/a.log" 2>&1
 units_a=$(find "$WORK/a/judge/units" -name '*.h5' | wc -l)
 
-# B: SIGKILL of one rank once at least 5 unit files exist (the rank is found first: units are quick),
-# then the same command again.
+# B: every rank dies by SIGKILL at its 5th unit commit (the fault seam, src/core/fault.hpp: a fixed
+# point, where a kill from outside raced units that take milliseconds), then the same command again.
 # shellcheck disable=SC2046
-mpirun --oversubscribe -np 2 "$CLI" judge jobs/tiny.yaml $(sets b) > "$WORK/b1.log" 2>&1 &
-launcher=$!
-victim=
-for _ in $(seq 1 1000); do
-  victim=$(pgrep -f "^$CLI judge jobs/tiny.yaml --set run_dir=$WORK/b" | tail -1 || true)
-  [[ -n $victim ]] && break
-  sleep 0.02
-done
-[[ -n $victim ]] || { echo "no rank of the judge run found"; exit 1; }
-for _ in $(seq 1 3000); do
-  n=$( (find "$WORK/b/judge/units" -name '*.h5' 2> /dev/null || true) | wc -l)
-  ((n >= 5)) && break
-  sleep 0.01
-done
-kill -9 "$victim"
-wait "$launcher" && { echo "the killed run exited 0"; exit 1; }
+if SUPERFICIAL_FAULT=rename:5:KILL:/judge/units/ mpirun --oversubscribe -np 2 "$CLI" judge jobs/tiny.yaml \
+  $(sets b) > "$WORK/b1.log" 2>&1; then
+  echo "the killed run exited 0"
+  exit 1
+fi
 test ! -e "$WORK/b/judge/judgments.h5" || { echo "judgments.h5 presented after a killed run"; exit 1; }
 killed_at=$(find "$WORK/b/judge/units" -name '*.h5' | wc -l)
 ((killed_at < units_a)) || { echo "the killed run had finished all $units_a units"; exit 1; }
