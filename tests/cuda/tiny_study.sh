@@ -3,17 +3,13 @@
 # Exit code 77 (skipped) where there is no GPU or the build has no CUDA.
 # Usage: tiny_study.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
 set -euo pipefail
-CLI=$1 SRC=$2 DATA=$3 WORK=$4
+CLI=$1
 if ! "$CLI" --log-level warn cuda-info > /dev/null 2>&1; then
   echo "skipped: no GPU (or a build without SUPERFICIAL_WITH_CUDA)"
   exit 77
 fi
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cd "$SRC"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
-bash scripts/make-tiny-pair.sh "$WORK/models" > /dev/null
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 "$CLI" run jobs/tiny.yaml --set device=cuda --set "run_dir=$WORK/run" --set "data_root=$DATA" \
   --set "models.tiny-base.path=$WORK/models/base" --set "models.tiny-chat.path=$WORK/models/aligned" \
   --set 'heads.variants=[{name: hidden, type: hidden}, {name: lowrank, type: hidden, rank: 4}, {name: bb, type: bb, k: 10, rank: 4}, {name: bbl, type: bb_linear, k: 10, rank: 4}, {name: bias, type: bias}]' \

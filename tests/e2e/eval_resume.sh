@@ -3,14 +3,8 @@
 # after some work units were written, then started again (B), must produce the same results.h5
 # datasets (answers, scores, token-level logits), with B reporting the units it resumed.
 # Usage: eval_resume.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
-set -euo pipefail
-CLI=$1 SRC=$2 DATA=$3 WORK=$4
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cd "$SRC"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
-bash scripts/make-tiny-pair.sh "$WORK/models" > /dev/null
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 sets() {
   echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
     --set "models.tiny-chat.path=$WORK/models/aligned" --set "evaluate.systems=[base,chat]" \

@@ -7,18 +7,11 @@
 # judgments.h5 (h5dump, attributes aside: they hold creation times), the heads' tensor bytes and
 # summary.json (creation times and the run folder's name aside).
 # Usage: kill_resume.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
-set -euo pipefail
-CLI=$1 SRC=$2 DATA=$3 WORK=$4
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 SEED=${SUPERFICIAL_KILL_SEED:-$(((($(date +%s) * 7919) ^ $$) % 32768))}
 echo "kill seed $SEED (replay: SUPERFICIAL_KILL_SEED=$SEED ctest -R e2e_kill_resume)"
 RANDOM=$SEED
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cd "$SRC"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
-unset SUPERFICIAL_FAULT
-bash scripts/make-tiny-pair.sh "$WORK/models" > /dev/null
 sets() {
   echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
     --set "models.tiny-chat.path=$WORK/models/aligned" --set "tasks=[gsm8k,toxigen]" \

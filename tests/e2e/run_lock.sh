@@ -5,15 +5,8 @@
 # another job (other --set), with one rank or two; after the holder is SIGKILLed, the next job
 # takes over its lock with a warning and completes; a finished job leaves no lock behind.
 # Usage: run_lock.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
-set -euo pipefail
-CLI=$1 SRC=$2 DATA=$3 WORK=$4
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cd "$SRC"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
-unset SUPERFICIAL_FAULT
-bash scripts/make-tiny-pair.sh "$WORK/models" > /dev/null
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 RUN=$WORK/run
 LOCK=$RUN/.superficial.lock
 sets=(--set "run_dir=$RUN" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base"

@@ -3,14 +3,8 @@
 # HDF5 output through `superficial validate`, summary.json through its schema, and a second run
 # that must skip every stage (resume).
 # Usage: run_tiny.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
-set -euo pipefail
-CLI=$1 SRC=$2 DATA=$3 WORK=$4
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cd "$SRC"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
-bash scripts/make-tiny-pair.sh "$WORK/models"
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 SETS=(--set "run_dir=$WORK/run" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base"
       --set "models.tiny-chat.path=$WORK/models/aligned")
 mpirun --oversubscribe -np 2 "$CLI" run jobs/tiny.yaml "${SETS[@]}" 2>&1 | tee "$WORK/run1.log"

@@ -7,15 +7,9 @@
 #  - binding one more judge to a finished run only runs that judge (the answers are untouched);
 #  - a misconfigured judge fails with one error line before any unit is computed.
 # Usage: judge_resume.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
-set -euo pipefail
-CLI=$1 SRC=$2 DATA=$3 WORK=$4
-rm -rf "$WORK"
-mkdir -p "$WORK"
-cd "$SRC"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-export SUPERFICIAL_BIN=$CLI SUPERFICIAL_SCHEMA_DIR=$SRC/results-schema
+# shellcheck source=tests/e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 FIX=$SRC/tests/fixtures/judges
-bash scripts/make-tiny-pair.sh "$WORK/models" > /dev/null
 printf '%s\n' '{"question": "Is the sky blue?", "answer": "Yes", "label": " yes"}' \
   '{"question": "Is fire cold?", "answer": "Yes, very.", "label": " no"}' > "$WORK/heldout.jsonl"
 sets() {
