@@ -11,11 +11,4 @@ add_test(NAME heads_memory_bounded
 set_tests_properties(heads_memory_bounded PROPERTIES LABELS "heads" TIMEOUT 600 ENVIRONMENT "OMP_NUM_THREADS=1")
 
 # Heads on vocabulary-split logits (tensor parallelism) as two MPI ranks.
-find_program(SF_MPIEXEC NAMES mpirun mpiexec)
-if(SF_MPIEXEC)
-  add_test(NAME heads_tp_mpi_np2
-           COMMAND ${SF_MPIEXEC} --oversubscribe -np 2 $<TARGET_FILE:test_heads> --gtest_also_run_disabled_tests
-                   --gtest_filter=*DISABLED_TpHeads*)
-  set_tests_properties(heads_tp_mpi_np2 PROPERTIES LABELS "heads;mpi" PROCESSORS 2 TIMEOUT 300
-                       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")
-endif()
+sf_add_mpi_test(heads_tp_mpi_np2 test_heads 2 heads *DISABLED_TpHeads*)
