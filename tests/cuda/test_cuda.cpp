@@ -10,9 +10,9 @@
 #include "core/error.hpp"
 #include "dist/comm.hpp"
 #include "heads/head.hpp"
-#include "io/safetensors.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
+#include "testutil/golden.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
@@ -32,8 +32,7 @@ class CudaGolden : public ::testing::TestWithParam<std::string> {};
 TEST_P(CudaGolden, LogitsWithinTheToleranceTable) {
   SKIP_WITHOUT_GPU();
   torch::InferenceMode guard;
-  std::map<std::string, torch::Tensor> ref;
-  for (auto& [name, t] : sf::io::read_safetensors(model_dir(GetParam()) / "reference.safetensors")) ref[name] = t;
+  auto ref = sf::test::read_reference(model_dir(GetParam()) / "reference.safetensors");
   for (const auto& [dtype, tol] :
        {std::pair{torch::kFloat32, kCudaFp32Tol}, std::pair{torch::kBFloat16, kCudaBf16Tol}}) {
     sf::model::LoadOptions opts;

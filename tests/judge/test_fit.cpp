@@ -9,10 +9,10 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
-#include "io/safetensors.hpp"
 #include "judge/fit.hpp"
 #include "judge/kinds.hpp"
 #include "model/model_files.hpp"
+#include "testutil/golden.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
@@ -117,8 +117,7 @@ TEST(JudgeFit, ClassifierAnswerPolicyGivesTransformersTruncation) {
   // The golden fixture's texts and the ids transformers gave them (truncation=True, 22 positions).
   const auto cases = nlohmann::json::parse(sf::test::read_file(fixtures() / "cases.json"));
   const auto texts = cases["classifier_texts"].get<std::vector<std::string>>();
-  std::map<std::string, torch::Tensor> ref;
-  for (auto& [name, t] : sf::io::read_safetensors(fixtures() / "roberta" / "reference.safetensors")) ref[name] = t;
+  auto ref = sf::test::read_reference(fixtures() / "roberta" / "reference.safetensors");
   bool cut = false;
   for (size_t i = 0; i < texts.size(); ++i) {
     const sf::judge::FittedInput f = fit.fill({{"answer", texts[i]}}, "item");

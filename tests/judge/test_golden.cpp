@@ -12,9 +12,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "io/safetensors.hpp"
 #include "judge/kinds.hpp"
 #include "judge/roberta.hpp"
+#include "testutil/golden.hpp"
 #include "testutil/testutil.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -30,9 +30,7 @@ constexpr double kLoglikTol = 1e-4;
 fs::path fixtures() { return sf::test::fixtures_dir() / "judges"; }
 
 std::map<std::string, torch::Tensor> reference(const std::string& model) {
-  std::map<std::string, torch::Tensor> out;
-  for (auto& [name, t] : sf::io::read_safetensors(fixtures() / model / "reference.safetensors")) out[name] = t;
-  return out;
+  return sf::test::read_reference(fixtures() / model / "reference.safetensors");
 }
 
 json cases() { return json::parse(sf::test::read_file(fixtures() / "cases.json")); }

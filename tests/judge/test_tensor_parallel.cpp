@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/layout.hpp"
-#include "io/safetensors.hpp"
 #include "judge/kinds.hpp"
+#include "testutil/golden.hpp"
 #include "testutil/testutil.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -29,8 +29,7 @@ TEST(DISABLED_TpJudge, LabelProbabilitiesOfASplitJudgeMatchTransformers) {
   const auto layout = sf::dist::ParallelLayout::make(sf::dist::Comm::world(), 2);
   const json c = json::parse(sf::test::read_file(fixtures() / "cases.json"));
   const auto inputs = c["judge_inputs"].get<std::vector<std::string>>();
-  std::map<std::string, torch::Tensor> ref;
-  for (auto& [name, t] : sf::io::read_safetensors(fixtures() / "llama" / "reference.safetensors")) ref[name] = t;
+  auto ref = sf::test::read_reference(fixtures() / "llama" / "reference.safetensors");
   sf::model::LoadOptions opts;
   opts.tensor_group = layout.tensor;
   for (const auto& [set, labels_json] : c["label_sets"].items()) {

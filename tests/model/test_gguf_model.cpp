@@ -10,12 +10,12 @@
 #include "core/error.hpp"
 #include "heads/base_model.hpp"
 #include "io/gguf.hpp"
-#include "io/safetensors.hpp"
 #include "model/causal_lm.hpp"
 #include "model/gguf_convert.hpp"
 #include "model/gguf_model.hpp"
 #include "model/model_files.hpp"
 #include "testutil/gguf_writer.hpp"
+#include "testutil/golden.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
@@ -27,16 +27,10 @@ constexpr double kFp32Tol = 1e-4;
 
 std::filesystem::path gguf(const std::string& name) { return sf::test::fixtures_dir() / "gguf" / (name + ".gguf"); }
 
-std::map<std::string, torch::Tensor> reference(const std::string& name) {
-  std::map<std::string, torch::Tensor> out;
-  const auto file = sf::test::fixtures_dir() / "gguf" / (name + ".reference.safetensors");
-  for (auto& [k, t] : sf::io::read_safetensors(file)) out[k] = t;
-  return out;
-}
+using sf::test::masked_max_diff;
 
-double masked_max_diff(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
-  auto m = mask.to(torch::kBool).unsqueeze(-1).expand_as(a);
-  return (a - b).abs().masked_select(m).max().item<double>();
+std::map<std::string, torch::Tensor> reference(const std::string& name) {
+  return sf::test::read_reference(sf::test::fixtures_dir() / "gguf" / (name + ".reference.safetensors"));
 }
 
 class GgufGolden : public ::testing::TestWithParam<std::string> {};

@@ -9,9 +9,9 @@
 
 #include <map>
 
-#include "io/safetensors.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
+#include "testutil/golden.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
@@ -22,31 +22,12 @@ using sf::model::KVCache;
 constexpr double kFp32Tol = 1e-4;
 constexpr double kBf16Tol = 0.25;
 
-std::filesystem::path model_dir(const std::string& variant) { return sf::test::fixtures_dir() / "models" / variant; }
+using sf::test::masked_max_diff;
+using sf::test::unpad;
 
+std::filesystem::path model_dir(const std::string& variant) { return sf::test::golden_model(variant); }
 std::map<std::string, torch::Tensor> reference(const std::string& variant) {
-  std::map<std::string, torch::Tensor> out;
-  for (auto& [name, t] : sf::io::read_safetensors(model_dir(variant) / "reference.safetensors")) out[name] = t;
-  return out;
-}
-
-// Max |a-b| over the positions where mask [B,T] is 1.
-double masked_max_diff(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
-  auto m = mask.to(torch::kBool).unsqueeze(-1).expand_as(a);
-  return (a - b).abs().masked_select(m).max().item<double>();
-}
-
-// The unpadded sequences of a padded batch.
-std::vector<std::vector<int32_t>> unpad(const torch::Tensor& ids, const torch::Tensor& mask) {
-  std::vector<std::vector<int32_t>> out;
-  for (int64_t b = 0; b < ids.size(0); ++b) {
-    std::vector<int32_t> s;
-    for (int64_t t = 0; t < ids.size(1); ++t) {
-      if (mask[b][t].item<int64_t>()) s.push_back(static_cast<int32_t>(ids[b][t].item<int64_t>()));
-    }
-    out.push_back(s);
-  }
-  return out;
+  return sf::test::read_reference(model_dir(variant) / "reference.safetensors");
 }
 
 class Golden : public ::testing::TestWithParam<std::string> {
