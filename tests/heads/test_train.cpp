@@ -173,7 +173,9 @@ TEST(Train, BbHeadsLearnOnTheSupportAndTransferToALargerBase) {
     const torch::Tensor w_big = torch::randn({so.vocab, 3 * so.hidden}) * 0.3;
     const torch::Tensor h_big = torch::randn({200, 3 * so.hidden});
     const torch::Tensor base_big = torch::matmul(h_big, w_big.t());
-    auto [a_logits, a_ids] = (base_big + study.bias).topk(so.top_k, 1);
+    const auto aligned_topk = (base_big + study.bias).topk(so.top_k, 1);
+    const torch::Tensor& a_logits = std::get<0>(aligned_topk);  // (not a structured binding: lambdas capture it)
+    const torch::Tensor& a_ids = std::get<1>(aligned_topk);
     auto kl_to_aligned = [&](const torch::Tensor& logits) {
       return sf::heads::kl_topk_rows(a_logits, sf::heads::logprobs_at(logits, a_ids)).mean().item<double>();
     };
