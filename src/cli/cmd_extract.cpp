@@ -7,6 +7,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/job.hpp"
 #include "core/log.hpp"
 #include "dist/comm.hpp"
@@ -97,7 +98,8 @@ void inspect_command(const std::vector<std::string>& files) {
     print_line("  examples " + std::to_string(d.num_examples()) + ", tokens " + std::to_string(d.num_tokens()) +
                ", top_k " + std::to_string(d.top_k()) + ", hidden " + std::to_string(d.hidden_size()) + " (" +
                at.at("hidden_dtype").get<std::string>() + ")");
-    const nlohmann::json models = nlohmann::json::parse(at.at("models").get<std::string>());
+    const nlohmann::json models =
+        sf::parse_json_text<sf::FormatError>(at.at("models").get<std::string>(), f + ": attribute 'models'");
     for (const auto& [role, m] : models.items())
       print_line("  " + role + ": " + m.at("path").get<std::string>() + " (template " +
                  m.at("template").get<std::string>() + ", model fingerprint " +

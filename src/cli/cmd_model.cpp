@@ -14,6 +14,7 @@
 #include "cli/bench_probe.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "dist/layout.hpp"
 #include "model/causal_lm.hpp"
 #include "model/finite.hpp"
@@ -90,12 +91,7 @@ void init_model(const std::string& arch, int64_t layers, int64_t hidden, int64_t
   nlohmann::json tok_cfg = nlohmann::json::object();
   const auto tok_cfg_path = tokenizer.parent_path() / "tokenizer_config.json";
   if (std::filesystem::exists(tok_cfg_path)) {
-    std::ifstream in(tok_cfg_path);
-    try {
-      tok_cfg = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw sf::FormatError(tok_cfg_path.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-    }
+    tok_cfg = sf::read_json_file(tok_cfg_path);
   }
   nlohmann::json j;
   j["model_type"] = arch;

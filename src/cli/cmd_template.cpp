@@ -11,6 +11,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/hash.hpp"
 #include "tokenizer/chat_template.hpp"
 
@@ -18,15 +19,7 @@ namespace {
 
 using nlohmann::json;
 
-json read_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw sf::IoError(path + ": cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw sf::FormatError(path + ": byte " + std::to_string(e.byte) + ": malformed JSON");
-  }
-}
+json read_json(const std::string& path) { return sf::read_json_file(path); }
 
 // The chat_template of a tokenizer_config.json: a string, or a list of {name, template} whose
 // "default" entry is used.

@@ -16,12 +16,7 @@ std::string read_text_file(const std::filesystem::path& file, const std::string&
 }
 
 nlohmann::json read_json_file(const std::filesystem::path& file) {
-  const std::string text = read_text_file(file);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(file.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-  }
+  return parse_json_text<FormatError>(read_text_file(file), file.string());
 }
 
 }  // namespace sf

@@ -12,6 +12,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "io/mapped_file.hpp"
 
 namespace sf::io {
@@ -77,12 +78,7 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& file) {
   }
   const char* hdr = reinterpret_cast<const char*>(map->data() + 8);
   if (header_len == 0 || hdr[0] != '{') throw FormatError(f + ": header at byte offset 8 is not a JSON object");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(hdr, hdr + header_len);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(f + ": header JSON is malformed at byte offset " + std::to_string(8 + e.byte) + "");
-  }
+  const nlohmann::json j = parse_json_text<FormatError>(std::string_view(hdr, header_len), f + ": header", 8);
   if (!j.is_object()) throw FormatError(f + ": header at byte offset 8 is not a JSON object");
 
   SafetensorsFile out;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 
 namespace sf::judge {
 namespace {
@@ -35,11 +36,7 @@ std::vector<double> doubles(const h5::Group& g, const std::string& name) {
 json parse_attr(const json& attrs, const std::string& name, const fs::path& path) {
   if (!attrs.contains(name) || !attrs.at(name).is_string())
     throw FormatError(path.string() + ": attribute '" + name + "' is missing");
-  try {
-    return json::parse(attrs.at(name).get<std::string>());
-  } catch (const json::parse_error&) {
-    throw FormatError(path.string() + ": attribute '" + name + "' is not valid JSON");
-  }
+  return parse_json_text<FormatError>(attrs.at(name).get<std::string>(), path.string() + ": attribute '" + name + "'");
 }
 
 std::string fmt_accuracy(double a) {

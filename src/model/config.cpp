@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 
 namespace sf::model {
 
@@ -309,12 +310,7 @@ ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
   if (!in) throw IoError(config_json.string() + ": cannot open");
   std::stringstream ss;
   ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw ConfigError(config_json.string() + ": malformed JSON at byte " + std::to_string(e.byte));
-  }
+  const json j = parse_json_text<ConfigError>(ss.str(), config_json.string());
   return from_json(j, config_json.string());
 }
 

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/hash.hpp"
 #include "tokenizer/pretokenizer.hpp"
 
@@ -855,12 +856,7 @@ Tokenizer Tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
 
 Tokenizer Tokenizer::from_json_text(const std::string& text, const std::filesystem::path& source) {
   const Src src{source.string()};
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw FormatError(src.file + ": byte " + std::to_string(e.byte) + ": malformed JSON");
-  }
+  const json root = parse_json_text<FormatError>(text, src.file);
   auto impl = std::make_shared<Impl>();
   impl->path = source;
   impl->hash = sha256_hex(text);

@@ -205,3 +205,22 @@ TEST(ModelConfig, ToJsonRoundTrips) {
 }
 
 }  // namespace
+
+// A config.json the JSON parser refuses for any reason (a syntax error, a number out of range as the
+// safetensors fuzz target found in a header) is one ConfigError line naming the file.
+namespace {
+TEST(ModelConfig, UnparsableFilesAreOneConfigErrorLine) {
+  const sf::test::TempDir dir("config");
+  for (const std::string text : {R"({"hidden_size": 232E843})", R"({"hidden_size": )", "{\"a\": \"\xff\"}"}) {
+    sf::test::write_file(dir / "config.json", text);
+    try {
+      sf::model::ModelConfig::from_file(dir / "config.json");
+      ADD_FAILURE() << text << ": accepted";
+    } catch (const sf::ConfigError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find((dir / "config.json").string() + ": malformed JSON"), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+  }
+}
+}  // namespace
