@@ -30,7 +30,10 @@ const sf::tok::Tokenizer& tokenizer() {
 sf::eval::Example example(int words) {
   sf::eval::Example e;
   e.id = 4;
-  for (int i = 0; i < words; ++i) e.input += (i ? " " : "") + std::string("word") + std::to_string(i);
+  for (int i = 0; i < words; ++i) {
+    if (i > 0) e.input += ' ';
+    e.input += "word" + std::to_string(i);
+  }
   return e;
 }
 

@@ -33,7 +33,10 @@ const char* kTruth =
 
 std::string long_answer(int words) {
   std::string a;
-  for (int i = 0; i < words; ++i) a += (i ? " " : "") + std::string(i % 2 ? "seeds" : "watermelon");
+  for (int i = 0; i < words; ++i) {
+    if (i > 0) a += ' ';
+    a += i % 2 ? "seeds" : "watermelon";
+  }
   return a;
 }
 

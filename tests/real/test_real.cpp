@@ -90,7 +90,10 @@ TEST_F(Real, TokenizerFromGgufEqualsTokenizerJson) {
   const auto special = split(sf::test::read_file(dir / "HuggingFaceTB--SmolLM2-135M-Instruct.special.out"), "\n");
   auto line = [](const std::vector<int32_t>& ids) {
     std::string s;
-    for (size_t i = 0; i < ids.size(); ++i) s += (i ? " " : "") + std::to_string(ids[i]);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i > 0) s += ' ';
+      s += std::to_string(ids[i]);
+    }
     return s;
   };
   ASSERT_GE(plain.size(), cases.size());

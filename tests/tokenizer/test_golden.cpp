@@ -38,7 +38,10 @@ std::vector<std::string> lines(const fs::path& p) {
 
 std::string ids_line(const std::vector<int32_t>& ids) {
   std::string s;
-  for (size_t i = 0; i < ids.size(); ++i) s += (i ? " " : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {  // piece by piece: GCC 12 misreads `(i ? " " : "") + ...`
+    if (i > 0) s += ' ';                     // (-Wstringop-overflow under libtorch 2.x's flags)
+    s += std::to_string(ids[i]);
+  }
   return s;
 }
 
