@@ -10,8 +10,7 @@ if ! "$CLI" --log-level warn cuda-info > /dev/null 2>&1; then
 fi
 # shellcheck source=tests/e2e/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
-"$CLI" run jobs/tiny.yaml --set device=cuda --set "run_dir=$WORK/run" --set "data_root=$DATA" \
-  --set "models.tiny-base.path=$WORK/models/base" --set "models.tiny-chat.path=$WORK/models/aligned" \
+"$CLI" run jobs/tiny.yaml --set device=cuda --set "run_dir=$WORK/run" "${TINY[@]}" \
   --set 'heads.variants=[{name: hidden, type: hidden}, {name: lowrank, type: hidden, rank: 4}, {name: bb, type: bb, k: 10, rank: 4}, {name: bbl, type: bb_linear, k: 10, rank: 4}, {name: bias, type: bias}]' \
   --set 'systems.base+lowrank={model: tiny-base, head: lowrank}' --set 'systems.base+bbl={model: tiny-base, head: bbl}' \
   --set 'systems.base+bias={model: tiny-base, head: bias}'

@@ -6,8 +6,7 @@
 # shellcheck source=tests/e2e/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 sets() {
-  echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
-    --set "models.tiny-chat.path=$WORK/models/aligned" --set "evaluate.systems=[base,chat]" \
+  echo --set "run_dir=$WORK/$1" "${TINY[@]}" --set "evaluate.systems=[base,chat]" \
     --set "evaluate.max_examples=12" --set "evaluate.chunk_examples=1" --set "evaluate.batch_size=1" \
     --set "evaluate.max_new_tokens=16"
 }

@@ -10,8 +10,7 @@
 # shellcheck source=tests/e2e/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 sets() {
-  echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
-    --set "models.tiny-chat.path=$WORK/models/aligned" --set "tasks=[gsm8k,toxigen]" \
+  echo --set "run_dir=$WORK/$1" "${TINY[@]}" --set "tasks=[gsm8k,toxigen]" \
     --set "extract.max_examples=2" --set "extract.chunk_examples=1" --set "extract.max_new_tokens=6" \
     --set "evaluate.systems=[base,chat]" --set "evaluate.max_examples=3" --set "evaluate.chunk_examples=1" \
     --set "evaluate.max_new_tokens=6" --set "judges.toxigen_roberta.path=$SRC/tests/fixtures/judges/roberta" \

@@ -13,8 +13,7 @@ SEED=${SUPERFICIAL_KILL_SEED:-$(((($(date +%s) * 7919) ^ $$) % 32768))}
 echo "kill seed $SEED (replay: SUPERFICIAL_KILL_SEED=$SEED ctest -R e2e_kill_resume)"
 RANDOM=$SEED
 sets() {
-  echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
-    --set "models.tiny-chat.path=$WORK/models/aligned" --set "tasks=[gsm8k,toxigen]" \
+  echo --set "run_dir=$WORK/$1" "${TINY[@]}" --set "tasks=[gsm8k,toxigen]" \
     --set "extract.max_examples=6" --set "extract.chunk_examples=1" --set "heads.epochs=2" \
     --set "evaluate.systems=[base,chat,base+hidden,base+bb]" --set "evaluate.max_examples=4" \
     --set "evaluate.chunk_examples=1" --set "evaluate.max_new_tokens=8" \

@@ -9,8 +9,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 RUN=$WORK/run
 LOCK=$RUN/.superficial.lock
-sets=(--set "run_dir=$RUN" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base"
-  --set "models.tiny-chat.path=$WORK/models/aligned" --set "tasks=[gsm8k]" --set "evaluate.systems=[base]"
+sets=(--set "run_dir=$RUN" "${TINY[@]}" --set "tasks=[gsm8k]" --set "evaluate.systems=[base]"
   --set "evaluate.max_examples=2" --set "evaluate.max_new_tokens=4")
 
 "$CLI" evaluate jobs/tiny.yaml "${sets[@]}" > "$WORK/holder.log" 2>&1 &

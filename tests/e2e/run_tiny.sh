@@ -5,8 +5,7 @@
 # Usage: run_tiny.sh SUPERFICIAL_BINARY SOURCE_DIR DATA_ROOT WORK_DIR
 # shellcheck source=tests/e2e/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
-SETS=(--set "run_dir=$WORK/run" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base"
-      --set "models.tiny-chat.path=$WORK/models/aligned")
+SETS=(--set "run_dir=$WORK/run" "${TINY[@]}")
 mpirun --oversubscribe -np 2 "$CLI" run jobs/tiny.yaml "${SETS[@]}" 2>&1 | tee "$WORK/run1.log"
 for f in $(find "$WORK/run" -name '*.h5' | sort); do
   "$CLI" validate "$f"

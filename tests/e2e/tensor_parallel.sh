@@ -12,8 +12,7 @@
 # shellcheck source=tests/e2e/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/common.sh" "$@"
 sets() {
-  echo --set "run_dir=$WORK/t$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
-    --set "models.tiny-chat.path=$WORK/models/aligned" --set "parallel.tensor=$1"
+  echo --set "run_dir=$WORK/t$1" "${TINY[@]}" --set "parallel.tensor=$1"
 }
 # T = 1: extract, train the heads, evaluate every system.
 # shellcheck disable=SC2046

@@ -13,8 +13,7 @@ FIX=$SRC/tests/fixtures/judges
 printf '%s\n' '{"question": "Is the sky blue?", "answer": "Yes", "label": " yes"}' \
   '{"question": "Is fire cold?", "answer": "Yes, very.", "label": " no"}' > "$WORK/heldout.jsonl"
 sets() {
-  echo --set "run_dir=$WORK/$1" --set "data_root=$DATA" --set "models.tiny-base.path=$WORK/models/base" \
-    --set "models.tiny-chat.path=$WORK/models/aligned" --set "tasks=[toxigen,truthfulqa-gen]" \
+  echo --set "run_dir=$WORK/$1" "${TINY[@]}" --set "tasks=[toxigen,truthfulqa-gen]" \
     --set "evaluate.systems=[base,chat]" --set "evaluate.max_examples=30" --set "evaluate.chunk_examples=10" \
     --set "evaluate.batch_size=10" --set "evaluate.max_new_tokens=8" \
     --set "judges.toxigen_roberta.path=$FIX/roberta" --set "judges.toxigen_roberta.chunk_examples=1" \
