@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libtorch-dev libopenblas0-openmp
   libopenmpi-dev openmpi-bin
-  libhdf5-dev hdf5-tools
+  libhdf5-dev hdf5-tools zlib1g-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libssl-dev
   libspdlog-dev libfmt-dev libutf8proc-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -13,6 +13,8 @@
 #include "core/error.hpp"
 #include "core/fault.hpp"
 #include "io/h5_heap_check.hpp"
+#include "io/h5_vlen_check.hpp"
+#include "io/mapped_file.hpp"
 
 namespace sf::h5 {
 namespace {
@@ -570,10 +572,15 @@ File File::open(const std::filesystem::path& path, bool writable) {
   silence_hdf5();
   if (!std::filesystem::exists(path)) throw IoError(path.string() + ": no such file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw FormatError(path.string() + ": not an HDF5 file");
-  check_global_heaps(path);
+  // libhdf5 1.10 hangs or crashes on some damaged global heaps and heap references: both are
+  // checked in the file's raw bytes before anything is read (h5_heap_check.hpp, h5_vlen_check.hpp).
+  const auto raw = io::MappedFile::open(path);
+  const GlobalHeaps heaps = read_global_heaps(path, raw->data(), raw->size());
   hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) throw IoError(path.string() + ": cannot open HDF5 file");
-  return File(Handle(f), path);
+  File file(Handle(f), path);
+  check_vlen_references(file.id(), path, raw->data(), raw->size(), heaps);
+  return file;
 }
 
 void File::flush() const {

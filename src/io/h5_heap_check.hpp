@@ -1,23 +1,45 @@
 #pragma once
-// A check of an HDF5 file's raw bytes before libhdf5 reads it. libhdf5 1.10 (the version the
-// supported distributions ship) loops forever decoding a global heap collection (where
-// variable-length strings live) in which an object's header gives it no length: the free-space
-// object (index 0) of size 0 never advances the decoder (found by the h5 fuzz target; the input is
-// tests/fuzz/regressions/h5/global-heap-zero-size-object.h5). File::open runs this check first, so
-// such a file is a FormatError naming the byte offset, never a hang.
+// The global heap collections of an HDF5 file, read from its raw bytes before libhdf5 reads it.
+// Variable-length data (the project's strings) lives in these collections; libhdf5 1.10 (the version
+// the supported distributions ship) trusts them in two ways that a damaged file turns into a hang or
+// a crash, so File::open reads them here first:
+//  - it loops forever decoding a collection in which an object's header gives it no length (the
+//    free-space object of size 0 never advances the decoder; input
+//    tests/fuzz/regressions/h5/global-heap-zero-size-object.h5): refused here with a FormatError
+//    naming the byte offsets;
+//  - it copies from an invalid pointer when a reference names an object the collection does not
+//    hold, and past a buffer when the reference's length is shorter than the object: the table built
+//    here is what h5_vlen_check.hpp checks every reference against.
 //
 // Every "GCOL" signature in the file with a plausible collection header (version 1, reserved bytes
 // zero, a size within the file) is walked object by object as libhdf5 walks it: an object of index
-// > 0 takes its header plus its size rounded up to 8 bytes, the free-space object its size. The file
-// is refused only when that walk would not end (a step of 0 bytes, or one that wraps around). Stored
+// > 0 takes its header plus its size rounded up to 8 bytes, the free-space object its size. Stored
 // data that happens to contain "GCOL" is walked too; it refuses a readable file only if the bytes
 // after it also form such a collection (version byte 1, three zero bytes, a size of at least 32 and
-// an object header of size 0 inside it), which no text the project stores is expected to do.
+// an object header of size 0 inside it), which no text the project stores is expected to do, and
+// its table entries are never looked up by a valid reference.
+#include <cstdint>
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <vector>
 
 namespace sf::h5 {
 
-// FormatError naming the file, the collection's and the object's byte offsets.
-void check_global_heaps(const std::filesystem::path& path);
+struct GlobalHeaps {
+  int size_of_offsets = 0;  // bytes of an address in the file (2, 4 or 8); 0: no superblock found
+  int size_of_lengths = 0;  // bytes of a length field
+  uint64_t base = 0;        // file offset that addresses are relative to (the superblock's)
+  // Collection byte offset (from `base`) -> object sizes by index; -1 where the collection holds no
+  // object of that index (and for index 0, the free space).
+  std::map<uint64_t, std::vector<int64_t>> collections;
+
+  // Size of the object `index` of the collection at `address`; nullopt when there is none.
+  std::optional<uint64_t> object_size(uint64_t address, uint64_t index) const;
+};
+
+// The table, or a FormatError naming the file, the collection's and the object's byte offsets when a
+// collection cannot be walked to its end.
+GlobalHeaps read_global_heaps(const std::filesystem::path& path, const uint8_t* data, uint64_t size);
 
 }  // namespace sf::h5

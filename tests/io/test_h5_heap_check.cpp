@@ -1,8 +1,10 @@
-// io/h5_heap_check.hpp: an HDF5 file whose global heap holds an object libhdf5 1.10 cannot step over
-// is refused by File::open with a FormatError naming the byte offsets (libhdf5 itself would loop
-// forever); files written by the project, including strings that contain "GCOL", open as before.
+// io/h5_heap_check.hpp: the table of a file's global heap objects, read from its raw bytes; an HDF5
+// file whose global heap holds an object libhdf5 1.10 cannot step over is refused by File::open with
+// a FormatError naming the byte offsets (libhdf5 itself would loop forever); files written by the
+// project, including strings that contain "GCOL", open as before.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -10,6 +12,7 @@
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/h5_heap_check.hpp"
+#include "io/mapped_file.hpp"
 #include "testutil/testutil.hpp"
 
 namespace {
@@ -36,7 +39,20 @@ fs::path write_strings(const fs::path& dir) {
 TEST(H5HeapCheck, FilesWithStringsThatSayGcolOpen) {
   const sf::test::TempDir dir("heap");
   const fs::path p = write_strings(dir.path());
-  EXPECT_NO_THROW(sf::h5::check_global_heaps(p));
+  const auto raw = sf::io::MappedFile::open(p);
+  const sf::h5::GlobalHeaps heaps = sf::h5::read_global_heaps(p, raw->data(), raw->size());
+  EXPECT_EQ(heaps.size_of_offsets, 8);
+  // One collection (the text "GCOL\x01" is not followed by a collection header) holding the four
+  // strings, each an object of its own size.
+  ASSERT_EQ(heaps.collections.size(), 1u);
+  const uint64_t address = heaps.collections.begin()->first;
+  std::vector<uint64_t> sizes;
+  for (uint64_t i = 1; heaps.object_size(address, i); ++i) sizes.push_back(*heaps.object_size(address, i));
+  std::sort(sizes.begin(), sizes.end());
+  EXPECT_EQ(sizes, (std::vector<uint64_t>{5, 5, 32, 34}));
+  EXPECT_FALSE(heaps.object_size(address, 0));
+  EXPECT_FALSE(heaps.object_size(address, 5));
+  EXPECT_FALSE(heaps.object_size(address + 8, 1));
   const auto f = sf::h5::File::open(p);
   EXPECT_EQ(f.dataset("answers").read_all_strings()[0], "GCOL\x01");
 }

@@ -1,0 +1,410 @@
+#include "io/h5_vlen_check.hpp"
+
+#include <zlib.h>
+
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+
+namespace sf::h5 {
+namespace {
+
+uint64_t little_endian(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+
+// The file's raw bytes and heaps, and errors that name the file.
+struct Raw {
+  const std::filesystem::path& path;
+  const uint8_t* data;
+  uint64_t size;
+  const GlobalHeaps& heaps;
+
+  [[noreturn]] void fail(const std::string& what, const std::string& why) const {
+    throw FormatError(path.string() + ": " + what + ": " + why);
+  }
+  // n bytes at `address` (relative to the base address), inside the file.
+  const uint8_t* at(uint64_t address, uint64_t n, const std::string& what) const {
+    const uint64_t offset = address + heaps.base;
+    if (offset < address || offset > size || n > size - offset)
+      fail(what, std::to_string(n) + " bytes at address " + std::to_string(address) +
+                     " run past the end of the file (" + std::to_string(size) + " bytes)");
+    return data + offset;
+  }
+  uint64_t reference_size() const { return 8 + static_cast<uint64_t>(heaps.size_of_offsets); }
+};
+
+// ---- Types ---------------------------------------------------------------------------------------
+
+struct VlenType {
+  bool holds = false;      // the type holds variable-length data
+  bool checkable = false;  // ... at its top level (a string or a sequence of fixed-size elements)
+  uint64_t element = 1;    // bytes of one element of the sequence (1 for strings)
+};
+
+VlenType classify(hid_t t) {
+  if (H5Tis_variable_str(t) > 0) return {true, true, 1};
+  switch (H5Tget_class(t)) {
+    case H5T_VLEN: {
+      const Handle super(H5Tget_super(t));
+      if (!super.valid() || classify(super.get()).holds) return {true, false, 0};
+      return {true, true, H5Tget_size(super.get())};
+    }
+    case H5T_ARRAY: {
+      const Handle super(H5Tget_super(t));
+      return {super.valid() && classify(super.get()).holds, false, 0};
+    }
+    case H5T_COMPOUND:
+      for (int i = 0; i < H5Tget_nmembers(t); ++i) {
+        const Handle m(H5Tget_member_type(t, static_cast<unsigned>(i)));
+        if (m.valid() && classify(m.get()).holds) return {true, false, 0};
+      }
+      return {};
+    default:
+      return {};
+  }
+}
+
+// ---- References ----------------------------------------------------------------------------------
+
+// One stored reference: length (4 bytes), collection address, object index (4 bytes).
+void check_reference(const Raw& r, const uint8_t* p, uint64_t element, const std::string& what, uint64_t i) {
+  const int sa = r.heaps.size_of_offsets;
+  const uint64_t length = little_endian(p, 4);
+  const uint64_t address = little_endian(p + 4, sa);
+  const uint64_t index = little_endian(p + 4 + sa, 4);
+  if (address == 0) return;  // a null reference: libhdf5 reads nothing
+  const std::string element_name = what + ", element " + std::to_string(i);
+  const auto object = r.heaps.object_size(address, index);
+  if (!object) {
+    const bool collection = r.heaps.collections.count(address) > 0;
+    r.fail(
+        element_name,
+        "refers to object " + std::to_string(index) + " of " +
+            (collection
+                 ? "the global heap collection at address " + std::to_string(address) + ", which holds no such object"
+                 : "a global heap collection at address " + std::to_string(address) + ", where there is none") +
+            " (a damaged file)");
+  }
+  if (*object != length * element)  // element <= 2^32 bytes and length < 2^32: no overflow
+    r.fail(element_name, "has length " + std::to_string(length) + " but the object it refers to holds " +
+                             std::to_string(*object) + " bytes (a damaged file)");
+}
+
+void check_references(const Raw& r, const uint8_t* p, uint64_t count, const VlenType& v, const std::string& what) {
+  for (uint64_t i = 0; i < count; ++i) check_reference(r, p + i * r.reference_size(), v.element, what, i);
+}
+
+// ---- Object headers ------------------------------------------------------------------------------
+
+struct Message {
+  unsigned type;
+  unsigned flags;
+  const uint8_t* body;
+  uint64_t size;
+};
+
+constexpr unsigned kContinuation = 0x10;
+constexpr unsigned kAttribute = 0x0C;
+constexpr unsigned kSharedFlag = 0x02;
+
+// The messages of the object header at `address`: version 1 or 2, following continuation messages.
+std::vector<Message> header_messages(const Raw& r, uint64_t address, const std::string& what) {
+  const int sa = r.heaps.size_of_offsets;
+  const int sl = r.heaps.size_of_lengths;
+  const uint8_t* p = r.at(address, 6, what + ": object header");
+  const bool v2 = std::memcmp(p, "OHDR", 4) == 0;
+  if (!v2 && p[0] != 1) r.fail(what, "object header at address " + std::to_string(address) + " has an unknown version");
+  uint64_t start = 0;
+  uint64_t length = 0;
+  unsigned header_flags = 0;
+  if (v2) {
+    header_flags = p[5];
+    const uint64_t size_bytes = uint64_t{1} << (header_flags & 3);
+    const uint64_t skip = 6 + ((header_flags & 0x20) != 0 ? 16 : 0) + ((header_flags & 0x10) != 0 ? 4 : 0);
+    length = little_endian(r.at(address + skip, size_bytes, what + ": object header"), static_cast<int>(size_bytes));
+    start = address + skip + size_bytes;
+  } else {
+    length = little_endian(r.at(address, 16, what + ": object header") + 8, 4);
+    start = address + 16;
+  }
+  const uint64_t message_header = v2 ? 4 + ((header_flags & 0x04) != 0 ? 2 : 0) : 8;
+
+  std::vector<Message> out;
+  std::vector<std::pair<uint64_t, uint64_t>> chunks = {{start, length}};
+  std::set<uint64_t> seen = {start};
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const auto [begin, n] = chunks[c];
+    const uint8_t* chunk = r.at(begin, n, what + ": object header chunk");
+    for (uint64_t pos = 0; n - pos >= message_header;) {
+      const uint8_t* m = chunk + pos;
+      const unsigned type = v2 ? m[0] : static_cast<unsigned>(little_endian(m, 2));
+      const uint64_t size = little_endian(m + (v2 ? 1 : 2), 2);
+      const unsigned flags = v2 ? m[3] : m[4];
+      pos += message_header;
+      if (size > n - pos)
+        r.fail(what, "a message of the object header chunk at address " + std::to_string(begin) +
+                         " runs past the chunk's end");
+      out.push_back({type, flags, chunk + pos, size});
+      if (type == kContinuation) {
+        if (size < static_cast<uint64_t>(sa + sl)) r.fail(what, "a continuation message is too short");
+        uint64_t next = little_endian(chunk + pos, sa);
+        uint64_t next_length = little_endian(chunk + pos + sa, sl);
+        if (v2) {  // "OCHK", messages, checksum
+          if (next_length < 8 || std::memcmp(r.at(next, 4, what + ": object header chunk"), "OCHK", 4) != 0)
+            r.fail(what, "the continuation chunk at address " + std::to_string(next) + " has no OCHK signature");
+          next += 4;
+          next_length -= 8;
+        }
+        if (!seen.insert(next).second || chunks.size() >= 4096)
+          r.fail(what, "the object header's continuation chunks form a loop");
+        chunks.emplace_back(next, next_length);
+      }
+      pos += size;
+    }
+  }
+  return out;
+}
+
+// The stored value of attribute `name` in an attribute message, or nullptr when the message is
+// another attribute's.
+const uint8_t* attribute_value(const Raw& r, const Message& m, const std::string& name, uint64_t bytes,
+                               const std::string& what) {
+  if (m.size < 8) r.fail(what, "an attribute message is too short");
+  const uint8_t* b = m.body;
+  const unsigned version = b[0];
+  if (version < 1 || version > 3) r.fail(what, "an attribute message has unknown version " + std::to_string(version));
+  const uint64_t name_size = little_endian(b + 2, 2);
+  const uint64_t type_size = little_endian(b + 4, 2);
+  const uint64_t space_size = little_endian(b + 6, 2);
+  const uint64_t name_at = version == 3 ? 9 : 8;
+  if (name_at + name_size > m.size) r.fail(what, "an attribute message's name runs past its end");
+  const std::string stored(reinterpret_cast<const char*>(b + name_at),
+                           strnlen(reinterpret_cast<const char*>(b + name_at), name_size));
+  if (stored != name) return nullptr;
+  const uint64_t value_at = version == 1 ? name_at + align8(name_size) + align8(type_size) + align8(space_size)
+                                         : name_at + name_size + type_size + space_size;
+  if (value_at > m.size || bytes > m.size - value_at)
+    r.fail(what, "its message holds " + std::to_string(m.size) + " bytes, too few for its " + std::to_string(bytes) +
+                     " bytes of value");
+  return b + value_at;
+}
+
+void check_attributes(const Raw& r, hid_t obj, uint64_t header_address, hsize_t count, const std::string& where) {
+  std::vector<Message> messages;
+  bool parsed = false;
+  for (hsize_t i = 0; i < count; ++i) {
+    const Handle a(H5Aopen_by_idx(obj, ".", H5_INDEX_NAME, H5_ITER_INC, i, H5P_DEFAULT, H5P_DEFAULT));
+    if (!a.valid()) continue;  // libhdf5 cannot open it, so it will not read it either
+    const ssize_t n = H5Aget_name(a.get(), 0, nullptr);
+    if (n < 0) continue;
+    std::string name(static_cast<size_t>(n), '\0');
+    H5Aget_name(a.get(), name.size() + 1, name.data());
+    const Handle type(H5Aget_type(a.get()));
+    if (!type.valid()) continue;
+    const VlenType v = classify(type.get());
+    if (!v.holds) continue;
+    const std::string what = "attribute '" + name + "' of " + where;
+    if (!v.checkable) r.fail(what, "variable-length data nested in another type cannot be checked before reading");
+    const Handle space(H5Aget_space(a.get()));
+    const hssize_t points = space.valid() ? H5Sget_simple_extent_npoints(space.get()) : -1;
+    if (points < 0) continue;
+    const auto count_points = static_cast<uint64_t>(points);
+    if (count_points > r.size / r.reference_size()) r.fail(what, "holds more elements than the file has bytes");
+    if (!parsed) {
+      messages = header_messages(r, header_address, where);
+      parsed = true;
+    }
+    const uint8_t* value = nullptr;
+    for (const Message& m : messages) {
+      if (m.type != kAttribute) continue;
+      if ((m.flags & kSharedFlag) != 0) continue;  // kept elsewhere: not found below, refused
+      value = attribute_value(r, m, name, count_points * r.reference_size(), what);
+      if (value != nullptr) break;
+    }
+    if (value == nullptr)
+      r.fail(what,
+             "is not kept in its object's header (dense or shared attribute storage, which cannot be checked "
+             "before reading)");
+    check_references(r, value, count_points, v, what);
+  }
+}
+
+// ---- Datasets ------------------------------------------------------------------------------------
+
+struct Filter {
+  H5Z_filter_t id;
+  std::vector<unsigned> values;
+};
+
+// A chunk's stored bytes with its filters undone (in reverse order, skipping those its mask skips).
+std::vector<uint8_t> unfilter(const Raw& r, std::vector<uint8_t> bytes, const std::vector<Filter>& filters,
+                              unsigned mask, uint64_t expected, const std::string& what) {
+  for (size_t j = filters.size(); j-- > 0;) {
+    if (j < 32 && (mask & (1u << j)) != 0) continue;
+    const Filter& f = filters[j];
+    if (f.id == H5Z_FILTER_FLETCHER32) {
+      if (bytes.size() < 4) r.fail(what, "a chunk is too short for its checksum");
+      bytes.resize(bytes.size() - 4);
+    } else if (f.id == H5Z_FILTER_DEFLATE) {
+      std::vector<uint8_t> out(static_cast<size_t>(expected));
+      uLongf got = static_cast<uLongf>(out.size());
+      const int rc = uncompress(out.data(), &got, bytes.data(), static_cast<uLong>(bytes.size()));
+      if (rc != Z_OK || got != out.size())
+        r.fail(what, "a chunk does not inflate to its " + std::to_string(expected) + " bytes");
+      bytes = std::move(out);
+    } else if (f.id == H5Z_FILTER_SHUFFLE) {
+      // Its element size: the one stored with it, or (as libhdf5 1.10 writes it, with none) the size
+      // of the dataset's type on disk, which for variable-length data is a reference's.
+      const uint64_t size = f.values.empty() || f.values[0] == 0 ? r.reference_size() : f.values[0];
+      const uint64_t n = bytes.size() / size;
+      std::vector<uint8_t> out(bytes.size());
+      for (uint64_t i = 0; i < n; ++i)
+        for (uint64_t b = 0; b < size; ++b) out[i * size + b] = bytes[b * n + i];
+      std::copy(bytes.begin() + static_cast<std::ptrdiff_t>(n * size), bytes.end(),
+                out.begin() + static_cast<std::ptrdiff_t>(n * size));
+      bytes = std::move(out);
+    } else {
+      r.fail(what, "variable-length data behind filter " + std::to_string(f.id) + " cannot be checked before reading");
+    }
+  }
+  if (bytes.size() < expected) r.fail(what, "a chunk holds fewer bytes than its elements need");
+  return bytes;
+}
+
+void check_chunks(const Raw& r, hid_t d, hid_t dcpl, const std::vector<hsize_t>& dims, const VlenType& v,
+                  const std::string& what) {
+  const int rank = static_cast<int>(dims.size());
+  std::vector<hsize_t> chunk(dims.size());
+  if (H5Pget_chunk(dcpl, rank, chunk.data()) != rank) r.fail(what, "its chunk shape cannot be read");
+  uint64_t per_chunk = 1;
+  for (const hsize_t c : chunk) {
+    if (c == 0 || per_chunk > (uint64_t{1} << 40) / c) r.fail(what, "its chunk shape is not a valid one");
+    per_chunk *= c;
+  }
+  if (per_chunk > r.size) r.fail(what, "its chunks hold more elements than the file has bytes");
+  std::vector<Filter> filters;
+  for (int j = 0; j < H5Pget_nfilters(dcpl); ++j) {
+    unsigned flags = 0;
+    unsigned config = 0;
+    size_t n = 8;
+    std::vector<unsigned> values(n);
+    const H5Z_filter_t id =
+        H5Pget_filter2(dcpl, static_cast<unsigned>(j), &flags, &n, values.data(), 0, nullptr, &config);
+    values.resize(std::min<size_t>(n, 8));
+    filters.push_back({id, values});
+  }
+  const Handle space(H5Dget_space(d));
+  hsize_t chunks = 0;
+  if (!space.valid() || H5Dget_num_chunks(d, space.get(), &chunks) < 0)
+    return;  // libhdf5 cannot index them: it reads none
+  const uint64_t expected = per_chunk * r.reference_size();
+  std::vector<hsize_t> offset(dims.size());
+  for (hsize_t c = 0; c < chunks; ++c) {
+    unsigned mask = 0;
+    haddr_t address = HADDR_UNDEF;
+    hsize_t stored = 0;
+    if (H5Dget_chunk_info(d, space.get(), c, offset.data(), &mask, &address, &stored) < 0 || address == HADDR_UNDEF)
+      continue;
+    const uint8_t* raw = r.at(address, stored, what + ": chunk " + std::to_string(c));
+    const std::vector<uint8_t> bytes =
+        unfilter(r, std::vector<uint8_t>(raw, raw + stored), filters, mask, expected, what);
+    // Elements in row-major order within the chunk; those past the dataset's extent are never read.
+    for (uint64_t k = 0; k < per_chunk; ++k) {
+      uint64_t rest = k;
+      uint64_t flat = 0;  // the element's index in the dataset, row-major
+      uint64_t stride = 1;
+      bool inside = true;
+      for (size_t dim = dims.size(); dim-- > 0;) {
+        const uint64_t coordinate = offset[dim] + rest % chunk[dim];
+        rest /= chunk[dim];
+        inside = inside && coordinate < dims[dim];
+        flat += coordinate * stride;
+        stride *= dims[dim];
+      }
+      if (!inside) continue;
+      check_reference(r, bytes.data() + k * r.reference_size(), v.element, what, flat);
+    }
+  }
+}
+
+void check_dataset(const Raw& r, hid_t d, const std::string& where) {
+  const Handle type(H5Dget_type(d));
+  if (!type.valid()) return;
+  const VlenType v = classify(type.get());
+  if (!v.holds) return;
+  const std::string what = "dataset " + where;
+  if (!v.checkable) r.fail(what, "variable-length data nested in another type cannot be checked before reading");
+  const Handle space(H5Dget_space(d));
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (rank < 0) return;
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  const hssize_t points = H5Sget_simple_extent_npoints(space.get());
+  if (points <= 0) return;
+  const Handle dcpl(H5Dget_create_plist(d));
+  switch (H5Pget_layout(dcpl.get())) {
+    case H5D_CHUNKED:
+      check_chunks(r, d, dcpl.get(), dims, v, what);
+      return;
+    case H5D_CONTIGUOUS: {
+      const haddr_t address = H5Dget_offset(d);
+      if (address == HADDR_UNDEF) return;  // never written: fill values only
+      const auto n = static_cast<uint64_t>(points);
+      if (n > r.size / r.reference_size()) r.fail(what, "holds more elements than the file has bytes");
+      check_references(r, r.at(address, n * r.reference_size(), what), n, v, what);
+      return;
+    }
+    default:
+      r.fail(what, "variable-length data in compact or virtual storage cannot be checked before reading");
+  }
+}
+
+// ---- Objects -------------------------------------------------------------------------------------
+
+struct Walk {
+  const Raw& r;
+  std::set<haddr_t> seen;
+};
+
+void check_object(Walk& w, hid_t obj, const std::string& where) {
+  H5O_info_t info;
+  if (H5Oget_info2(obj, &info, H5O_INFO_BASIC | H5O_INFO_NUM_ATTRS) < 0) return;
+  if (!w.seen.insert(info.addr).second) return;
+  if (info.num_attrs > 0) check_attributes(w.r, obj, info.addr, info.num_attrs, where);
+  if (info.type == H5O_TYPE_DATASET) check_dataset(w.r, obj, where);
+}
+
+}  // namespace
+
+void check_vlen_references(hid_t file, const std::filesystem::path& path, const uint8_t* data, uint64_t size,
+                           const GlobalHeaps& heaps) {
+  if (heaps.size_of_offsets == 0) return;
+  const Raw r{path, data, size, heaps};
+  Walk w{r, {}};
+  check_object(w, file, "/");
+  // An exception thrown in the callback must not cross libhdf5's C frames: the walk lists the
+  // objects first and checks them after.
+  std::vector<std::string> names;
+  H5Lvisit(
+      file, H5_INDEX_NAME, H5_ITER_NATIVE,
+      [](hid_t, const char* name, const H5L_info_t* info, void* out) -> herr_t {
+        if (info->type == H5L_TYPE_HARD) static_cast<std::vector<std::string>*>(out)->push_back(name);
+        return 0;
+      },
+      &names);
+  for (const std::string& name : names) {
+    const Handle obj(H5Oopen(file, name.c_str(), H5P_DEFAULT));
+    if (obj.valid()) check_object(w, obj.get(), "/" + name);
+  }
+}
+
+}  // namespace sf::h5
