@@ -12,6 +12,12 @@
 // only, never the heap), reads their stored references from the file's raw bytes, and checks each:
 // null, or an object the collection holds whose size is the length times the element size.
 //
+// The attributes are opened one by one by the names their messages give, so that each message is
+// decoded before libhdf5 builds its table of all of them (1.10 frees a table with empty slots when one
+// fails to decode: SIGSEGV; input tests/fuzz/regressions/h5/attribute-message-undecodable.h5); an
+// attribute libhdf5 cannot decode, one stored twice, or a count that differs from the header's is a
+// FormatError.
+//
 // Where the references are stored:
 //  - attributes: in their attribute message in the object header (versions 1 and 2, with
 //    continuation chunks; attribute message versions 1 to 3);
