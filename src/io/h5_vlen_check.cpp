@@ -115,6 +115,7 @@ struct Message {
 constexpr unsigned kContinuation = 0x10;
 constexpr unsigned kAttribute = 0x0C;
 constexpr unsigned kSharedFlag = 0x02;
+constexpr unsigned kVariableLengthClass = 9;
 
 // The messages of the object header at `address`: version 1 or 2, following continuation messages.
 std::vector<Message> header_messages(const Raw& r, uint64_t address, const std::string& what) {
@@ -174,11 +175,15 @@ std::vector<Message> header_messages(const Raw& r, uint64_t address, const std::
   return out;
 }
 
-// An attribute message as stored: its name, and where its value starts.
+// An attribute message as stored: its name, its value, and the value's size by its own datatype
+// and dataspace messages.
 struct StoredAttribute {
   std::string name;
   const uint8_t* value;
   uint64_t value_bytes;  // bytes from `value` to the message's end
+  unsigned type_class;   // datatype class (9: variable-length)
+  uint64_t type_size;    // bytes of one element as the datatype message gives it
+  uint64_t points;       // elements as the dataspace message gives them
 };
 
 StoredAttribute parse_attribute(const Raw& r, const Message& m, const std::string& where) {
@@ -186,16 +191,49 @@ StoredAttribute parse_attribute(const Raw& r, const Message& m, const std::strin
   const uint8_t* b = m.body;
   const unsigned version = b[0];
   if (version < 1 || version > 3) r.fail(where, "an attribute message has unknown version " + std::to_string(version));
+  if (version >= 2 && (b[1] & 0x03) != 0)
+    r.fail(where, "an attribute with a shared datatype or dataspace cannot be checked before reading");
   const uint64_t name_size = little_endian(b + 2, 2);
   const uint64_t type_size = little_endian(b + 4, 2);
   const uint64_t space_size = little_endian(b + 6, 2);
   const uint64_t name_at = version == 3 ? 9 : 8;
-  if (name_size > m.size - name_at) r.fail(where, "an attribute message's name runs past its end");
+  const uint64_t type_at = name_at + (version == 1 ? align8(name_size) : name_size);
+  const uint64_t space_at = type_at + (version == 1 ? align8(type_size) : type_size);
+  const uint64_t value_at = space_at + (version == 1 ? align8(space_size) : space_size);
+  if (value_at > m.size) r.fail(where, "an attribute message's name, type and shape run past its end");
   const auto* name = reinterpret_cast<const char*>(b + name_at);
-  const uint64_t value_at = version == 1 ? name_at + align8(name_size) + align8(type_size) + align8(space_size)
-                                         : name_at + name_size + type_size + space_size;
-  if (value_at > m.size) r.fail(where, "an attribute message's type and shape run past its end");
-  return {std::string(name, strnlen(name, name_size)), b + value_at, m.size - value_at};
+  StoredAttribute a{std::string(name, strnlen(name, name_size)), b + value_at, m.size - value_at, 0, 0, 0};
+  const std::string what = "attribute '" + a.name + "' of " + where;
+  // Datatype message: class and version, 3 bytes of class bits, size (4 bytes).
+  if (type_size < 8) r.fail(what, "its datatype message is too short");
+  a.type_class = b[type_at] & 0x0F;
+  a.type_size = little_endian(b + type_at + 4, 4);
+  // Dataspace message: version 1 (dimensions from byte 8; rank 0 is a scalar) or 2 (a type byte:
+  // 0 scalar, 1 simple, 2 null; dimensions from byte 4).
+  const uint8_t* space = b + space_at;
+  if (space_size < 4) r.fail(what, "its dataspace message is too short");
+  const unsigned space_version = space[0];
+  const unsigned rank = space[1];
+  if (space_version != 1 && space_version != 2) r.fail(what, "its dataspace message has an unknown version");
+  const uint64_t dims_at = space_version == 1 ? 8 : 4;
+  const auto sl = static_cast<uint64_t>(r.heaps.size_of_lengths);
+  if (rank > 32 || dims_at + rank * sl > space_size) r.fail(what, "its dataspace message is too short for its rank");
+  a.points = space_version == 2 && space[3] == 2 ? 0 : 1;
+  for (unsigned i = 0; i < rank && a.points > 0; ++i) {
+    const uint64_t dim = little_endian(space + dims_at + i * sl, static_cast<int>(sl));
+    if (__builtin_mul_overflow(a.points, dim, &a.points)) r.fail(what, "its dataspace holds too many elements");
+  }
+  // libhdf5 1.10 copies points x type size bytes of value out of the message, and converts
+  // variable-length values as references of their size on disk, without checking either.
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(a.points, a.type_size, &bytes) || bytes > a.value_bytes)
+    r.fail(what, "its message holds " + std::to_string(a.value_bytes) + " bytes of value, too few for " +
+                     std::to_string(a.points) + " elements of " + std::to_string(a.type_size) +
+                     " bytes (a damaged file)");
+  if (a.type_class == kVariableLengthClass && a.type_size != r.reference_size())
+    r.fail(what, "its variable-length datatype gives elements of " + std::to_string(a.type_size) + " bytes, not " +
+                     std::to_string(r.reference_size()) + " (a damaged file)");
+  return a;
 }
 
 // Every attribute of an object is an attribute message in its header that libhdf5 can decode, and
@@ -222,11 +260,9 @@ void check_attributes(const Raw& r, hid_t obj, uint64_t header_address, hsize_t 
     if (!v.checkable) r.fail(what, "variable-length data nested in another type cannot be checked before reading");
     const Handle space(H5Aget_space(a.get()));
     const hssize_t points = space.valid() ? H5Sget_simple_extent_npoints(space.get()) : -1;
-    if (points < 0) r.fail(what, "its shape cannot be decoded (a damaged file)");
-    const auto n = static_cast<uint64_t>(points);
-    if (n > stored.value_bytes / r.reference_size())
-      r.fail(what, "its message holds " + std::to_string(stored.value_bytes) + " bytes of value, too few for " +
-                       std::to_string(n) + " references");
+    if (points < 0 || static_cast<uint64_t>(points) != stored.points || stored.type_class != kVariableLengthClass)
+      r.fail(what, "libhdf5 reads its type or shape differently from its message (a damaged file)");
+    const uint64_t n = stored.points;
     check_references(r, stored.value, n, v, what);
   }
   if (names.size() != count)
