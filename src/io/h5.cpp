@@ -13,7 +13,7 @@
 #include "core/error.hpp"
 #include "core/fault.hpp"
 #include "io/h5_heap_check.hpp"
-#include "io/h5_vlen_check.hpp"
+#include "io/h5_probe.hpp"
 #include "io/mapped_file.hpp"
 
 namespace sf::h5 {
@@ -572,15 +572,14 @@ File File::open(const std::filesystem::path& path, bool writable) {
   silence_hdf5();
   if (!std::filesystem::exists(path)) throw IoError(path.string() + ": no such file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw FormatError(path.string() + ": not an HDF5 file");
-  // libhdf5 1.10 hangs or crashes on some damaged global heaps and heap references: both are
-  // checked in the file's raw bytes before anything is read (h5_heap_check.hpp, h5_vlen_check.hpp).
+  // libhdf5 1.10 hangs or crashes on many kinds of damaged file: the global heaps are walked in the
+  // file's raw bytes here, the rest is checked and read in a child process first (h5_probe.hpp).
   const auto raw = io::MappedFile::open(path);
   const GlobalHeaps heaps = read_global_heaps(path, raw->data(), raw->size());
+  probe_in_child(path, raw->data(), raw->size(), heaps);
   hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) throw IoError(path.string() + ": cannot open HDF5 file");
-  File file(Handle(f), path);
-  check_vlen_references(file.id(), path, raw->data(), raw->size(), heaps);
-  return file;
+  return File(Handle(f), path);
 }
 
 void File::flush() const {

@@ -7,7 +7,8 @@
 // copy from an invalid pointer (SIGSEGV; found by the h5 fuzz target, input
 // tests/fuzz/regressions/h5/global-heap-bad-object-index.h5), and a length shorter than the object
 // makes it copy past the buffer it allocated. No call of libhdf5's API tells such a file apart, so
-// File::open, after opening the file and before anything is read from it, finds each object whose
+// File::open (in the child process of h5_probe.hpp), after opening the file and before anything is
+// read from it, finds each object whose
 // attributes or data hold variable-length elements through the API (links, headers and chunk indexes
 // only, never the heap), reads their stored references from the file's raw bytes, and checks each:
 // null, or an object the collection holds whose size is the length times the element size.

@@ -1,0 +1,31 @@
+#pragma once
+// An HDF5 file from outside, checked and read in a child process before this process reads it.
+//
+// libhdf5 1.10 (the version the supported distributions ship) crashes on many kinds of damaged file:
+// the h5 fuzz target found a loop in global heap decoding, reads through invalid heap references,
+// a half-built attribute table freed, attribute values copied past their buffer, and a division by
+// a chunk dimension of 0 when a dataset is opened (inputs in tests/fuzz/regressions/h5). The first
+// ones have exact checks on the raw bytes (h5_heap_check.hpp, h5_vlen_check.hpp), but no list of
+// such checks can be complete. So File::open first forks a child that opens the file read-only,
+// runs check_vlen_references, and reads what the project's readers read: every object, every
+// attribute, every dataset (whole, or its first and last rows past 64 MiB), saying over a pipe
+// before each step what it reads. The file is opened here only if the child got to the end; else
+// File::open throws the child's FormatError, or one naming the file, the step and how the child
+// ended (signal, exit status, or no end within a minute plus a second per 50 MB).
+//
+// A file is probed once per process for each (device, inode, size, modification time). The child
+// never closes the file (an H5Fclose would release a lock this process may hold on it), writes
+// nothing but the pipe and ends with _exit. Forking is safe for the MPI transports the project uses
+// (shared memory, TCP; with InfiniBand, Open MPI and UCX mark registered memory MADV_DONTFORK, and
+// the child touches none of it) and for CUDA (the child makes no CUDA call).
+#include <cstdint>
+#include <filesystem>
+
+#include "io/h5_heap_check.hpp"
+
+namespace sf::h5 {
+
+// `data`, `size`: the file's raw bytes; `heaps`: read_global_heaps of them.
+void probe_in_child(const std::filesystem::path& path, const uint8_t* data, uint64_t size, const GlobalHeaps& heaps);
+
+}  // namespace sf::h5
