@@ -27,6 +27,7 @@ namespace {
 constexpr char kErrorPrefix[] = "error\t";          // a line the child sends for a FormatError of its own
 constexpr hsize_t kWholeBytes = hsize_t{64} << 20;  // datasets up to this size are read whole
 constexpr hsize_t kBlockBytes = hsize_t{4} << 20;   // one read of a larger one
+constexpr int kQuietSeconds = 20;  // a child that says nothing for this long is stuck (one step is far shorter)
 
 // ---- The child: say what it reads, then read it --------------------------------------------------
 
@@ -80,8 +81,12 @@ herr_t read_attribute(hid_t loc, const char* name, const H5A_info_t* /*info*/, v
 }
 
 // Rows [start, start + rows) of a dataset of rank >= 1, or the whole of a scalar one.
-void read_rows(hid_t d, hid_t type, hid_t space, const std::vector<hsize_t>& dims, hsize_t start, hsize_t rows,
-               hsize_t row_points) {
+void read_rows(const Child& child, const std::string& where, hid_t d, hid_t type, hid_t space,
+               const std::vector<hsize_t>& dims, hsize_t start, hsize_t rows, hsize_t row_points) {
+  child.say("reading " +
+            (dims.empty() ? std::string("the data")
+                          : "rows " + std::to_string(start) + " to " + std::to_string(start + rows - 1)) +
+            " of " + where);
   if (dims.empty()) {
     const hid_t mem_space = H5Screate(H5S_SCALAR);
     read_elements(type, mem_space, 1,
@@ -101,8 +106,9 @@ void read_rows(hid_t d, hid_t type, hid_t space, const std::vector<hsize_t>& dim
   H5Sclose(file_space);
 }
 
-// The whole dataset when it holds variable-length data or at most 64 MiB, else its first and last
-// rows, in reads of at most 4 MiB.
+// The whole dataset when it holds at most 64 MiB in memory, else its first and last rows, in reads
+// of at most 4 MiB (variable-length elements count as their pointers; their references are checked
+// whole by check_vlen_references).
 void read_dataset(const Child& child, hid_t d, const std::string& where) {
   const hid_t type = H5Dget_type(d);
   const hid_t space = H5Dget_space(d);
@@ -117,15 +123,14 @@ void read_dataset(const Child& child, hid_t d, const std::string& where) {
     const hsize_t rows_total = dims.empty() ? 1 : dims[0];
     const hsize_t row_bytes = row_points * element;
     const hsize_t block = row_bytes == 0 ? 0 : std::max<hsize_t>(1, kBlockBytes / row_bytes);
-    const bool whole = holds_variable_length(type) || (row_bytes > 0 && rows_total <= kWholeBytes / row_bytes);
-    child.say("reading the data of " + where);
+    const bool whole = row_bytes > 0 && rows_total <= kWholeBytes / row_bytes;
     if (whole) {
       for (hsize_t start = 0; block > 0 && start < rows_total; start += block)
-        read_rows(d, type, space, dims, start, std::min(block, rows_total - start), row_points);
+        read_rows(child, where, d, type, space, dims, start, std::min(block, rows_total - start), row_points);
     } else if (block > 0) {
       const hsize_t rows = std::min(block, rows_total);
-      read_rows(d, type, space, dims, 0, rows, row_points);
-      read_rows(d, type, space, dims, rows_total - rows, rows, row_points);
+      read_rows(child, where, d, type, space, dims, 0, rows, row_points);
+      read_rows(child, where, d, type, space, dims, rows_total - rows, rows, row_points);
     }
   }
   if (space >= 0) H5Sclose(space);
@@ -211,28 +216,34 @@ void probe_in_child(const std::filesystem::path& path, const uint8_t* data, uint
   }
   ::close(fds[1]);
 
+  // At most a minute plus a second per 50 MB in all, and kQuietSeconds between two steps.
   const auto limit = std::chrono::seconds(60 + st.st_size / 50'000'000);
-  const auto deadline = std::chrono::steady_clock::now() + limit;
+  const auto start = std::chrono::steady_clock::now();
+  auto news = start;
   std::string said;
-  bool timed_out = false;
+  std::string stuck;  // why the child was stopped, if it was
   while (true) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - start >= limit) {
+      stuck = "did not finish within " + std::to_string(limit.count()) + " s";
+      break;
+    }
+    if (now - news >= std::chrono::seconds(kQuietSeconds)) {
+      stuck = "made no progress for " + std::to_string(kQuietSeconds) + " s";
       break;
     }
     pollfd p{fds[0], POLLIN, 0};
-    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
-    if (r <= 0) continue;  // no news yet, or a signal
+    if (::poll(&p, 1, 500) <= 0) continue;  // no news yet, or a signal
     char buf[4096];
     const ssize_t n = ::read(fds[0], buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the child ended
+    news = std::chrono::steady_clock::now();
     said.append(buf, static_cast<size_t>(n));
     if (said.size() > (1u << 20)) said.erase(0, said.size() - (1u << 16));  // only the last lines matter
   }
   ::close(fds[0]);
+  const bool timed_out = !stuck.empty();
   if (timed_out) ::kill(pid, SIGKILL);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -254,8 +265,7 @@ void probe_in_child(const std::filesystem::path& path, const uint8_t* data, uint
     return;
   }
   const std::string doing = lines.size() >= 2 && last.empty() ? lines[lines.size() - 2] : last;
-  const std::string how =
-      timed_out ? "did not finish within " + std::to_string(limit.count()) + " s" : how_it_ended(status);
+  const std::string how = timed_out ? stuck : how_it_ended(status);
   throw FormatError(path.string() + ": libhdf5 " + how + " " + doing +
                     ", in the process that checks a file before it is read (a damaged file)");
 }

@@ -11,7 +11,7 @@
 // attribute, every dataset (whole, or its first and last rows past 64 MiB), saying over a pipe
 // before each step what it reads. The file is opened here only if the child got to the end; else
 // File::open throws the child's FormatError, or one naming the file, the step and how the child
-// ended (signal, exit status, or no end within a minute plus a second per 50 MB).
+// ended (signal, exit status, no word for 20 s, or no end within a minute plus a second per 50 MB).
 //
 // A file is probed once per process for each (device, inode, size, modification time). The child
 // never closes the file (an H5Fclose would release a lock this process may hold on it), writes
