@@ -3,15 +3,16 @@
 //
 // libhdf5 1.10 (the version the supported distributions ship) crashes on many kinds of damaged file:
 // the h5 fuzz target found a loop in global heap decoding, reads through invalid heap references,
-// a half-built attribute table freed, attribute values copied past their buffer, and a division by
-// a chunk dimension of 0 when a dataset is opened (inputs in tests/fuzz/regressions/h5). The first
-// ones have exact checks on the raw bytes (h5_heap_check.hpp, h5_vlen_check.hpp), but no list of
-// such checks can be complete. So File::open first forks a child that opens the file read-only,
-// runs check_vlen_references, and reads what the project's readers read: every object, every
-// attribute, every dataset (whole, or its first and last rows past 64 MiB), saying over a pipe
-// before each step what it reads. The file is opened here only if the child got to the end; else
-// File::open throws the child's FormatError, or one naming the file, the step and how the child
-// ended (signal, exit status, no word for 20 s, or no end within a minute plus a second per 50 MB).
+// a half-built attribute table freed, attribute values copied past their buffer, a division by a
+// chunk dimension of 0 when a dataset is opened, and minutes spent reading rows of a damaged extent
+// (inputs in tests/fuzz/regressions/h5). The first ones have exact checks on the raw bytes
+// (h5_heap_check.hpp, h5_vlen_check.hpp), but no list of such checks can be complete. So File::open
+// first forks a child that opens the file read-only, runs check_vlen_references, and reads what the
+// project's readers read: every object, every attribute, every dataset (whole, or its first and last
+// rows past 64 MiB in memory), saying over a pipe before each step what it reads. The file is opened
+// here only if the child got to the end; else File::open throws the child's FormatError, or one
+// naming the file, the step and how the child ended (signal, exit status, no word for 20 s, or no
+// end within a minute plus a second per 50 MB).
 //
 // A file is probed once per process for each (device, inode, size, modification time). The child
 // never closes the file (an H5Fclose would release a lock this process may hold on it), writes
