@@ -12,9 +12,7 @@
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "core/fault.hpp"
-#include "io/h5_heap_check.hpp"
 #include "io/h5_probe.hpp"
-#include "io/mapped_file.hpp"
 
 namespace sf::h5 {
 namespace {
@@ -554,6 +552,19 @@ std::vector<std::string> Group::members() const {
   return names;
 }
 
+std::vector<std::string> hard_link_names(hid_t file) {
+  // Names are collected first: an exception thrown in the callback must not cross libhdf5's C frames.
+  std::vector<std::string> names;
+  H5Lvisit(
+      file, H5_INDEX_NAME, H5_ITER_NATIVE,
+      [](hid_t, const char* name, const H5L_info_t* info, void* out) -> herr_t {
+        if (info->type == H5L_TYPE_HARD) static_cast<std::vector<std::string>*>(out)->push_back(name);
+        return 0;
+      },
+      &names);
+  return names;
+}
+
 // ---- File --------------------------------------------------------------------------------------
 
 File::File(Handle h, std::filesystem::path path) : Group(std::move(h), path.string() + ":/"), path_(std::move(path)) {}
@@ -572,11 +583,9 @@ File File::open(const std::filesystem::path& path, bool writable) {
   silence_hdf5();
   if (!std::filesystem::exists(path)) throw IoError(path.string() + ": no such file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw FormatError(path.string() + ": not an HDF5 file");
-  // libhdf5 1.10 hangs or crashes on many kinds of damaged file: the global heaps are walked in the
-  // file's raw bytes here, the rest is checked and read in a child process first (h5_probe.hpp).
-  const auto raw = io::MappedFile::open(path);
-  const GlobalHeaps heaps = read_global_heaps(path, raw->data(), raw->size());
-  probe_in_child(path, raw->data(), raw->size(), heaps);
+  // libhdf5 1.10 hangs or crashes on many kinds of damaged file: it is checked and read in a child
+  // process first (h5_probe.hpp).
+  probe_in_child(path);
   hid_t f = H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) throw IoError(path.string() + ": cannot open HDF5 file");
   return File(Handle(f), path);

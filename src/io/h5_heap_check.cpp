@@ -6,15 +6,15 @@
 #include "core/error.hpp"
 
 namespace sf::h5 {
-namespace {
-
-constexpr uint8_t kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-
 uint64_t little_endian(const uint8_t* p, int bytes) {
   uint64_t v = 0;
   for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
   return v;
 }
+
+namespace {
+
+constexpr uint8_t kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
 
 bool valid_size(int n) { return n == 2 || n == 4 || n == 8; }
 

@@ -26,6 +26,10 @@
 
 namespace sf::h5 {
 
+// The unsigned integer of `bytes` (1 to 8) bytes at p, least significant first: HDF5's byte order for
+// every field of its file format.
+uint64_t little_endian(const uint8_t* p, int bytes);
+
 struct GlobalHeaps {
   int size_of_offsets = 0;  // bytes of an address in the file (2, 4 or 8); 0: no superblock found
   int size_of_lengths = 0;  // bytes of a length field

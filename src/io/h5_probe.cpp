@@ -19,7 +19,10 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "io/h5.hpp"
+#include "io/h5_heap_check.hpp"
 #include "io/h5_vlen_check.hpp"
+#include "io/mapped_file.hpp"
 
 namespace sf::h5 {
 namespace {
@@ -163,14 +166,8 @@ void read_object(const Child& child, hid_t file, const std::string& name) {
       child.say(kErrorPrefix + std::string(e.what()));
       _exit(0);
     }
-    std::vector<std::string> names = {""};
-    H5Lvisit(
-        f, H5_INDEX_NAME, H5_ITER_NATIVE,
-        [](hid_t, const char* name, const H5L_info_t* info, void* list) -> herr_t {
-          if (info->type == H5L_TYPE_HARD) static_cast<std::vector<std::string>*>(list)->push_back(name);
-          return 0;
-        },
-        &names);
+    std::vector<std::string> names = hard_link_names(f);
+    names.insert(names.begin(), "");  // the root group
     for (const std::string& name : names) read_object(child, f, name);
   }
   child.say("");  // the end
@@ -192,7 +189,7 @@ std::set<Key> probed;
 
 }  // namespace
 
-void probe_in_child(const std::filesystem::path& path, const uint8_t* data, uint64_t size, const GlobalHeaps& heaps) {
+void probe_in_child(const std::filesystem::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw IoError(path.string() + ": " + std::strerror(errno));
   const Key key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
@@ -200,6 +197,10 @@ void probe_in_child(const std::filesystem::path& path, const uint8_t* data, uint
     const std::lock_guard<std::mutex> lock(probed_mutex);
     if (probed.count(key) > 0) return;
   }
+  // The global heaps are walked here, before any libhdf5 call on the file (a collection libhdf5 would
+  // loop on is refused here); the child inherits the mapping and the table.
+  const auto raw = io::MappedFile::open(path);
+  const GlobalHeaps heaps = read_global_heaps(path, raw->data(), raw->size());
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw IoError(path.string() + ": cannot create a pipe: " + std::strerror(errno));
@@ -212,7 +213,7 @@ void probe_in_child(const std::filesystem::path& path, const uint8_t* data, uint
   }
   if (pid == 0) {
     ::close(fds[0]);
-    run_child(path, data, size, heaps, fds[1]);
+    run_child(path, raw->data(), raw->size(), heaps, fds[1]);
   }
   ::close(fds[1]);
 

@@ -19,14 +19,12 @@
 // nothing but the pipe and ends with _exit. Forking is safe for the MPI transports the project uses
 // (shared memory, TCP; with InfiniBand, Open MPI and UCX mark registered memory MADV_DONTFORK, and
 // the child touches none of it) and for CUDA (the child makes no CUDA call).
-#include <cstdint>
 #include <filesystem>
-
-#include "io/h5_heap_check.hpp"
 
 namespace sf::h5 {
 
-// `data`, `size`: the file's raw bytes; `heaps`: read_global_heaps of them.
-void probe_in_child(const std::filesystem::path& path, const uint8_t* data, uint64_t size, const GlobalHeaps& heaps);
+// FormatError as above (and the global heap check's, h5_heap_check.hpp, made here before the fork);
+// IoError when the file cannot be read or the child cannot be started.
+void probe_in_child(const std::filesystem::path& path);
 
 }  // namespace sf::h5

@@ -13,12 +13,6 @@
 namespace sf::h5 {
 namespace {
 
-uint64_t little_endian(const uint8_t* p, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
 uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
 // The file's raw bytes and heaps, and errors that name the file.
@@ -262,8 +256,7 @@ void check_attributes(const Raw& r, hid_t obj, uint64_t header_address, hsize_t 
     const hssize_t points = space.valid() ? H5Sget_simple_extent_npoints(space.get()) : -1;
     if (points < 0 || static_cast<uint64_t>(points) != stored.points || stored.type_class != kVariableLengthClass)
       r.fail(what, "libhdf5 reads its type or shape differently from its message (a damaged file)");
-    const uint64_t n = stored.points;
-    check_references(r, stored.value, n, v, what);
+    check_references(r, stored.value, stored.points, v, what);
   }
   if (names.size() != count)
     r.fail(where, "has " + std::to_string(count) + " attributes, " + std::to_string(names.size()) +
@@ -424,17 +417,7 @@ void check_vlen_references(hid_t file, const std::filesystem::path& path, const 
   const Raw r{path, data, size, heaps};
   Walk w{r, {}};
   check_object(w, file, "/");
-  // An exception thrown in the callback must not cross libhdf5's C frames: the walk lists the
-  // objects first and checks them after.
-  std::vector<std::string> names;
-  H5Lvisit(
-      file, H5_INDEX_NAME, H5_ITER_NATIVE,
-      [](hid_t, const char* name, const H5L_info_t* info, void* out) -> herr_t {
-        if (info->type == H5L_TYPE_HARD) static_cast<std::vector<std::string>*>(out)->push_back(name);
-        return 0;
-      },
-      &names);
-  for (const std::string& name : names) {
+  for (const std::string& name : hard_link_names(file)) {
     const Handle obj(H5Oopen(file, name.c_str(), H5P_DEFAULT));
     if (obj.valid()) check_object(w, obj.get(), "/" + name);
   }

@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
@@ -18,13 +16,6 @@
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string bytes_of(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& p, const std::string& b) { std::ofstream(p, std::ios::binary) << b; }
 
 // A file with variable-length strings (they live in a global heap collection), one of them "GCOL…".
 fs::path write_strings(const fs::path& dir) {
@@ -60,7 +51,7 @@ TEST(H5HeapCheck, FilesWithStringsThatSayGcolOpen) {
 TEST(H5HeapCheck, AZeroSizeFreeSpaceObjectIsAFormatErrorNotAHang) {
   const sf::test::TempDir dir("heap");
   const fs::path good = write_strings(dir.path());
-  std::string b = bytes_of(good);
+  std::string b = sf::test::read_file(good);
   // The collection libhdf5 wrote: "GCOL", version 1, 3 reserved bytes, its 8-byte size; then objects
   // (index 2, refs 2, reserved 4, size 8, data padded to 8), the last one free space (index 0).
   // The collection's header comes before the stored strings (one of which also reads "GCOL\x01\0\0\0").
@@ -81,7 +72,7 @@ TEST(H5HeapCheck, AZeroSizeFreeSpaceObjectIsAFormatErrorNotAHang) {
   // The free-space object's size set to 0, as in the input the h5 fuzz target found.
   std::memset(&b[p + 8], 0, 8);
   const fs::path bad = dir / "bad.h5";
-  write_bytes(bad, b);
+  sf::test::write_file(bad, b);
   try {
     sf::h5::File::open(bad);
     FAIL() << "opened";

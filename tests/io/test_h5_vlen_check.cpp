@@ -7,8 +7,6 @@
 #include <zlib.h>
 
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
@@ -17,13 +15,6 @@
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string bytes_of(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& p, const std::string& b) { std::ofstream(p, std::ios::binary) << b; }
 
 template <class T>
 std::string le(T v) {
@@ -98,11 +89,11 @@ TEST(H5VlenCheck, UndamagedFilesOpenAndReadAsBefore) {
 
 TEST(H5VlenCheck, AReferenceToAnObjectTheHeapDoesNotHoldIsRefused) {
   const sf::test::TempDir dir("vlen");
-  const std::string good = bytes_of(write_strings(dir.path(), 0));
+  const std::string good = sf::test::read_file(write_strings(dir.path(), 0));
   const fs::path bad = dir / "bad.h5";
-  write_bytes(bad, damaged(good, reference_of(good, kNote), bad_index));
+  sf::test::write_file(bad, damaged(good, reference_of(good, kNote), bad_index));
   expect_refused(open_error(bad), bad, "attribute 'note' of /, element 0", "refers to object 65535 of the global heap");
-  write_bytes(bad, damaged(good, reference_of(good, kAnswers[1]), bad_index));
+  sf::test::write_file(bad, damaged(good, reference_of(good, kAnswers[1]), bad_index));
   expect_refused(open_error(bad), bad, "dataset /answers, element 1", "which holds no such object");
   // The fuzz target's input (the root attribute 'tasks' refers to object 65535): refused the same way.
   const fs::path found = sf::test::source_dir() / "tests/fuzz/regressions/h5/global-heap-bad-object-index.h5";
@@ -111,9 +102,9 @@ TEST(H5VlenCheck, AReferenceToAnObjectTheHeapDoesNotHoldIsRefused) {
 
 TEST(H5VlenCheck, AReferenceShorterThanItsObjectIsRefused) {
   const sf::test::TempDir dir("vlen");
-  const std::string good = bytes_of(write_strings(dir.path(), 0));
+  const std::string good = sf::test::read_file(write_strings(dir.path(), 0));
   const fs::path bad = dir / "bad.h5";
-  write_bytes(bad, damaged(good, reference_of(good, kAnswers[1]), short_length));
+  sf::test::write_file(bad, damaged(good, reference_of(good, kAnswers[1]), short_length));
   expect_refused(open_error(bad), bad, "dataset /answers, element 1",
                  "has length 5 but the object it refers to holds 37 bytes");
 }
@@ -123,7 +114,7 @@ TEST(H5VlenCheck, AReferenceShorterThanItsObjectIsRefused) {
 TEST(H5VlenCheck, ADamagedReferenceBehindShuffleAndDeflateIsRefused) {
   const sf::test::TempDir dir("vlen");
   const fs::path p = write_strings(dir.path(), 4);
-  const std::string reference = reference_of(bytes_of(p), kAnswers[2]);
+  const std::string reference = reference_of(sf::test::read_file(p), kAnswers[2]);
   {
     const hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     const hid_t d = H5Dopen2(f, "answers", H5P_DEFAULT);
