@@ -40,8 +40,10 @@ Plan parse(const std::string& v) {
     p.op = Op::kSync;
   } else if (parts[0] == "rename") {
     p.op = Op::kRename;
+  } else if (parts[0] == "probe") {
+    p.op = Op::kProbe;
   } else {
-    throw ConfigError(where + ": operation '" + parts[0] + "' is not write, fsync or rename");
+    throw ConfigError(where + ": operation '" + parts[0] + "' is not write, fsync, rename or probe");
   }
   char* end = nullptr;
   p.n = std::strtoll(parts[1].c_str(), &end, 10);
@@ -56,15 +58,15 @@ Plan parse(const std::string& v) {
   } else {
     throw ConfigError(where + ": '" + parts[2] + "' is not ENOSPC, EIO or KILL");
   }
+  if (p.op == Op::kProbe && !p.kill) throw ConfigError(where + ": a probe can only be made to fail with KILL");
   if (parts.size() == 4) p.text = parts[3];
   return p;
 }
 
-}  // namespace
-
-int inject(Op op, const std::string& path) {
+// The plan, when this operation on `path` is the n-th one it names.
+std::optional<Plan> due(Op op, const std::string& path) {
   const char* env = std::getenv("SUPERFICIAL_FAULT");
-  if (env == nullptr || *env == '\0') return 0;
+  if (env == nullptr || *env == '\0') return std::nullopt;
   static std::mutex mutex;
   static std::string active;  // the value the plan and count belong to
   static std::optional<Plan> plan;
@@ -76,10 +78,20 @@ int inject(Op op, const std::string& path) {
     active = env;
     plan = parse(active);
   }
-  if (plan->op != op || path.find(plan->text) == std::string::npos) return 0;
-  if (++seen != plan->n) return 0;
-  if (plan->kill) std::raise(SIGKILL);
-  return plan->error;
+  if (plan->op != op || path.find(plan->text) == std::string::npos) return std::nullopt;
+  if (++seen != plan->n) return std::nullopt;
+  return plan;
 }
+
+}  // namespace
+
+int inject(Op op, const std::string& path) {
+  const std::optional<Plan> p = due(op, path);
+  if (!p) return 0;
+  if (p->kill) std::raise(SIGKILL);
+  return p->error;
+}
+
+bool planned(Op op, const std::string& path) { return due(op, path).has_value(); }
 
 }  // namespace sf::fault

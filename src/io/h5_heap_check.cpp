@@ -6,49 +6,16 @@
 #include "core/error.hpp"
 
 namespace sf::h5 {
-uint64_t little_endian(const uint8_t* p, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-namespace {
-
-constexpr uint8_t kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-
-bool valid_size(int n) { return n == 2 || n == 4 || n == 8; }
-
-// The superblock at offset 0, 512, 1024, 2048, ...: sizes of offsets and lengths and the base
-// address. Sizes stay 0 when none is found (libhdf5 then refuses the file itself).
-void read_superblock(GlobalHeaps& h, const uint8_t* data, uint64_t size) {
-  for (uint64_t at = 0; at + 48 <= size; at = at == 0 ? 512 : at * 2) {
-    if (std::memcmp(data + at, kSignature, sizeof(kSignature)) != 0) continue;
-    const uint8_t version = data[at + 8];
-    const int offsets = version <= 1 ? data[at + 13] : data[at + 9];
-    const int lengths = version <= 1 ? data[at + 14] : data[at + 10];
-    if (!valid_size(offsets) || !valid_size(lengths)) return;
-    // Base address: version 0 at byte 24, version 1 at byte 28 (after the indexed-storage K and two
-    // reserved bytes), versions 2 and 3 at byte 12.
-    const uint64_t base_at = at + (version == 0 ? 24 : version == 1 ? 28 : 12);
-    h.size_of_offsets = offsets;
-    h.size_of_lengths = lengths;
-    h.base = base_at + 8 <= size ? little_endian(data + base_at, offsets) : 0;
-    return;
-  }
-}
-
-}  // namespace
-
 std::optional<uint64_t> GlobalHeaps::object_size(uint64_t address, uint64_t index) const {
   const auto c = collections.find(address);
   if (c == collections.end() || index == 0 || index >= c->second.size() || c->second[index] < 0) return std::nullopt;
   return static_cast<uint64_t>(c->second[index]);
 }
 
-GlobalHeaps read_global_heaps(const std::filesystem::path& path, const uint8_t* data, uint64_t size) {
+GlobalHeaps read_global_heaps(const std::filesystem::path& path, const uint8_t* data, uint64_t size,
+                              const Superblock& sb) {
   GlobalHeaps heaps;
-  read_superblock(heaps, data, size);
-  const int L = heaps.size_of_lengths;
+  const int L = sb.size_of_lengths;
   if (L == 0) return heaps;
   const uint64_t collection_header = 8 + static_cast<uint64_t>(L);  // "GCOL", version, 3 reserved, size
   const uint64_t object_header = 8 + static_cast<uint64_t>(L);      // index, refs, 4 reserved, size
@@ -84,7 +51,7 @@ GlobalHeaps read_global_heaps(const std::filesystem::path& path, const uint8_t* 
       }
       begin += step;
     }
-    if (at >= heaps.base) heaps.collections[at - heaps.base] = std::move(objects);
+    if (at >= sb.base) heaps.collections[at - sb.base] = std::move(objects);
   }
 }
 

@@ -24,16 +24,11 @@
 #include <optional>
 #include <vector>
 
+#include "io/h5_raw.hpp"
+
 namespace sf::h5 {
 
-// The unsigned integer of `bytes` (1 to 8) bytes at p, least significant first: HDF5's byte order for
-// every field of its file format.
-uint64_t little_endian(const uint8_t* p, int bytes);
-
 struct GlobalHeaps {
-  int size_of_offsets = 0;  // bytes of an address in the file (2, 4 or 8); 0: no superblock found
-  int size_of_lengths = 0;  // bytes of a length field
-  uint64_t base = 0;        // file offset that addresses are relative to (the superblock's)
   // Collection byte offset (from `base`) -> object sizes by index; -1 where the collection holds no
   // object of that index (and for index 0, the free space).
   std::map<uint64_t, std::vector<int64_t>> collections;
@@ -43,7 +38,8 @@ struct GlobalHeaps {
 };
 
 // The table, or a FormatError naming the file, the collection's and the object's byte offsets when a
-// collection cannot be walked to its end.
-GlobalHeaps read_global_heaps(const std::filesystem::path& path, const uint8_t* data, uint64_t size);
+// collection cannot be walked to its end. Empty when the file has no superblock.
+GlobalHeaps read_global_heaps(const std::filesystem::path& path, const uint8_t* data, uint64_t size,
+                              const Superblock& sb);
 
 }  // namespace sf::h5

@@ -19,8 +19,11 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/fault.hpp"
 #include "io/h5.hpp"
+#include "io/h5_group_check.hpp"
 #include "io/h5_heap_check.hpp"
+#include "io/h5_raw.hpp"
 #include "io/h5_vlen_check.hpp"
 #include "io/mapped_file.hpp"
 
@@ -150,18 +153,19 @@ void read_object(const Child& child, hid_t file, const std::string& name) {
   H5Oclose(obj);
 }
 
-[[noreturn]] void run_child(const std::filesystem::path& path, const uint8_t* data, uint64_t size,
-                            const GlobalHeaps& heaps, int out) {
+[[noreturn]] void run_child(const std::filesystem::path& path, const uint8_t* data, uint64_t size, const Superblock& sb,
+                            const GlobalHeaps& heaps, bool fail, int out) {
   const int null = ::open("/dev/null", O_WRONLY);  // a sanitizer's or libhdf5's report is not ours to print
   if (null >= 0) ::dup2(null, STDERR_FILENO);
   const Child child{out};
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   child.say("opening the file");
+  if (fail) ::raise(SIGKILL);  // the test seam's crash (core/fault.hpp)
   const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f >= 0) {
     child.say("checking its variable-length data");
     try {
-      check_vlen_references(f, path, data, size, heaps);
+      check_vlen_references(f, path, data, size, sb, heaps);
     } catch (const Error& e) {
       child.say(kErrorPrefix + std::string(e.what()));
       _exit(0);
@@ -197,11 +201,15 @@ void probe_in_child(const std::filesystem::path& path) {
     const std::lock_guard<std::mutex> lock(probed_mutex);
     if (probed.count(key) > 0) return;
   }
-  // The global heaps are walked here, before any libhdf5 call on the file (a collection libhdf5 would
-  // loop on is refused here); the child inherits the mapping and the table.
+  // The global heaps and the groups' names are checked here on the raw bytes, before any libhdf5 call
+  // on the file (a collection libhdf5 would loop on, or a name it would read past, is refused here);
+  // the child inherits the mapping and the heap table.
   const auto raw = io::MappedFile::open(path);
-  const GlobalHeaps heaps = read_global_heaps(path, raw->data(), raw->size());
+  const Superblock sb = read_superblock(raw->data(), raw->size());
+  const GlobalHeaps heaps = read_global_heaps(path, raw->data(), raw->size(), sb);
+  check_group_names(path, raw->data(), raw->size(), sb);
 
+  const bool fail = fault::planned(fault::Op::kProbe, path.string());
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw IoError(path.string() + ": cannot create a pipe: " + std::strerror(errno));
   const pid_t pid = ::fork();
@@ -213,7 +221,7 @@ void probe_in_child(const std::filesystem::path& path) {
   }
   if (pid == 0) {
     ::close(fds[0]);
-    run_child(path, raw->data(), raw->size(), heaps, fds[1]);
+    run_child(path, raw->data(), raw->size(), sb, heaps, fail, fds[1]);
   }
   ::close(fds[1]);
 

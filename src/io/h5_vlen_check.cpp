@@ -15,25 +15,10 @@ namespace {
 
 uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
-// The file's raw bytes and heaps, and errors that name the file.
-struct Raw {
-  const std::filesystem::path& path;
-  const uint8_t* data;
-  uint64_t size;
+// The file's raw bytes and its global heaps.
+struct Heaped : Raw {
   const GlobalHeaps& heaps;
-
-  [[noreturn]] void fail(const std::string& what, const std::string& why) const {
-    throw FormatError(path.string() + ": " + what + ": " + why);
-  }
-  // n bytes at `address` (relative to the base address), inside the file.
-  const uint8_t* at(uint64_t address, uint64_t n, const std::string& what) const {
-    const uint64_t offset = address + heaps.base;
-    if (offset < address || offset > size || n > size - offset)
-      fail(what, std::to_string(n) + " bytes at address " + std::to_string(address) +
-                     " run past the end of the file (" + std::to_string(size) + " bytes)");
-    return data + offset;
-  }
-  uint64_t reference_size() const { return 8 + static_cast<uint64_t>(heaps.size_of_offsets); }
+  uint64_t reference_size() const { return 8 + static_cast<uint64_t>(sb.size_of_offsets); }
 };
 
 // ---- Types ---------------------------------------------------------------------------------------
@@ -70,8 +55,8 @@ VlenType classify(hid_t t) {
 // ---- References ----------------------------------------------------------------------------------
 
 // One stored reference: length (4 bytes), collection address, object index (4 bytes).
-void check_reference(const Raw& r, const uint8_t* p, uint64_t element, const std::string& what, uint64_t i) {
-  const int sa = r.heaps.size_of_offsets;
+void check_reference(const Heaped& r, const uint8_t* p, uint64_t element, const std::string& what, uint64_t i) {
+  const int sa = r.sb.size_of_offsets;
   const uint64_t length = little_endian(p, 4);
   const uint64_t address = little_endian(p + 4, sa);
   const uint64_t index = little_endian(p + 4 + sa, 4);
@@ -93,81 +78,14 @@ void check_reference(const Raw& r, const uint8_t* p, uint64_t element, const std
                              std::to_string(*object) + " bytes (a damaged file)");
 }
 
-void check_references(const Raw& r, const uint8_t* p, uint64_t count, const VlenType& v, const std::string& what) {
+void check_references(const Heaped& r, const uint8_t* p, uint64_t count, const VlenType& v, const std::string& what) {
   for (uint64_t i = 0; i < count; ++i) check_reference(r, p + i * r.reference_size(), v.element, what, i);
 }
 
-// ---- Object headers ------------------------------------------------------------------------------
+// ---- Attributes ----------------------------------------------------------------------------------
 
-struct Message {
-  unsigned type;
-  unsigned flags;
-  const uint8_t* body;
-  uint64_t size;
-};
-
-constexpr unsigned kContinuation = 0x10;
-constexpr unsigned kAttribute = 0x0C;
 constexpr unsigned kSharedFlag = 0x02;
 constexpr unsigned kVariableLengthClass = 9;
-
-// The messages of the object header at `address`: version 1 or 2, following continuation messages.
-std::vector<Message> header_messages(const Raw& r, uint64_t address, const std::string& what) {
-  const int sa = r.heaps.size_of_offsets;
-  const int sl = r.heaps.size_of_lengths;
-  const uint8_t* p = r.at(address, 6, what + ": object header");
-  const bool v2 = std::memcmp(p, "OHDR", 4) == 0;
-  if (!v2 && p[0] != 1) r.fail(what, "object header at address " + std::to_string(address) + " has an unknown version");
-  uint64_t start = 0;
-  uint64_t length = 0;
-  unsigned header_flags = 0;
-  if (v2) {
-    header_flags = p[5];
-    const uint64_t size_bytes = uint64_t{1} << (header_flags & 3);
-    const uint64_t skip = 6 + ((header_flags & 0x20) != 0 ? 16 : 0) + ((header_flags & 0x10) != 0 ? 4 : 0);
-    length = little_endian(r.at(address + skip, size_bytes, what + ": object header"), static_cast<int>(size_bytes));
-    start = address + skip + size_bytes;
-  } else {
-    length = little_endian(r.at(address, 16, what + ": object header") + 8, 4);
-    start = address + 16;
-  }
-  const uint64_t message_header = v2 ? 4 + ((header_flags & 0x04) != 0 ? 2 : 0) : 8;
-
-  std::vector<Message> out;
-  std::vector<std::pair<uint64_t, uint64_t>> chunks = {{start, length}};
-  std::set<uint64_t> seen = {start};
-  for (size_t c = 0; c < chunks.size(); ++c) {
-    const auto [begin, n] = chunks[c];
-    const uint8_t* chunk = r.at(begin, n, what + ": object header chunk");
-    for (uint64_t pos = 0; n - pos >= message_header;) {
-      const uint8_t* m = chunk + pos;
-      const unsigned type = v2 ? m[0] : static_cast<unsigned>(little_endian(m, 2));
-      const uint64_t size = little_endian(m + (v2 ? 1 : 2), 2);
-      const unsigned flags = v2 ? m[3] : m[4];
-      pos += message_header;
-      if (size > n - pos)
-        r.fail(what, "a message of the object header chunk at address " + std::to_string(begin) +
-                         " runs past the chunk's end");
-      out.push_back({type, flags, chunk + pos, size});
-      if (type == kContinuation) {
-        if (size < static_cast<uint64_t>(sa + sl)) r.fail(what, "a continuation message is too short");
-        uint64_t next = little_endian(chunk + pos, sa);
-        uint64_t next_length = little_endian(chunk + pos + sa, sl);
-        if (v2) {  // "OCHK", messages, checksum
-          if (next_length < 8 || std::memcmp(r.at(next, 4, what + ": object header chunk"), "OCHK", 4) != 0)
-            r.fail(what, "the continuation chunk at address " + std::to_string(next) + " has no OCHK signature");
-          next += 4;
-          next_length -= 8;
-        }
-        if (!seen.insert(next).second || chunks.size() >= 4096)
-          r.fail(what, "the object header's continuation chunks form a loop");
-        chunks.emplace_back(next, next_length);
-      }
-      pos += size;
-    }
-  }
-  return out;
-}
 
 // An attribute message as stored: its name, its value, and the value's size by its own datatype
 // and dataspace messages.
@@ -180,7 +98,7 @@ struct StoredAttribute {
   uint64_t points;       // elements as the dataspace message gives them
 };
 
-StoredAttribute parse_attribute(const Raw& r, const Message& m, const std::string& where) {
+StoredAttribute parse_attribute(const Heaped& r, const Message& m, const std::string& where) {
   if (m.size < 9) r.fail(where, "an attribute message is too short");
   const uint8_t* b = m.body;
   const unsigned version = b[0];
@@ -210,7 +128,7 @@ StoredAttribute parse_attribute(const Raw& r, const Message& m, const std::strin
   const unsigned rank = space[1];
   if (space_version != 1 && space_version != 2) r.fail(what, "its dataspace message has an unknown version");
   const uint64_t dims_at = space_version == 1 ? 8 : 4;
-  const auto sl = static_cast<uint64_t>(r.heaps.size_of_lengths);
+  const auto sl = static_cast<uint64_t>(r.sb.size_of_lengths);
   if (rank > 32 || dims_at + rank * sl > space_size) r.fail(what, "its dataspace message is too short for its rank");
   a.points = space_version == 2 && space[3] == 2 ? 0 : 1;
   for (unsigned i = 0; i < rank && a.points > 0; ++i) {
@@ -236,10 +154,10 @@ StoredAttribute parse_attribute(const Raw& r, const Message& m, const std::strin
 // leaves the table with empty slots that it then frees (SIGSEGV in H5A__close; h5 fuzz finding,
 // input tests/fuzz/regressions/h5/attribute-message-undecodable.h5). Opening each attribute by name
 // decodes the messages one at a time and fails cleanly.
-void check_attributes(const Raw& r, hid_t obj, uint64_t header_address, hsize_t count, const std::string& where) {
+void check_attributes(const Heaped& r, hid_t obj, uint64_t header_address, hsize_t count, const std::string& where) {
   std::set<std::string> names;
   for (const Message& m : header_messages(r, header_address, where)) {
-    if (m.type != kAttribute) continue;
+    if (m.type != kAttributeMessage) continue;
     if ((m.flags & kSharedFlag) != 0)
       r.fail(where, "an attribute kept in the shared message table cannot be checked before reading");
     const StoredAttribute stored = parse_attribute(r, m, where);
@@ -272,7 +190,7 @@ struct Filter {
 };
 
 // A chunk's stored bytes with its filters undone (in reverse order, skipping those its mask skips).
-std::vector<uint8_t> unfilter(const Raw& r, std::vector<uint8_t> bytes, const std::vector<Filter>& filters,
+std::vector<uint8_t> unfilter(const Heaped& r, std::vector<uint8_t> bytes, const std::vector<Filter>& filters,
                               unsigned mask, uint64_t expected, const std::string& what) {
   for (size_t j = filters.size(); j-- > 0;) {
     if (j < 32 && (mask & (1u << j)) != 0) continue;
@@ -306,7 +224,7 @@ std::vector<uint8_t> unfilter(const Raw& r, std::vector<uint8_t> bytes, const st
   return bytes;
 }
 
-void check_chunks(const Raw& r, hid_t d, hid_t dcpl, const std::vector<hsize_t>& dims, const VlenType& v,
+void check_chunks(const Heaped& r, hid_t d, hid_t dcpl, const std::vector<hsize_t>& dims, const VlenType& v,
                   const std::string& what) {
   const int rank = static_cast<int>(dims.size());
   std::vector<hsize_t> chunk(dims.size());
@@ -362,7 +280,7 @@ void check_chunks(const Raw& r, hid_t d, hid_t dcpl, const std::vector<hsize_t>&
   }
 }
 
-void check_dataset(const Raw& r, hid_t d, const std::string& where) {
+void check_dataset(const Heaped& r, hid_t d, const std::string& where) {
   const Handle type(H5Dget_type(d));
   if (!type.valid()) return;
   const VlenType v = classify(type.get());
@@ -397,7 +315,7 @@ void check_dataset(const Raw& r, hid_t d, const std::string& where) {
 // ---- Objects -------------------------------------------------------------------------------------
 
 struct Walk {
-  const Raw& r;
+  const Heaped& r;
   std::set<haddr_t> seen;
 };
 
@@ -412,9 +330,9 @@ void check_object(Walk& w, hid_t obj, const std::string& where) {
 }  // namespace
 
 void check_vlen_references(hid_t file, const std::filesystem::path& path, const uint8_t* data, uint64_t size,
-                           const GlobalHeaps& heaps) {
-  if (heaps.size_of_offsets == 0) return;
-  const Raw r{path, data, size, heaps};
+                           const Superblock& sb, const GlobalHeaps& heaps) {
+  if (sb.size_of_offsets == 0) return;
+  const Heaped r{{path, data, size, sb}, heaps};
   Walk w{r, {}};
   check_object(w, file, "/");
   for (const std::string& name : hard_link_names(file)) {

@@ -39,6 +39,6 @@ namespace sf::h5 {
 
 // `file` is the open file whose raw bytes are data[0, size).
 void check_vlen_references(hid_t file, const std::filesystem::path& path, const uint8_t* data, uint64_t size,
-                           const GlobalHeaps& heaps);
+                           const Superblock& sb, const GlobalHeaps& heaps);
 
 }  // namespace sf::h5

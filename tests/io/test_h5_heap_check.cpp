@@ -31,8 +31,9 @@ TEST(H5HeapCheck, FilesWithStringsThatSayGcolOpen) {
   const sf::test::TempDir dir("heap");
   const fs::path p = write_strings(dir.path());
   const auto raw = sf::io::MappedFile::open(p);
-  const sf::h5::GlobalHeaps heaps = sf::h5::read_global_heaps(p, raw->data(), raw->size());
-  EXPECT_EQ(heaps.size_of_offsets, 8);
+  const sf::h5::Superblock sb = sf::h5::read_superblock(raw->data(), raw->size());
+  EXPECT_EQ(sb.size_of_offsets, 8);
+  const sf::h5::GlobalHeaps heaps = sf::h5::read_global_heaps(p, raw->data(), raw->size(), sb);
   // One collection (the text "GCOL\x01" is not followed by a collection header) holding the four
   // strings, each an object of its own size.
   ASSERT_EQ(heaps.collections.size(), 1u);
