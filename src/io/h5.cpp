@@ -552,19 +552,6 @@ std::vector<std::string> Group::members() const {
   return names;
 }
 
-std::vector<std::string> hard_link_names(hid_t file) {
-  // Names are collected first: an exception thrown in the callback must not cross libhdf5's C frames.
-  std::vector<std::string> names;
-  H5Lvisit(
-      file, H5_INDEX_NAME, H5_ITER_NATIVE,
-      [](hid_t, const char* name, const H5L_info_t* info, void* out) -> herr_t {
-        if (info->type == H5L_TYPE_HARD) static_cast<std::vector<std::string>*>(out)->push_back(name);
-        return 0;
-      },
-      &names);
-  return names;
-}
-
 // ---- File --------------------------------------------------------------------------------------
 
 File::File(Handle h, std::filesystem::path path) : Group(std::move(h), path.string() + ":/"), path_(std::move(path)) {}

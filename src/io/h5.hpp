@@ -155,10 +155,6 @@ class File : public Group {
   std::filesystem::path path_;
 };
 
-// Names (from the root, without the leading '/') of every object reached by hard links from the
-// root of `file`, in libhdf5's visiting order; soft and external links are not followed.
-std::vector<std::string> hard_link_names(hid_t file);
-
 // Root/object attributes as JSON: strings, integers and floats map to the JSON types; when writing,
 // objects and arrays are stored as their JSON text (string attributes) and booleans as 0/1.
 nlohmann::json read_attrs(const Object& obj);

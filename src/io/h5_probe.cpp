@@ -23,6 +23,7 @@
 #include "io/h5.hpp"
 #include "io/h5_group_check.hpp"
 #include "io/h5_heap_check.hpp"
+#include "io/h5_links.hpp"
 #include "io/h5_raw.hpp"
 #include "io/h5_vlen_check.hpp"
 #include "io/mapped_file.hpp"
@@ -164,13 +165,14 @@ void read_object(const Child& child, hid_t file, const std::string& name) {
   const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f >= 0) {
     child.say("checking its variable-length data");
+    std::vector<std::string> names;
     try {
       check_vlen_references(f, path, data, size, sb, heaps);
+      names = hard_link_names(f, path);
     } catch (const Error& e) {
       child.say(kErrorPrefix + std::string(e.what()));
       _exit(0);
     }
-    std::vector<std::string> names = hard_link_names(f);
     names.insert(names.begin(), "");  // the root group
     for (const std::string& name : names) read_object(child, f, name);
   }

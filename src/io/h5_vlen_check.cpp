@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/h5_links.hpp"
 
 namespace sf::h5 {
 namespace {
@@ -335,7 +336,7 @@ void check_vlen_references(hid_t file, const std::filesystem::path& path, const 
   const Heaped r{{path, data, size, sb}, heaps};
   Walk w{r, {}};
   check_object(w, file, "/");
-  for (const std::string& name : hard_link_names(file)) {
+  for (const std::string& name : hard_link_names(file, path)) {
     const Handle obj(H5Oopen(file, name.c_str(), H5P_DEFAULT));
     if (obj.valid()) check_object(w, obj.get(), "/" + name);
   }
