@@ -4,10 +4,12 @@
 // libhdf5 1.10 (the version the supported distributions ship) crashes on many kinds of damaged file:
 // the h5 fuzz target found a loop in global heap decoding, reads through invalid heap references,
 // a half-built attribute table freed, attribute values copied past their buffer, a division by a
-// chunk dimension of 0 when a dataset is opened, and minutes spent reading rows of a damaged extent
-// (inputs in tests/fuzz/regressions/h5). The first ones have exact checks on the raw bytes
-// (h5_heap_check.hpp, h5_vlen_check.hpp), but no list of such checks can be complete. So File::open
-// first forks a child that opens the file read-only, runs check_vlen_references, and reads what the
+// chunk dimension of 0 when a dataset is opened, minutes spent reading rows of a damaged extent, link
+// names read past their local heap, and objects a damaged group hides from listing but not from
+// opening by name (inputs in tests/fuzz/regressions/h5). Most have exact checks on the raw bytes
+// (h5_heap_check.hpp, h5_group_check.hpp, h5_vlen_check.hpp, h5_links.hpp), but no list of such
+// checks can be complete. So File::open first forks a child that opens the file read-only, runs
+// check_vlen_references, and reads what the
 // project's readers read: every object, every attribute, every dataset (whole, or its first and last
 // rows past 64 MiB in memory), saying over a pipe before each step what it reads. The file is opened
 // here only if the child got to the end; else File::open throws the child's FormatError, or one
@@ -23,7 +25,8 @@
 
 namespace sf::h5 {
 
-// FormatError as above (and the global heap check's, h5_heap_check.hpp, made here before the fork);
+// FormatError as above (and those of the global heap and group checks, h5_heap_check.hpp and
+// h5_group_check.hpp, made here on the raw bytes before the fork);
 // IoError when the file cannot be read or the child cannot be started.
 void probe_in_child(const std::filesystem::path& path);
 
