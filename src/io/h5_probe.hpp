@@ -9,12 +9,11 @@
 // opening by name (inputs in tests/fuzz/regressions/h5). Most have exact checks on the raw bytes
 // (h5_heap_check.hpp, h5_group_check.hpp, h5_vlen_check.hpp, h5_links.hpp), but no list of such
 // checks can be complete. So File::open first forks a child that opens the file read-only, runs
-// check_vlen_references, and reads what the
-// project's readers read: every object, every attribute, every dataset (whole, or its first and last
-// rows past 64 MiB in memory), saying over a pipe before each step what it reads. The file is opened
-// here only if the child got to the end; else File::open throws the child's FormatError, or one
-// naming the file, the step and how the child ended (signal, exit status, no word for 20 s, or no
-// end within a minute plus a second per 50 MB).
+// check_vlen_references, and reads what the project's readers read: every object, every attribute,
+// every dataset (whole, or its first and last rows past 64 MiB in memory), saying over a pipe before
+// each step what it reads. The file is opened here only if the child got to the end; else File::open
+// throws the child's FormatError, or one naming the file, the step and how the child ended (signal,
+// exit status, no word for 20 s, or no end within a minute plus a second per 50 MB).
 //
 // A file is probed once per process for each (device, inode, size, modification time). The child
 // never closes the file (an H5Fclose would release a lock this process may hold on it), writes

@@ -58,7 +58,6 @@ Superblock read_superblock(const uint8_t* data, uint64_t size) {
       sb.root = address_at(s + 12 + 3 * O, O);
       sb.max_symbols = address_at(s + 12 + O, O) == kUndefinedAddress ? 2 * kDefaultGroupLeafK : 0;
     }
-    sb.version = version;
     sb.size_of_offsets = O;
     sb.size_of_lengths = L;
     return sb;
@@ -79,8 +78,6 @@ const uint8_t* Raw::at(uint64_t address, uint64_t n, const std::string& what) co
 }
 
 std::vector<Message> header_messages(const Raw& r, uint64_t address, const std::string& what) {
-  const int sa = r.sb.size_of_offsets;
-  const int sl = r.sb.size_of_lengths;
   const uint8_t* p = r.at(address, 6, what + ": object header");
   const bool v2 = std::memcmp(p, "OHDR", 4) == 0;
   if (!v2 && p[0] != 1) r.fail(what, "object header at address " + std::to_string(address) + " has an unknown version");
@@ -116,9 +113,11 @@ std::vector<Message> header_messages(const Raw& r, uint64_t address, const std::
                          " runs past the chunk's end");
       out.push_back({type, flags, chunk + pos, size});
       if (type == kContinuationMessage) {
-        if (size < static_cast<uint64_t>(sa + sl)) r.fail(what, "a continuation message is too short");
-        uint64_t next = little_endian(chunk + pos, sa);
-        uint64_t next_length = little_endian(chunk + pos + sa, sl);
+        const int sa = r.sb.size_of_offsets;
+        if (size < static_cast<uint64_t>(sa + r.sb.size_of_lengths))
+          r.fail(what, "a continuation message is too short");
+        uint64_t next = r.offset(chunk + pos);
+        uint64_t next_length = r.length(chunk + pos + sa);
         if (v2) {  // "OCHK", messages, checksum
           if (next_length < 8 || std::memcmp(r.at(next, 4, what + ": object header chunk"), "OCHK", 4) != 0)
             r.fail(what, "the continuation chunk at address " + std::to_string(next) + " has no OCHK signature");

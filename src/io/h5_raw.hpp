@@ -17,7 +17,6 @@ constexpr uint64_t kUndefinedAddress = UINT64_MAX;
 uint64_t little_endian(const uint8_t* p, int bytes);
 
 struct Superblock {
-  int version = 0;
   int size_of_offsets = 0;            // bytes of an address in the file (2, 4 or 8); 0: no superblock found
   int size_of_lengths = 0;            // bytes of a length field
   uint64_t base = 0;                  // file offset that addresses are relative to

@@ -59,7 +59,7 @@ VlenType classify(hid_t t) {
 void check_reference(const Heaped& r, const uint8_t* p, uint64_t element, const std::string& what, uint64_t i) {
   const int sa = r.sb.size_of_offsets;
   const uint64_t length = little_endian(p, 4);
-  const uint64_t address = little_endian(p + 4, sa);
+  const uint64_t address = r.offset(p + 4);
   const uint64_t index = little_endian(p + 4 + sa, 4);
   if (address == 0) return;  // a null reference: libhdf5 reads nothing
   const std::string element_name = what + ", element " + std::to_string(i);
@@ -133,7 +133,7 @@ StoredAttribute parse_attribute(const Heaped& r, const Message& m, const std::st
   if (rank > 32 || dims_at + rank * sl > space_size) r.fail(what, "its dataspace message is too short for its rank");
   a.points = space_version == 2 && space[3] == 2 ? 0 : 1;
   for (unsigned i = 0; i < rank && a.points > 0; ++i) {
-    const uint64_t dim = little_endian(space + dims_at + i * sl, static_cast<int>(sl));
+    const uint64_t dim = r.length(space + dims_at + i * sl);
     if (__builtin_mul_overflow(a.points, dim, &a.points)) r.fail(what, "its dataspace holds too many elements");
   }
   // libhdf5 1.10 copies points x type size bytes of value out of the message, and converts
