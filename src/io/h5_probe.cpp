@@ -167,8 +167,8 @@ void read_object(const Child& child, hid_t file, const std::string& name) {
     child.say("checking its variable-length data");
     std::vector<std::string> names;
     try {
-      check_vlen_references(f, path, data, size, sb, heaps);
       names = hard_link_names(f, path);
+      check_vlen_references(f, names, path, data, size, sb, heaps);
     } catch (const Error& e) {
       child.say(kErrorPrefix + std::string(e.what()));
       _exit(0);

@@ -9,7 +9,6 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
-#include "io/h5_links.hpp"
 
 namespace sf::h5 {
 namespace {
@@ -330,13 +329,13 @@ void check_object(Walk& w, hid_t obj, const std::string& where) {
 
 }  // namespace
 
-void check_vlen_references(hid_t file, const std::filesystem::path& path, const uint8_t* data, uint64_t size,
-                           const Superblock& sb, const GlobalHeaps& heaps) {
+void check_vlen_references(hid_t file, const std::vector<std::string>& names, const std::filesystem::path& path,
+                           const uint8_t* data, uint64_t size, const Superblock& sb, const GlobalHeaps& heaps) {
   if (sb.size_of_offsets == 0) return;
   const Heaped r{{path, data, size, sb}, heaps};
   Walk w{r, {}};
   check_object(w, file, "/");
-  for (const std::string& name : hard_link_names(file, path)) {
+  for (const std::string& name : names) {
     const Handle obj(H5Oopen(file, name.c_str(), H5P_DEFAULT));
     if (obj.valid()) check_object(w, obj.get(), "/" + name);
   }

@@ -32,13 +32,16 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "io/h5_heap_check.hpp"
 
 namespace sf::h5 {
 
-// `file` is the open file whose raw bytes are data[0, size).
-void check_vlen_references(hid_t file, const std::filesystem::path& path, const uint8_t* data, uint64_t size,
-                           const Superblock& sb, const GlobalHeaps& heaps);
+// `file` is the open file whose raw bytes are data[0, size); `names` its objects past the root, as
+// hard_link_names (h5_links.hpp) lists them.
+void check_vlen_references(hid_t file, const std::vector<std::string>& names, const std::filesystem::path& path,
+                           const uint8_t* data, uint64_t size, const Superblock& sb, const GlobalHeaps& heaps);
 
 }  // namespace sf::h5
