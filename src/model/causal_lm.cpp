@@ -1,5 +1,6 @@
 #include "model/causal_lm.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -9,6 +10,8 @@
 #include "core/error.hpp"
 #include "io/gguf.hpp"
 #include "io/safetensors.hpp"
+#include "kernels/decode_attention.hpp"
+#include "kernels/small_gemm.hpp"
 #include "model/gguf_model.hpp"
 #include "model/shard.hpp"
 
@@ -154,16 +157,30 @@ std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOpti
   return w;
 }
 
-// A one-row product as a matrix-vector product: for a one-row GEMM OpenBLAS packs the whole
-// weight matrix, which dominates batch-1 decoding on CPU. Other shapes and devices: torch::linear.
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias = {}) {
-  if (!x.device().is_cpu() || x.numel() != x.size(-1)) return torch::linear(x, w, bias);
-  torch::Tensor y = torch::mv(w, x.reshape({-1}));  // [out]
-  if (bias.defined()) y = y + bias;
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = w.size(0);
-  return y.view(shape);
+// x · wᵀ (+ bias) for each projection of the same input x [..., Hd]. A few rows on a CPU with
+// AVX-512 (decoding): kernels/small_gemm.hpp, all projections in one parallel region. One row
+// elsewhere on a CPU: a matrix-vector product (for a one-row GEMM OpenBLAS packs the whole weight
+// matrix). Otherwise torch::linear.
+std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<kernels::Projection>& ps) {
+  const bool small = std::all_of(ps.begin(), ps.end(),
+                                 [&](const kernels::Projection& p) { return kernels::small_gemm_applies(x, p); });
+  if (small) return kernels::small_gemm(x, ps);
+  std::vector<torch::Tensor> out;
+  for (const kernels::Projection& p : ps) {
+    if (!x.device().is_cpu() || x.numel() != x.size(-1)) {
+      out.push_back(torch::linear(x, p.weight, p.bias));
+      continue;
+    }
+    torch::Tensor y = torch::mv(p.weight, x.reshape({-1}));  // [out]
+    if (p.bias.defined()) y = y + p.bias;
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = p.weight.size(0);
+    out.push_back(y.view(shape));
+  }
+  return out;
 }
+
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w) { return project(x, {{w, {}}})[0]; }
 
 void finish_weights(Weights& w) {
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
@@ -356,28 +373,35 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const auto& l = w.layers[li];
     torch::Tensor h = rms_norm(x, l.input_norm, c.rms_norm_eps);
-    torch::Tensor q = project(h, l.q, l.q_bias).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
-    torch::Tensor k = project(h, l.k, l.k_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
-    torch::Tensor v = project(h, l.v, l.v_bias).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    const std::vector<torch::Tensor> qkv = project(h, {{l.q, l.q_bias}, {l.k, l.k_bias}, {l.v, l.v_bias}});
+    torch::Tensor q = qkv[0].view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
+    torch::Tensor k = qkv[1].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor v = qkv[2].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     q = q * cos + rotate_half(q) * sin;
     k = k * cos + rotate_half(k) * sin;
     if (cache) {
       k = cache_append(cache->keys[li], k, past, cache->reserved());  // [B,KV,L,D]
       v = cache_append(cache->values[li], v, past, cache->reserved());
     }
-    // Grouped-query attention without repeating K/V: the `rep` query heads of one KV head are
-    // stacked along the query axis.
-    torch::Tensor qg = q.reshape({B, KV, rep * T, D});
-    torch::Tensor scores =
-        torch::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({B, KV, rep, T, L});  // [B,KV,rep,T,L]
-    scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
-    torch::Tensor probs = torch::softmax(scores, -1).to(w.dtype).view({B, KV, rep * T, L});
-    torch::Tensor attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+    torch::Tensor attn;  // [B,T,H*D]
+    if (kernels::decode_attention_applies(q, k, v, allowed)) {
+      attn = kernels::decode_attention(q, k, v, allowed, scale);  // one query position (decoding)
+    } else {
+      // Grouped-query attention without repeating K/V: the `rep` query heads of one KV head are
+      // stacked along the query axis.
+      torch::Tensor qg = q.reshape({B, KV, rep * T, D});
+      torch::Tensor scores =
+          torch::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({B, KV, rep, T, L});  // [B,KV,rep,T,L]
+      scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
+      torch::Tensor probs = torch::softmax(scores, -1).to(w.dtype).view({B, KV, rep * T, L});
+      attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+    }
     torch::Tensor o = project(attn, l.o);  // [B,T,Hd], partial when split
     reduce(w, o);
     x = x + o;
     h = rms_norm(x, l.post_norm, c.rms_norm_eps);
-    torch::Tensor mlp = project(torch::silu(project(h, l.gate)) * project(h, l.up), l.down);
+    const std::vector<torch::Tensor> gate_up = project(h, {{l.gate, {}}, {l.up, {}}});
+    torch::Tensor mlp = project(torch::silu(gate_up[0]) * gate_up[1], l.down);
     reduce(w, mlp);
     x = x + mlp;
   }

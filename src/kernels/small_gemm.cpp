@@ -1,0 +1,206 @@
+#include "kernels/small_gemm.hpp"
+
+#include <ATen/Parallel.h>
+
+// gcc 12 reports the self-initialised placeholders of its AVX-512 headers (_mm256_undefined_ps and
+// the like, used by every shuffle) as uninitialised once they are inlined (gcc bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <string>
+
+#include "core/error.hpp"
+
+namespace sf::kernels {
+
+namespace {
+
+constexpr int kTileRows = 3;       // weight rows per micro-tile
+constexpr int kTileInputs = 8;     // rows of x per micro-tile: 8 × 3 accumulators + 3 + 1 vectors in 32 registers
+constexpr int kPrefetchTiles = 4;  // weight rows are prefetched into L2 this many tiles ahead
+
+struct Operand {
+  const float* x;  // [M,K] row-major
+  int64_t M, K;
+};
+
+// Blocks (128 bits) of fold(p, q): p0+p2, p1+p3, q0+q2, q1+q3.
+__attribute__((target("avx512f"), always_inline)) inline __m512 fold(__m512 p, __m512 q) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+// Blocks of pair(u, v): u0+u1, u2+u3, v0+v1, v2+v3.
+__attribute__((target("avx512f"), always_inline)) inline __m512 pair(__m512 u, __m512 v) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// The lane sums of 8 vectors at once (23 shuffles and adds instead of 8 × 8): pairs of vectors
+// folded into one by adding their 128-bit blocks, until each block holds the partial sums of one
+// input, then the blocks' lanes added.
+__attribute__((target("avx512f"), always_inline)) inline void sum8(__m512 a, __m512 b, __m512 c, __m512 d, __m512 e,
+                                                                   __m512 f, __m512 g, __m512 h, float* out) {
+  const __m512 z0 = pair(fold(a, b), fold(c, d));  // blocks: a, b, c, d
+  const __m512 z1 = pair(fold(e, f), fold(g, h));  // blocks: e, f, g, h
+  // Lanes of each block i: (z0_0+z0_2, z1_0+z1_2, z0_1+z0_3, z1_1+z1_3), then the halves added:
+  // lane 0 of block i is the sum of input i, lane 1 that of input 4 + i.
+  __m512 t = _mm512_add_ps(_mm512_unpacklo_ps(z0, z1), _mm512_unpackhi_ps(z0, z1));
+  t = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+  _mm512_mask_storeu_ps(out, 0xff, _mm512_permutexvar_ps(order, t));
+}
+
+// y[m, r] = Σ_k x[m,k] · w[r,k] (+ bias[r]) for MR rows of x and R weight rows, K in steps of 16
+// (the last step masked). The R weight vectors of a step are loaded once and used for all MR rows.
+template <int MR, int R>
+__attribute__((target("avx512f"), always_inline)) inline void tile(const float* x, int64_t K, const float* w,
+                                                                   const float* bias, float* y, int64_t ldy) {
+  __m512 acc[MR][R];
+  for (int m = 0; m < MR; ++m) {
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) {
+      wv[r] = _mm512_loadu_ps(w + r * K + k);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (kPrefetchTiles * R + r) * K + k), _MM_HINT_T1);
+    }
+    for (int m = 0; m < MR; ++m) {
+      __m512 xv = _mm512_loadu_ps(x + m * K + k);
+      asm("" : "+v"(xv));  // keeps xv in a register: folded into each FMA it would be loaded R times
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm512_fmadd_ps(xv, wv[r], acc[m][r]);
+    }
+  }
+  if (k < K) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (K - k)) - 1u);
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_ps(tail, w + r * K + k);
+    for (int m = 0; m < MR; ++m) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + m * K + k);
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm512_fmadd_ps(xv, wv[r], acc[m][r]);
+    }
+  }
+  if constexpr (MR == 8) {
+    for (int r = 0; r < R; ++r) {
+      float sums[8];
+      sum8(acc[0][r], acc[1][r], acc[2][r], acc[3][r], acc[4][r], acc[5][r], acc[6][r], acc[7][r], sums);
+      for (int m = 0; m < 8; ++m) y[m * ldy + r] = sums[m] + (bias ? bias[r] : 0.0f);
+    }
+  } else {
+    for (int m = 0; m < MR; ++m) {
+      for (int r = 0; r < R; ++r) y[m * ldy + r] = _mm512_reduce_add_ps(acc[m][r]) + (bias ? bias[r] : 0.0f);
+    }
+  }
+}
+
+// All rows of x against R weight rows, in groups of kTileInputs rows of x (the weight rows stay in
+// L1 between groups).
+template <int R>
+__attribute__((target("avx512f"))) void rows(const Operand& a, const float* w, const float* bias, float* y,
+                                             int64_t ldy) {
+  for (int64_t m = 0; m < a.M; m += kTileInputs) {
+    const float* x = a.x + m * a.K;
+    float* out = y + m * ldy;
+    switch (std::min<int64_t>(kTileInputs, a.M - m)) {
+      case 1:
+        tile<1, R>(x, a.K, w, bias, out, ldy);
+        break;
+      case 2:
+        tile<2, R>(x, a.K, w, bias, out, ldy);
+        break;
+      case 3:
+        tile<3, R>(x, a.K, w, bias, out, ldy);
+        break;
+      case 4:
+        tile<4, R>(x, a.K, w, bias, out, ldy);
+        break;
+      case 5:
+        tile<5, R>(x, a.K, w, bias, out, ldy);
+        break;
+      case 6:
+        tile<6, R>(x, a.K, w, bias, out, ldy);
+        break;
+      case 7:
+        tile<7, R>(x, a.K, w, bias, out, ldy);
+        break;
+      default:
+        tile<8, R>(x, a.K, w, bias, out, ldy);
+        break;
+    }
+  }
+}
+
+// Weight rows [n0, n1) of one projection into columns [n0, n1) of its output [M,N].
+void row_range(const Operand& a, const float* w, const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + kTileRows <= n1; n += kTileRows) rows<kTileRows>(a, w + n * a.K, bias ? bias + n : nullptr, y + n, N);
+  for (; n < n1; ++n) rows<1>(a, w + n * a.K, bias ? bias + n : nullptr, y + n, N);
+}
+
+}  // namespace
+
+bool small_gemm_supported() {
+  static const bool supported = __builtin_cpu_supports("avx512f");
+  return supported;
+}
+
+namespace {
+
+bool cpu_float(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat32; }
+
+}  // namespace
+
+bool small_gemm_applies(const torch::Tensor& x, const Projection& p) {
+  const torch::Tensor& w = p.weight;
+  if (!small_gemm_supported() || !cpu_float(x) || !cpu_float(w)) return false;
+  if (x.requires_grad() || w.requires_grad() || x.dim() < 1 || w.dim() != 2 || !w.is_contiguous()) return false;
+  if (x.size(-1) != w.size(1) || x.size(-1) == 0 || x.numel() / x.size(-1) > kSmallGemmMaxRows) return false;
+  if (!p.bias.defined()) return true;
+  return cpu_float(p.bias) && !p.bias.requires_grad() && p.bias.dim() == 1 && p.bias.size(0) == w.size(0) &&
+         p.bias.is_contiguous();
+}
+
+std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections) {
+  for (const Projection& p : projections) {
+    if (!small_gemm_applies(x, p)) {
+      throw ShapeError("small_gemm: operands do not fit the kernel: x " + std::to_string(x.dim()) + "-d with " +
+                       std::to_string(x.numel()) + " elements, weight of " + std::to_string(p.weight.numel()));
+    }
+  }
+  const torch::Tensor x2 = x.reshape({-1, x.size(-1)}).contiguous();  // [M,K]
+  const Operand a{x2.data_ptr<float>(), x2.size(0), x2.size(1)};
+
+  // Blocks of weight rows over all projections, split over the threads.
+  constexpr int64_t block_rows = 8 * kTileRows;
+  std::vector<torch::Tensor> outputs;
+  std::vector<int64_t> first_block{0};  // first block of each projection
+  for (const Projection& p : projections) {
+    outputs.push_back(torch::empty({a.M, p.weight.size(0)}, x2.options()));
+    first_block.push_back(first_block.back() + (p.weight.size(0) + block_rows - 1) / block_rows);
+  }
+  at::parallel_for(0, first_block.back(), 1, [&](int64_t begin, int64_t end) {
+    size_t i = 0;
+    for (int64_t b = begin; b < end; ++b) {
+      while (b >= first_block[i + 1]) ++i;
+      const Projection& p = projections[i];
+      const int64_t N = p.weight.size(0), n0 = (b - first_block[i]) * block_rows;
+      row_range(a, p.weight.data_ptr<float>(), p.bias.defined() ? p.bias.data_ptr<float>() : nullptr,
+                outputs[i].data_ptr<float>(), N, n0, std::min(N, n0 + block_rows));
+    }
+  });
+
+  std::vector<torch::Tensor> shaped;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = projections[i].weight.size(0);
+    shaped.push_back(outputs[i].view(shape));
+  }
+  return shaped;
+}
+
+}  // namespace sf::kernels

@@ -1,0 +1,41 @@
+#pragma once
+// Products of a few activation rows with weight matrices on CPU, fp32: y_i = x · W_iᵀ (+ b_i).
+//
+// Decoding multiplies 1 to 16 rows by every weight of the model. A BLAS GEMM packs the whole weight
+// matrix for that (OpenBLAS 0.3.21 does so even for one row on x86-64) and runs a kernel shaped for
+// large products; this kernel reads each weight row once from memory and multiplies it with all
+// rows of x while it is in the L1 cache, so decoding is bound by the memory bandwidth. Several
+// weights that share the input (q/k/v, gate/up) are computed in one parallel region.
+//
+// AVX-512 only (runtime check); `applies` says when it may be used, and callers use torch::linear
+// otherwise (other CPUs, other dtypes, more rows, a GPU, autograd). Threads: at::parallel_for over
+// blocks of weight rows, so torch's thread count applies. Sums run in a different order than BLAS:
+// results agree with torch::linear to rounding (tests/kernels).
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace sf::kernels {
+
+// Most rows of x the kernel takes; above it BLAS is as fast (superficial bench gemm-small).
+constexpr int64_t kSmallGemmMaxRows = 16;
+
+// Whether this CPU has the instructions the kernel needs (AVX-512F).
+bool small_gemm_supported();
+
+struct Projection {
+  torch::Tensor weight;  // [N,K]
+  torch::Tensor bias;    // [N], or undefined
+};
+
+// Whether x · weightᵀ + bias may use the kernel: CPU support; x, weight and bias float32 on the CPU;
+// weight a contiguous matrix [N,K] with x's last dimension K; bias contiguous [N]; at most
+// kSmallGemmMaxRows rows of x; no autograd.
+bool small_gemm_applies(const torch::Tensor& x, const Projection& p);
+
+// x [..., K] → one [..., N_i] per projection, computed together. Every projection must satisfy
+// small_gemm_applies(x, projection) (ShapeError otherwise).
+std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections);
+
+}  // namespace sf::kernels
