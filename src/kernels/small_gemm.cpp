@@ -2,17 +2,10 @@
 
 #include <ATen/Parallel.h>
 
-// gcc 12 reports the self-initialised placeholders of its AVX-512 headers (_mm256_undefined_ps and
-// the like, used by every shuffle) as uninitialised once they are inlined (gcc bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
-
 #include <string>
 
 #include "core/error.hpp"
+#include "kernels/avx512.hpp"
 
 namespace sf::kernels {
 
@@ -26,33 +19,6 @@ struct Operand {
   const float* x;  // [M,K] row-major
   int64_t M, K;
 };
-
-// Blocks (128 bits) of fold(p, q): p0+p2, p1+p3, q0+q2, q1+q3.
-__attribute__((target("avx512f"), always_inline)) inline __m512 fold(__m512 p, __m512 q) {
-  return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(1, 0, 1, 0)),
-                       _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 2, 3, 2)));
-}
-
-// Blocks of pair(u, v): u0+u1, u2+u3, v0+v1, v2+v3.
-__attribute__((target("avx512f"), always_inline)) inline __m512 pair(__m512 u, __m512 v) {
-  return _mm512_add_ps(_mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-// The lane sums of 8 vectors at once (23 shuffles and adds instead of 8 × 8): pairs of vectors
-// folded into one by adding their 128-bit blocks, until each block holds the partial sums of one
-// input, then the blocks' lanes added.
-__attribute__((target("avx512f"), always_inline)) inline void sum8(__m512 a, __m512 b, __m512 c, __m512 d, __m512 e,
-                                                                   __m512 f, __m512 g, __m512 h, float* out) {
-  const __m512 z0 = pair(fold(a, b), fold(c, d));  // blocks: a, b, c, d
-  const __m512 z1 = pair(fold(e, f), fold(g, h));  // blocks: e, f, g, h
-  // Lanes of each block i: (z0_0+z0_2, z1_0+z1_2, z0_1+z0_3, z1_1+z1_3), then the halves added:
-  // lane 0 of block i is the sum of input i, lane 1 that of input 4 + i.
-  __m512 t = _mm512_add_ps(_mm512_unpacklo_ps(z0, z1), _mm512_unpackhi_ps(z0, z1));
-  t = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
-  _mm512_mask_storeu_ps(out, 0xff, _mm512_permutexvar_ps(order, t));
-}
 
 // y[m, r] = Σ_k x[m,k] · w[r,k] (+ bias[r]) for MR rows of x and R weight rows, K in steps of 16
 // (the last step masked). The R weight vectors of a step are loaded once and used for all MR rows.
@@ -88,7 +54,7 @@ __attribute__((target("avx512f"), always_inline)) inline void tile(const float* 
   if constexpr (MR == 8) {
     for (int r = 0; r < R; ++r) {
       float sums[8];
-      sum8(acc[0][r], acc[1][r], acc[2][r], acc[3][r], acc[4][r], acc[5][r], acc[6][r], acc[7][r], sums);
+      avx512::sum8(acc[0][r], acc[1][r], acc[2][r], acc[3][r], acc[4][r], acc[5][r], acc[6][r], acc[7][r], sums);
       for (int m = 0; m < 8; ++m) y[m * ldy + r] = sums[m] + (bias ? bias[r] : 0.0f);
     }
   } else {

@@ -10,7 +10,7 @@
 #include "core/error.hpp"
 #include "io/gguf.hpp"
 #include "io/safetensors.hpp"
-#include "kernels/decode_attention.hpp"
+#include "kernels/attention.hpp"
 #include "kernels/small_gemm.hpp"
 #include "model/gguf_model.hpp"
 #include "model/shard.hpp"
@@ -384,8 +384,8 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
       v = cache_append(cache->values[li], v, past, cache->reserved());
     }
     torch::Tensor attn;  // [B,T,H*D]
-    if (kernels::decode_attention_applies(q, k, v, allowed)) {
-      attn = kernels::decode_attention(q, k, v, allowed, scale);  // one query position (decoding)
+    if (kernels::attention_applies(q, k, v, allowed)) {
+      attn = kernels::attention(q, k, v, allowed, scale);
     } else {
       // Grouped-query attention without repeating K/V: the `rep` query heads of one KV head are
       // stacked along the query axis.

@@ -1,20 +1,13 @@
-#include "kernels/decode_attention.hpp"
+#include "kernels/attention.hpp"
 
 #include <ATen/Parallel.h>
-
-// gcc 12 reports the self-initialised placeholders of its AVX-512 headers as uninitialised once
-// they are inlined (gcc bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
 
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/avx512.hpp"
 #include "kernels/small_gemm.hpp"
 
 namespace sf::kernels {
@@ -45,7 +38,8 @@ struct Strides {
   int64_t b, h, j;  // of a [B,heads,L,D] tensor (unit stride in D)
 };
 
-// One row b and one KV head: its `rep` query heads against positions [0, L).
+// One row b, one query position and one KV head: its `rep` query heads against key positions
+// [0, L), allowed[j] saying which may be attended to.
 __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_stride, const float* k, const float* v,
                                                Strides ks, Strides vs, const bool* allowed, int64_t L, int64_t D,
                                                int64_t rep, float scale, float* out, std::vector<float>& scores) {
@@ -54,36 +48,53 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
   for (int64_t r = 0; r < rep; ++r) {
     const float* qh = q + r * q_head_stride;
     float* s = scores.data();
-    float top = std::numeric_limits<float>::lowest();
-    for (int64_t j = 0; j < L; ++j) {
-      if (!allowed[j]) {
-        s[j] = std::numeric_limits<float>::lowest();
-        continue;
+    // Scores of 8 positions at a time, their lane sums taken together (sum8).
+    int64_t j = 0;
+    for (; j + 8 <= L; j += 8) {
+      __m512 acc[8];
+      for (int u = 0; u < 8; ++u) acc[u] = _mm512_setzero_ps();
+      for (int64_t c = 0; c < chunks; ++c) {
+        const __m512 qc = _mm512_loadu_ps(qh + 16 * c);
+        for (int u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_ps(qc, _mm512_loadu_ps(k + (j + u) * ks.j + 16 * c), acc[u]);
       }
-      const float* kj = k + j * ks.j;
-      __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qh), _mm512_loadu_ps(kj));
-      for (int64_t c = 1; c < chunks; ++c)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), _mm512_loadu_ps(kj + 16 * c), acc);
-      s[j] = _mm512_reduce_add_ps(acc) * scale;
+      avx512::sum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7], s + j);
+    }
+    for (; j < L; ++j) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t c = 0; c < chunks; ++c)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), _mm512_loadu_ps(k + j * ks.j + 16 * c), acc);
+      s[j] = _mm512_reduce_add_ps(acc);
+    }
+    float top = std::numeric_limits<float>::lowest();
+    for (j = 0; j < L; ++j) {
+      s[j] = allowed[j] ? s[j] * scale : std::numeric_limits<float>::lowest();
       top = std::max(top, s[j]);
     }
     // p_j = e^(s_j - max); a masked position underflows to 0 unless every position is masked.
     __m512 total = _mm512_setzero_ps();
     const __m512 shift = _mm512_set1_ps(top);
-    for (int64_t j = 0; j < L; j += 16) {
+    for (j = 0; j < L; j += 16) {
       const __mmask16 in = static_cast<__mmask16>(L - j >= 16 ? 0xffff : (1u << (L - j)) - 1u);
       const __m512 p = _mm512_maskz_mov_ps(in, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, s + j), shift)));
       _mm512_mask_storeu_ps(s + j, in, p);
       total = _mm512_add_ps(total, p);
     }
-    const float inv = 1.0f / _mm512_reduce_add_ps(total);
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(total));
+    // Σ_j p_j v_j, 8 vectors of the head dimension at a time.
     float* o = out + r * D;
-    for (int64_t c = 0; c < chunks; ++c) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t j = 0; j < L; ++j) {
-        if (s[j] != 0.0f) acc = _mm512_fmadd_ps(_mm512_set1_ps(s[j]), _mm512_loadu_ps(v + j * vs.j + 16 * c), acc);
+    for (int64_t c0 = 0; c0 < chunks; c0 += 8) {
+      const int64_t n = std::min<int64_t>(8, chunks - c0);
+      __m512 acc[8];
+      for (int u = 0; u < 8; ++u) acc[u] = _mm512_setzero_ps();
+      for (j = 0; j < L; ++j) {
+        if (s[j] == 0.0f) continue;
+        const __m512 p = _mm512_set1_ps(s[j]);
+        const float* vj = v + j * vs.j + 16 * c0;
+        for (int u = 0; u < 8; ++u) {
+          if (u < n) acc[u] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 16 * u), acc[u]);
+        }
       }
-      _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(acc, _mm512_set1_ps(inv)));
+      for (int64_t u = 0; u < n; ++u) _mm512_storeu_ps(o + 16 * (c0 + u), _mm512_mul_ps(acc[u], inv));
     }
   }
 }
@@ -94,38 +105,46 @@ bool cpu_float(const torch::Tensor& t) {
 
 }  // namespace
 
-bool decode_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                              const torch::Tensor& allowed) {
+bool attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                       const torch::Tensor& allowed) {
   if (!small_gemm_supported() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || allowed.dim() != 3) return false;
   if (!cpu_float(q) || !cpu_float(k) || !cpu_float(v)) return false;
-  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), KV = k.size(1), L = k.size(2);
-  if (q.size(2) != 1 || D % 16 != 0 || KV == 0 || H % KV != 0 || k.sizes() != v.sizes()) return false;
-  if (k.size(0) != B || k.size(3) != D || L == 0) return false;
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1), L = k.size(2);
+  if (D % 16 != 0 || KV == 0 || H % KV != 0 || k.sizes() != v.sizes()) return false;
+  if (k.size(0) != B || k.size(3) != D || L == 0 || T == 0) return false;
   return allowed.scalar_type() == torch::kBool && allowed.device().is_cpu() && allowed.size(0) == B &&
-         allowed.size(1) == 1 && allowed.size(2) == L;
+         allowed.size(1) == T && allowed.size(2) == L;
 }
 
-torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& allowed, double scale) {
-  if (!decode_attention_applies(q, k, v, allowed)) {
-    throw ShapeError("decode_attention: operands do not fit the kernel: q [" + std::to_string(q.dim()) + "-d], k " +
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& allowed, double scale) {
+  if (!attention_applies(q, k, v, allowed)) {
+    throw ShapeError("attention: operands do not fit the kernel: q " + std::to_string(q.dim()) + "-d, k " +
                      std::to_string(k.dim()) + "-d, allowed " + std::to_string(allowed.dim()) + "-d");
   }
-  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), KV = k.size(1), L = k.size(2), rep = H / KV;
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1), L = k.size(2);
+  const int64_t rep = H / KV, groups = B * KV;
   const torch::Tensor mask = allowed.contiguous();
-  torch::Tensor out = torch::empty({B, 1, H * D}, q.options().memory_format(torch::MemoryFormat::Contiguous));
+  torch::Tensor out = torch::empty({B, T, H * D}, q.options().memory_format(torch::MemoryFormat::Contiguous));
   const float* qp = q.data_ptr<float>();
   const float *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const bool* mp = mask.data_ptr<bool>();
   float* op = out.data_ptr<float>();
   const Strides ks{k.stride(0), k.stride(1), k.stride(2)}, vs{v.stride(0), v.stride(1), v.stride(2)};
-  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
+  // Tasks ordered so that query positions alternate from the front and the back: with causal masks
+  // any contiguous range of tasks (one thread's share) holds about the same number of keys.
+  at::parallel_for(0, groups * T, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / KV, g = task % KV;
-      attend(qp + b * q.stride(0) + g * rep * q.stride(1), q.stride(1), kp + b * ks.b + g * ks.h,
-             vp + b * vs.b + g * vs.h, ks, vs, mp + b * L, L, D, rep, static_cast<float>(scale),
-             op + (b * H + g * rep) * D, scores);
+      const int64_t i = task / groups, b = (task % groups) / KV, g = task % KV;
+      const int64_t t = i % 2 == 0 ? i / 2 : T - 1 - i / 2;
+      const bool* row = mp + (b * T + t) * L;
+      int64_t keys = L;  // up to the last allowed position; all L when none is allowed
+      while (keys > 0 && !row[keys - 1]) --keys;
+      if (keys == 0) keys = L;
+      attend(qp + b * q.stride(0) + g * rep * q.stride(1) + t * q.stride(2), q.stride(1), kp + b * ks.b + g * ks.h,
+             vp + b * vs.b + g * vs.h, ks, vs, row, keys, D, rep, static_cast<float>(scale),
+             op + ((b * T + t) * H + g * rep) * D, scores);
     }
   });
   return out;

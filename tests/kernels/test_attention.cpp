@@ -5,13 +5,13 @@
 #include <limits>
 
 #include "core/error.hpp"
-#include "kernels/decode_attention.hpp"
+#include "kernels/attention.hpp"
 #include "kernels/small_gemm.hpp"
 
 namespace {
 
-using sf::kernels::decode_attention;
-using sf::kernels::decode_attention_applies;
+using sf::kernels::attention;
+using sf::kernels::attention_applies;
 
 torch::Tensor normal(std::vector<int64_t> shape, uint64_t seed) {
   return torch::randn(shape, at::detail::createCPUGenerator(seed), torch::kFloat32);
@@ -20,51 +20,63 @@ torch::Tensor normal(std::vector<int64_t> shape, uint64_t seed) {
 // The matmul / masked softmax / matmul path of CausalLM::forward, written out with torch ops.
 torch::Tensor reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& allowed, double scale) {
-  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), KV = k.size(1), L = k.size(2);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1), L = k.size(2);
   const torch::Tensor kr = k.repeat_interleave(H / KV, 1), vr = v.repeat_interleave(H / KV, 1);  // [B,H,L,D]
-  torch::Tensor scores = torch::matmul(q, kr.transpose(-1, -2)) * scale;                         // [B,H,1,L]
-  scores = scores.masked_fill(allowed.logical_not().view({B, 1, 1, L}), std::numeric_limits<float>::lowest());
-  return torch::matmul(torch::softmax(scores, -1), vr).transpose(1, 2).reshape({B, 1, H * D});
+  torch::Tensor scores = torch::matmul(q, kr.transpose(-1, -2)) * scale;                         // [B,H,T,L]
+  scores = scores.masked_fill(allowed.logical_not().view({B, 1, T, L}), std::numeric_limits<float>::lowest());
+  return torch::matmul(torch::softmax(scores, -1), vr).transpose(1, 2).reshape({B, T, H * D});
 }
 
-class DecodeAttention : public ::testing::Test {
+class Attention : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!sf::kernels::small_gemm_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
   }
 };
 
-TEST_F(DecodeAttention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
+// Causal masks over a padded batch ending at the last query (past positions in a cache before the
+// T new ones), random holes, and one row with nothing allowed.
+torch::Tensor masks(int64_t B, int64_t T, int64_t L, uint64_t seed) {
+  const torch::Tensor q_idx = torch::arange(L - T, L).unsqueeze(1), k_idx = torch::arange(0, L).unsqueeze(0);
+  torch::Tensor allowed = (k_idx <= q_idx).unsqueeze(0).repeat({B, 1, 1});  // [B,T,L]
+  allowed = allowed.logical_and(torch::rand({B, 1, L}, at::detail::createCPUGenerator(seed)) > 0.3);
+  allowed.select(1, T - 1).select(1, L - 1).fill_(true);
+  allowed[B - 1][0].fill_(false);
+  return allowed;
+}
+
+TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
   uint64_t seed = 100;
   for (int64_t D : {16, 64, 128}) {
-    for (int64_t L : {1, 2, 15, 16, 17, 100}) {
+    for (auto [T, L] : {std::pair<int64_t, int64_t>{1, 1}, {1, 17}, {1, 100}, {3, 3}, {5, 16}, {33, 40}}) {
       for (auto [H, KV] : {std::pair<int64_t, int64_t>{9, 3}, {4, 4}, {8, 1}}) {
         const int64_t B = 3;
         // q as the model makes it ([B,T,H,D] transposed), k/v as views of a longer cache buffer.
-        const torch::Tensor q = normal({B, 1, H, D}, ++seed).transpose(1, 2);
+        const torch::Tensor q = normal({B, T, H, D}, ++seed).transpose(1, 2);
         const torch::Tensor k = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
         const torch::Tensor v = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
-        torch::Tensor allowed = torch::rand({B, 1, L}, at::detail::createCPUGenerator(++seed)) > 0.3;
-        allowed[0][0][L - 1] = true;
-        allowed[2].fill_(false);  // a slot with nothing to attend to: the mean of its values
-        ASSERT_TRUE(decode_attention_applies(q, k, v, allowed));
+        const torch::Tensor allowed = masks(B, T, L, ++seed);
+        ASSERT_TRUE(attention_applies(q, k, v, allowed));
         const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-        const torch::Tensor got = decode_attention(q, k, v, allowed, scale);
-        const torch::Tensor want = reference(q, k, v, allowed, scale);
-        ASSERT_EQ(got.sizes(), want.sizes());
-        EXPECT_LT((got - want).abs().max().item<double>(), 2e-6)
-            << "D=" << D << " L=" << L << " H=" << H << " KV=" << KV;
+        for (int threads : {1, 2}) {
+          at::set_num_threads(threads);
+          const torch::Tensor got = attention(q, k, v, allowed, scale);
+          const torch::Tensor want = reference(q, k, v, allowed, scale);
+          ASSERT_EQ(got.sizes(), want.sizes());
+          EXPECT_LT((got - want).abs().max().item<double>(), 2e-6)
+              << "D=" << D << " T=" << T << " L=" << L << " H=" << H << " KV=" << KV << " threads=" << threads;
+        }
       }
     }
   }
 }
 
-TEST_F(DecodeAttention, OtherOperandsAreNotTakenAndAreRefused) {
+TEST_F(Attention, OtherOperandsAreNotTakenAndAreRefused) {
   const torch::Tensor q = normal({2, 4, 1, 16}, 1), k = normal({2, 2, 5, 16}, 2), v = normal({2, 2, 5, 16}, 3);
   const torch::Tensor allowed = torch::ones({2, 1, 5}, torch::kBool);
-  EXPECT_TRUE(decode_attention_applies(q, k, v, allowed));
+  EXPECT_TRUE(attention_applies(q, k, v, allowed));
   const std::vector<std::pair<std::string, std::vector<torch::Tensor>>> refused{
-      {"two query positions", {normal({2, 4, 2, 16}, 4), k, v, allowed}},
+      {"mask for one query, two queries", {normal({2, 4, 2, 16}, 4), k, v, allowed}},
       {"head_dim 8", {normal({2, 4, 1, 8}, 5), normal({2, 2, 5, 8}, 6), normal({2, 2, 5, 8}, 7), allowed}},
       {"3 query heads over 2 KV heads", {normal({2, 3, 1, 16}, 8), k, v, allowed}},
       {"bfloat16", {q.to(torch::kBFloat16), k.to(torch::kBFloat16), v.to(torch::kBFloat16), allowed}},
@@ -73,12 +85,12 @@ TEST_F(DecodeAttention, OtherOperandsAreNotTakenAndAreRefused) {
       {"D not contiguous", {q, k.transpose(2, 3).contiguous().transpose(2, 3), v, allowed}},
   };
   for (const auto& [what, t] : refused) {
-    EXPECT_FALSE(decode_attention_applies(t[0], t[1], t[2], t[3])) << what;
-    EXPECT_THROW(decode_attention(t[0], t[1], t[2], t[3], 0.25), sf::ShapeError) << what;
+    EXPECT_FALSE(attention_applies(t[0], t[1], t[2], t[3])) << what;
+    EXPECT_THROW(attention(t[0], t[1], t[2], t[3], 0.25), sf::ShapeError) << what;
   }
 }
 
-TEST_F(DecodeAttention, ExpIsWithinTwoUlpOfStdExpAndUnderflowsToZero) {
+TEST_F(Attention, ExpIsWithinTwoUlpOfStdExpAndUnderflowsToZero) {
   std::vector<float> x(16), y(16);
   double worst = 0;
   for (int i = 0; i < 200000; i += 16) {

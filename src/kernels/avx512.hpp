@@ -1,0 +1,42 @@
+#pragma once
+// AVX-512 helpers shared by the kernels of this folder. Include only from their .cpp files: every
+// function here is compiled for AVX-512F and may run only where small_gemm_supported() holds.
+
+// gcc 12 reports the self-initialised placeholders of its AVX-512 headers (_mm256_undefined_ps and
+// the like, used by every shuffle) as uninitialised once they are inlined (gcc bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+namespace sf::kernels::avx512 {
+
+// Blocks (128 bits) of fold(p, q): p0+p2, p1+p3, q0+q2, q1+q3.
+__attribute__((target("avx512f"), always_inline)) inline __m512 fold(__m512 p, __m512 q) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+// Blocks of pair(u, v): u0+u1, u2+u3, v0+v1, v2+v3.
+__attribute__((target("avx512f"), always_inline)) inline __m512 pair(__m512 u, __m512 v) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(u, v, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// The lane sums of 8 vectors at once (23 shuffles and adds instead of 8 × 8): pairs of vectors
+// folded into one by adding their 128-bit blocks, until each block holds the partial sums of one
+// input, then the blocks' lanes added.
+__attribute__((target("avx512f"), always_inline)) inline void sum8(__m512 a, __m512 b, __m512 c, __m512 d, __m512 e,
+                                                                   __m512 f, __m512 g, __m512 h, float* out) {
+  const __m512 z0 = pair(fold(a, b), fold(c, d));  // blocks: a, b, c, d
+  const __m512 z1 = pair(fold(e, f), fold(g, h));  // blocks: e, f, g, h
+  // Lanes of each block i: (z0_0+z0_2, z1_0+z1_2, z0_1+z0_3, z1_1+z1_3), then the halves added:
+  // lane 0 of block i is the sum of input i, lane 1 that of input 4 + i.
+  __m512 t = _mm512_add_ps(_mm512_unpacklo_ps(z0, z1), _mm512_unpackhi_ps(z0, z1));
+  t = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(1, 0, 3, 2)));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+  _mm512_mask_storeu_ps(out, 0xff, _mm512_permutexvar_ps(order, t));
+}
+
+}  // namespace sf::kernels::avx512
