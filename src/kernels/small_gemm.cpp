@@ -21,10 +21,12 @@ struct Operand {
 };
 
 // y[m, r] = Σ_k x[m,k] · w[r,k] (+ bias[r]) for MR rows of x and R weight rows, K in steps of 16
-// (the last step masked). The R weight vectors of a step are loaded once and used for all MR rows.
+// (the last step masked). The R weight vectors of a step are loaded once and used for all MR rows;
+// the same step of the R rows at `ahead` is prefetched into L2.
 template <int MR, int R>
 __attribute__((target("avx512f"), always_inline)) inline void tile(const float* x, int64_t K, const float* w,
-                                                                   const float* bias, float* y, int64_t ldy) {
+                                                                   const float* ahead, const float* bias, float* y,
+                                                                   int64_t ldy) {
   __m512 acc[MR][R];
   for (int m = 0; m < MR; ++m) {
     for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
@@ -34,7 +36,7 @@ __attribute__((target("avx512f"), always_inline)) inline void tile(const float* 
     __m512 wv[R];
     for (int r = 0; r < R; ++r) {
       wv[r] = _mm512_loadu_ps(w + r * K + k);
-      _mm_prefetch(reinterpret_cast<const char*>(w + (kPrefetchTiles * R + r) * K + k), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + r * K + k), _MM_HINT_T1);
     }
     for (int m = 0; m < MR; ++m) {
       __m512 xv = _mm512_loadu_ps(x + m * K + k);
@@ -67,45 +69,50 @@ __attribute__((target("avx512f"), always_inline)) inline void tile(const float* 
 // All rows of x against R weight rows, in groups of kTileInputs rows of x (the weight rows stay in
 // L1 between groups).
 template <int R>
-__attribute__((target("avx512f"))) void rows(const Operand& a, const float* w, const float* bias, float* y,
-                                             int64_t ldy) {
+__attribute__((target("avx512f"))) void rows(const Operand& a, const float* w, const float* ahead, const float* bias,
+                                             float* y, int64_t ldy) {
   for (int64_t m = 0; m < a.M; m += kTileInputs) {
     const float* x = a.x + m * a.K;
     float* out = y + m * ldy;
     switch (std::min<int64_t>(kTileInputs, a.M - m)) {
       case 1:
-        tile<1, R>(x, a.K, w, bias, out, ldy);
+        tile<1, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
       case 2:
-        tile<2, R>(x, a.K, w, bias, out, ldy);
+        tile<2, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
       case 3:
-        tile<3, R>(x, a.K, w, bias, out, ldy);
+        tile<3, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
       case 4:
-        tile<4, R>(x, a.K, w, bias, out, ldy);
+        tile<4, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
       case 5:
-        tile<5, R>(x, a.K, w, bias, out, ldy);
+        tile<5, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
       case 6:
-        tile<6, R>(x, a.K, w, bias, out, ldy);
+        tile<6, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
       case 7:
-        tile<7, R>(x, a.K, w, bias, out, ldy);
+        tile<7, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
       default:
-        tile<8, R>(x, a.K, w, bias, out, ldy);
+        tile<8, R>(x, a.K, w, ahead, bias, out, ldy);
         break;
     }
   }
 }
 
-// Weight rows [n0, n1) of one projection into columns [n0, n1) of its output [M,N].
+// Weight rows [n0, n1) of one projection w [N,K] into columns [n0, n1) of its output [M,N]. Each tile
+// prefetches the rows kPrefetchTiles tiles further on (the last rows of w near its end).
 void row_range(const Operand& a, const float* w, const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
+  const auto row = [&](int64_t i) { return w + i * a.K; };
   int64_t n = n0;
-  for (; n + kTileRows <= n1; n += kTileRows) rows<kTileRows>(a, w + n * a.K, bias ? bias + n : nullptr, y + n, N);
-  for (; n < n1; ++n) rows<1>(a, w + n * a.K, bias ? bias + n : nullptr, y + n, N);
+  for (; n + kTileRows <= n1; n += kTileRows) {
+    const float* ahead = row(std::min(n + kPrefetchTiles * kTileRows, N - kTileRows));
+    rows<kTileRows>(a, row(n), ahead, bias ? bias + n : nullptr, y + n, N);
+  }
+  for (; n < n1; ++n) rows<1>(a, row(n), row(std::min(n + kPrefetchTiles, N - 1)), bias ? bias + n : nullptr, y + n, N);
 }
 
 }  // namespace
