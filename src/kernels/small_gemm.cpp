@@ -67,40 +67,24 @@ __attribute__((target("avx512f"), always_inline)) inline void tile(const float* 
   }
 }
 
+// tile<mr, R> for a run-time mr in [1, MR].
+template <int R, int MR = kTileInputs>
+__attribute__((target("avx512f"), always_inline)) inline void tile_of(int64_t mr, const float* x, int64_t K,
+                                                                      const float* w, const float* ahead,
+                                                                      const float* bias, float* y, int64_t ldy) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return tile_of<R, MR - 1>(mr, x, K, w, ahead, bias, y, ldy);
+  }
+  tile<MR, R>(x, K, w, ahead, bias, y, ldy);
+}
+
 // All rows of x against R weight rows, in groups of kTileInputs rows of x (the weight rows stay in
 // L1 between groups).
 template <int R>
 __attribute__((target("avx512f"))) void rows(const Operand& a, const float* w, const float* ahead, const float* bias,
                                              float* y, int64_t ldy) {
   for (int64_t m = 0; m < a.M; m += kTileInputs) {
-    const float* x = a.x + m * a.K;
-    float* out = y + m * ldy;
-    switch (std::min<int64_t>(kTileInputs, a.M - m)) {
-      case 1:
-        tile<1, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-      case 2:
-        tile<2, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-      case 3:
-        tile<3, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-      case 4:
-        tile<4, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-      case 5:
-        tile<5, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-      case 6:
-        tile<6, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-      case 7:
-        tile<7, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-      default:
-        tile<8, R>(x, a.K, w, ahead, bias, out, ldy);
-        break;
-    }
+    tile_of<R>(std::min<int64_t>(kTileInputs, a.M - m), a.x + m * a.K, a.K, w, ahead, bias, y + m * ldy, ldy);
   }
 }
 
