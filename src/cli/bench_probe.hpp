@@ -1,5 +1,6 @@
 #pragma once
 // Measurements shared by the `bench` subcommands: wall time, this process's memory, machine load.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -9,6 +10,19 @@ namespace sf::cli {
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The shortest of `runs` timed calls of f, after one untimed warm-up call.
+template <typename F>
+double best_seconds(int runs, F&& f) {
+  f();
+  double best = 1e30;
+  for (int r = 0; r < runs; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
 }
 
 // This process's resident memory now and at its peak, in MiB (/proc/self/status VmRSS, VmHWM).

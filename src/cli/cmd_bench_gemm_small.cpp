@@ -4,7 +4,6 @@
 // over 512 MiB). Prints one JSON object; per shape and row
 // count the best of --runs: GFLOP/s and weight GB/s of both, and kernel / BLAS.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,18 +21,6 @@ struct GemmOptions {
   int threads = 2;
 };
 
-template <typename F>
-double best_seconds(int runs, F&& f) {
-  f();  // warm-up
-  double best = 1e30;
-  for (int r = 0; r < runs; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, sf::cli::seconds_since(t0));
-  }
-  return best;
-}
-
 void bench_gemm_small(const GemmOptions& o) {
   at::set_num_threads(o.threads);
   torch::InferenceMode guard;
@@ -43,7 +30,7 @@ void bench_gemm_small(const GemmOptions& o) {
   out["kernel_supported"] = sf::kernels::small_gemm_supported();
 
   const torch::Tensor big = torch::ones({int64_t{128} << 20}, torch::kFloat32);  // 512 MiB
-  const double read_s = best_seconds(5, [&] { big.sum(); });
+  const double read_s = sf::cli::best_seconds(5, [&] { big.sum(); });
   out["memory_read_gb_per_s"] = static_cast<double>(big.numel()) * 4 / read_s / 1e9;
 
   // (name, N, K): q/k/v and gate/up read the same input; down; the tied lm_head.
@@ -62,11 +49,11 @@ void bench_gemm_small(const GemmOptions& o) {
       const torch::Tensor x = torch::randn({M, K}, at::detail::createCPUGenerator(2), torch::kFloat32);
       const double flop = 2.0 * static_cast<double>(M * N * K), bytes = 4.0 * static_cast<double>(N * K);
       nlohmann::json row{{"shape", name}, {"rows", M}};
-      const double blas_s = best_seconds(o.runs, [&] { torch::linear(x, next()); });
+      const double blas_s = sf::cli::best_seconds(o.runs, [&] { torch::linear(x, next()); });
       row["blas_gflops"] = flop / blas_s / 1e9;
       row["blas_weight_gb_per_s"] = bytes / blas_s / 1e9;
       if (sf::kernels::small_gemm_applies(x, {w0, {}})) {
-        const double kernel_s = best_seconds(o.runs, [&] { sf::kernels::small_gemm(x, {{next(), {}}}); });
+        const double kernel_s = sf::cli::best_seconds(o.runs, [&] { sf::kernels::small_gemm(x, {{next(), {}}}); });
         row["kernel_gflops"] = flop / kernel_s / 1e9;
         row["kernel_weight_gb_per_s"] = bytes / kernel_s / 1e9;
         row["kernel_vs_blas"] = blas_s / kernel_s;

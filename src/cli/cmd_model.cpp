@@ -25,6 +25,7 @@
 
 namespace {
 
+using sf::cli::best_seconds;
 using sf::cli::load_average;
 using sf::cli::rss_now_and_peak_mb;
 using sf::cli::seconds_since;
@@ -145,14 +146,7 @@ std::optional<sf::tok::Tokenizer> model_tokenizer(const std::filesystem::path& m
 double gemm_gflops(int64_t m, int64_t k, int64_t n, int reps) {
   torch::InferenceMode guard;
   auto x = torch::randn({m, k}), w = torch::randn({n, k});
-  torch::Tensor y = torch::mm(x, w.t());
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    y = torch::mm(x, w.t());
-    best = std::min(best, seconds_since(t0));
-  }
-  return 2.0 * static_cast<double>(m * k * n) / best / 1e9;
+  return 2.0 * static_cast<double>(m * k * n) / best_seconds(reps, [&] { torch::mm(x, w.t()); }) / 1e9;
 }
 
 // The model shapes `bench forward` runs (random weights). SmolLM2-135M's 3 KV heads allow T = 1
