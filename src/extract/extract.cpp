@@ -1,7 +1,6 @@
 #include "extract/extract.hpp"
 
 #include <algorithm>
-#include <optional>
 #include <regex>
 #include <set>
 
@@ -75,9 +74,14 @@ struct Models {
   std::set<int64_t> eos;  // the aligned model's
 };
 
-// ---- One batch ---------------------------------------------------------------------------------
+// ---- One chunk ---------------------------------------------------------------------------------
 
-std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, int64_t begin, int64_t end,
+// Items [begin, end): the aligned model answers them all by continuous batching (o.batch_size rows
+// decode together; a finished row's slot takes the next prompt at once). Its top-k at each answer
+// position is recorded while it generates: the distribution of the step that chose the token, as in
+// the reference's lock-step loop. The base model is then teacher-forced on prompt + answer, its
+// lm_head and top-k run only on the answer positions.
+std::vector<ExtractedExample> process_chunk(const Models& m, const Prompts& p, int64_t begin, int64_t end,
                                             const ExtractOptions& o) {
   std::vector<ExtractedExample> out(static_cast<size_t>(end - begin));
   std::vector<std::vector<int32_t>> aligned_prompts;
@@ -104,7 +108,7 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
   g.greedy = true;
   g.eos_ids.assign(m.eos.begin(), m.eos.end());
   g.batch_size = o.batch_size;
-  g.record_top_k = 1;  // the logit each greedy step chose, for the non-finite guard
+  g.record_top_k = o.top_k;
   g.stop = [&](size_t row, const std::vector<int32_t>& generated) {
     const eval::GenerationSpec& gen = p.tasks[p.items[static_cast<size_t>(begin) + row].task].generation();
     if (gen.stop.empty() && gen.extract_stop.empty()) return false;
@@ -114,45 +118,39 @@ std::vector<ExtractedExample> process_batch(const Models& m, const Prompts& p, i
            std::any_of(gen.extract_stop.begin(), gen.extract_stop.end(), found);
   };
   const std::vector<model::Generation> gens = model::generate(m.aligned->lm, aligned_prompts, g);
-  // Every logit row used (greedy steps) or kept (teacher-forced top-k, hidden states) is finite.
+  // Every logit row kept (top-k, hidden states) is finite.
   auto where = [&](size_t r, const study::LoadedModel& model) {
     return "extract: model " + model.name + ", task " + out[r].task + ", example " + std::to_string(out[r].example_id);
   };
-  for (size_t r = 0; r < out.size(); ++r)
-    model::require_finite(gens[r].topk_logits, {where(r, *m.aligned), "greedy step logits", 0, gens[r].topk_ids});
 
-  std::vector<std::vector<int32_t>> seq_aligned, seq_base;
-  for (size_t r = 0; r < out.size(); ++r) {
-    out[r].response_ids = gens[r].tokens;
-    out[r].finish_reason = gens[r].finish_reason;
-    out[r].response = m.aligned->tokenizer.decode(gens[r].tokens, true);
-    std::vector<int32_t> a = out[r].aligned_prompt_ids, b = out[r].base_prompt_ids;
-    a.insert(a.end(), gens[r].tokens.begin(), gens[r].tokens.end());
-    b.insert(b.end(), gens[r].tokens.begin(), gens[r].tokens.end());
-    seq_aligned.push_back(std::move(a));
-    seq_base.push_back(std::move(b));
-  }
-  model::ScoreOptions sa;
-  sa.top_k = o.top_k;
-  sa.batch_size = o.batch_size;
-  model::ScoreOptions sb = sa;
+  std::vector<std::vector<int32_t>> seq_base;
+  model::ScoreOptions sb;
+  sb.top_k = o.top_k;
+  sb.batch_size = o.batch_size;
   sb.hidden = true;
-  const model::ScoreOutput aligned = model::score(m.aligned->lm, seq_aligned, sa);
+  for (size_t r = 0; r < out.size(); ++r) {
+    ExtractedExample& ex = out[r];
+    ex.response_ids = gens[r].tokens;
+    ex.finish_reason = gens[r].finish_reason;
+    ex.response = m.aligned->tokenizer.decode(gens[r].tokens, true);
+    ex.aligned_topk_logits = gens[r].topk_logits;  // [n,k]
+    ex.aligned_topk_ids = gens[r].topk_ids;        // [n,k]
+    model::require_finite(ex.aligned_topk_logits, {where(r, *m.aligned), "top-k logits", 0, ex.aligned_topk_ids});
+    std::vector<int32_t> b = ex.base_prompt_ids;
+    b.insert(b.end(), gens[r].tokens.begin(), gens[r].tokens.end());
+    seq_base.push_back(std::move(b));
+    // Row t of a scored sequence predicts token t+1: response token j is predicted at prompt_len - 1 + j.
+    sb.from.push_back(static_cast<int64_t>(ex.base_prompt_ids.size()) - 1);
+  }
   const model::ScoreOutput base = model::score(m.base->lm, seq_base, sb);
 
   for (size_t r = 0; r < out.size(); ++r) {
     ExtractedExample& ex = out[r];
     const int64_t n = static_cast<int64_t>(ex.response_ids.size());
-    // Row t of a scored sequence predicts token t+1: response token j sits at prompt_len + j.
-    const int64_t pa = static_cast<int64_t>(ex.aligned_prompt_ids.size()) - 1;
-    const int64_t pb = static_cast<int64_t>(ex.base_prompt_ids.size()) - 1;
-    ex.aligned_topk_logits = aligned.topk_logits[r].slice(0, pa, pa + n);      // [n,k]
-    ex.aligned_topk_ids = aligned.topk_ids[r].slice(0, pa, pa + n);            // [n,k]
-    ex.base_topk_logits = base.topk_logits[r].slice(0, pb, pb + n);            // [n,k]
-    ex.base_topk_ids = base.topk_ids[r].slice(0, pb, pb + n);                  // [n,k]
-    ex.base_hidden = base.hidden[r].slice(0, pb, pb + n).to(torch::kFloat32);  // [n,H]
-    ex.is_eos = torch::zeros({n}, torch::kBool);                               // [n]
-    model::require_finite(ex.aligned_topk_logits, {where(r, *m.aligned), "top-k logits", 0, ex.aligned_topk_ids});
+    ex.base_topk_logits = base.topk_logits[r].narrow(0, 0, n);            // [n,k]
+    ex.base_topk_ids = base.topk_ids[r].narrow(0, 0, n);                  // [n,k]
+    ex.base_hidden = base.hidden[r].narrow(0, 0, n).to(torch::kFloat32);  // [n,H]
+    ex.is_eos = torch::zeros({n}, torch::kBool);                          // [n]
     model::require_finite(ex.base_topk_logits, {where(r, *m.base), "top-k logits", 0, ex.base_topk_ids});
     model::require_finite(ex.base_hidden, {where(r, *m.base), "final hidden state", 0, {}});
     for (int64_t j = 0; j < n; ++j)
@@ -372,24 +370,21 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
       a["item_begin"] = chunk->begin;
       a["item_end"] = chunk->end;
       a["rank"] = comm.rank();
+      // The group stops together (its first rank decides), so no rank is left in a collective.
+      if (par.tensor.broadcast(static_cast<int64_t>(stop_requested())) != 0)
+        throw Interrupted("extract: stopped by a signal on rank " + std::to_string(comm.rank()) +
+                          "; finished chunks are kept in " + (dir / "shards").string() +
+                          ", re-run the same command to continue");
       // Every rank of a tensor group computes the chunk (the split models need all of them); its
       // first rank writes the shard.
-      std::optional<ShardWriter> writer;
-      if (par.leader()) writer.emplace(shard_path(dir, chunk->index), a, layout);
-      for (int64_t b = chunk->begin; b < chunk->end; b += o.batch_size) {
-        // The group stops together (its first rank decides), so no rank is left in a collective.
-        if (par.tensor.broadcast(static_cast<int64_t>(stop_requested())) != 0) {
-          if (writer) writer->discard();
-          throw Interrupted("extract: stopped by a signal on rank " + std::to_string(comm.rank()) +
-                            "; finished chunks are kept in " + (dir / "shards").string() +
-                            ", re-run the same command to continue");
-        }
-        std::vector<ExtractedExample> batch = process_batch(m, prompts, b, std::min(chunk->end, b + o.batch_size), o);
-        for (const auto& ex : batch) mine.tokens += static_cast<int64_t>(ex.response_ids.size());
-        mine.examples += static_cast<int64_t>(batch.size());
-        if (writer) writer->append(batch);
+      const std::vector<ExtractedExample> examples = process_chunk(m, prompts, chunk->begin, chunk->end, o);
+      for (const auto& ex : examples) mine.tokens += static_cast<int64_t>(ex.response_ids.size());
+      mine.examples += static_cast<int64_t>(examples.size());
+      if (par.leader()) {
+        ShardWriter writer(shard_path(dir, chunk->index), a, layout);
+        writer.append(examples);
+        writer.finish();
       }
-      if (writer) writer->finish();
       ++mine.chunks;
       mine.busy_s += busy.seconds();
     }

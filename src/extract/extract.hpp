@@ -1,11 +1,14 @@
 #pragma once
-// The extract stage: the aligned model answers every training prompt of the job's tasks greedily;
-// both models are then teacher-forced on those answers and their top-k logits (and the base
-// model's hidden states) are written as a logit dataset (results-schema/logits-v1).
+// The extract stage: the aligned model answers every training prompt of the job's tasks greedily,
+// its top-k logits recorded at each step it takes (the distribution that chose the token, as the
+// reference's lock-step loop keeps them); the base model is then teacher-forced on the same answer
+// tokens after its own prompt, and its top-k logits and final hidden states at the answer positions
+// are written with them as a logit dataset (results-schema/logits-v1).
 //
 // Runs once per (base, aligned) pair of the study's trained heads, into
 // <run_dir>/extract/<base>__<aligned>/ (study::Study::extract_dir). The pair's models keep their
 // roles in the file: `aligned` answers, `base` is teacher-forced.
+// A stop signal is honoured between chunks.
 //
 // Job section (every key optional):
 //   extract:
@@ -13,11 +16,13 @@
 //     max_examples: -1        # per task; -1 = all; or per task: {gsm8k: 1000, advbench: 420}
 //     max_new_tokens: 512
 //     top_k: 500
-//     batch_size: 8           # prompts per generate/score call
+//     batch_size: 8           # rows decoded together (continuous batching over the chunk) and
+//                             # sequences per teacher-forced forward
 //     hidden_dtype: float16   # float16 | bfloat16 (storage of the base hidden states)
 //     compression: gzip       # gzip | none
 //     compression_level: 4    # gzip level 1..9
-//     chunk_examples: 16      # examples per work chunk = per shard file (the unit of resume)
+//     chunk_examples: 16      # examples per work chunk = per shard file (the unit of resume); a
+//                             # few times batch_size keeps the decoding slots full
 //     chunk_rows: 64          # token rows per HDF5 chunk
 //
 // Prompts come from each task file's split (configs/tasks/<name>.yaml: file, format, field), shown

@@ -330,6 +330,16 @@ CausalLM CausalLM::random(const ModelConfig& config, uint64_t seed, const LoadOp
 
 ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache,
                                 int64_t last_n) const {
+  const torch::Tensor hidden = hidden_states(ids, attention_mask, cache, last_n);  // [B,T,Hd] or [B,last_n,Hd]
+  return {logits(hidden), hidden.to(torch::kFloat32)};
+}
+
+torch::Tensor CausalLM::logits(const torch::Tensor& hidden) const {
+  return project(hidden, w_->lm_head).to(torch::kFloat32);  // [...,V], this rank's V when split
+}
+
+torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache,
+                                      int64_t last_n) const {
   const Weights& w = *w_;
   const ModelConfig& c = w.config;
   if (ids.dim() != 2) throw ShapeError("forward: ids must be [B,T], got " + shape_str(ids.sizes()));
@@ -406,12 +416,8 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
     x = x + mlp;
   }
   if (cache) cache->length_ = L;
-  ForwardOutput out;
   if (last_n > 0) x = x.narrow(1, T - last_n, last_n);
-  torch::Tensor hidden = rms_norm(x, w.norm, c.rms_norm_eps);   // [B,T,Hd] or [B,last_n,Hd]
-  out.logits = project(hidden, w.lm_head).to(torch::kFloat32);  // [B,T,V], this rank's V when split
-  out.hidden = hidden.to(torch::kFloat32);
-  return out;
+  return rms_norm(x, w.norm, c.rms_norm_eps);  // [B,T,Hd] or [B,last_n,Hd]
 }
 
 void KVCache::drop_front(int64_t n) {
@@ -447,6 +453,16 @@ void KVCache::put_row(int64_t row, const KVCache& src, int64_t src_row) {
       r.narrow(1, length_ - n, n).copy_((*from)[src_row].narrow(1, 0, n));
     }
   }
+}
+
+void KVCache::allocate_like(const KVCache& like, int64_t rows, int64_t length) {
+  if (rows < 0 || length < 0) throw ShapeError("KVCache::allocate_like: negative size");
+  const int64_t cap = std::max(length, reserved_);
+  for (auto [dst, src] : {std::pair{&keys, &like.keys}, std::pair{&values, &like.values}}) {
+    dst->clear();
+    for (const torch::Tensor& t : *src) dst->push_back(torch::zeros({rows, t.size(1), cap, t.size(3)}, t.options()));
+  }
+  length_ = length;
 }
 
 void KVCache::keep_rows(const torch::Tensor& rows) {

@@ -54,6 +54,9 @@ class KVCache {
   // Row `src_row` of `src` (length <= this length) becomes row `row`, right-aligned; the positions
   // before it are zeroed.
   void put_row(int64_t row, const KVCache& src, int64_t src_row);
+  // Becomes `rows` rows of `length` empty positions, with the layers and head shapes of `like` and
+  // room for reserved() positions, for put_row to fill.
+  void allocate_like(const KVCache& like, int64_t rows, int64_t length);
   void keep_rows(const torch::Tensor& rows);  // [B'] int64 on the cache's device: rows kept, in order
 
   // Internal to the model: [B, kv_heads, L, head_dim] per layer.
@@ -98,6 +101,12 @@ class CausalLM {
   // uses 1 for its prompt pass so the lm_head does not run on every prompt position.
   ForwardOutput forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache = nullptr,
                         int64_t last_n = 0) const;
+  // forward in two parts, for callers that want logits at some positions only: the final hidden
+  // states after the last norm ([B,T,Hd] or [B,last_n,Hd], compute dtype), then the lm_head on any
+  // of them ([...,Hd] → [...,V] float32, this rank's V when split).
+  torch::Tensor hidden_states(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache = nullptr,
+                              int64_t last_n = 0) const;
+  torch::Tensor logits(const torch::Tensor& hidden) const;
 
   const ModelConfig& config() const;
   torch::Device device() const;

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "model/batching.hpp"
 
 namespace sf::model {
 
@@ -81,28 +82,36 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
   if (opts.top_k < 0 || opts.top_k > V) throw ShapeError("score: top_k must be in [0, vocab_size]");
   for (size_t i = 0; i < sequences.size(); ++i) check_ids(sequences[i], i, V, "sequence");
   const size_t N = sequences.size();
+  const bool partial = !opts.from.empty();
+  if (partial && opts.from.size() != N)
+    throw ShapeError("score: " + std::to_string(opts.from.size()) + " entries in `from` for " + std::to_string(N) +
+                     " sequences");
+  for (size_t i = 0; i < opts.from.size(); ++i)
+    if (opts.from[i] < 0 || opts.from[i] > static_cast<int64_t>(sequences[i].size()))
+      throw ShapeError("score: from[" + std::to_string(i) + "] = " + std::to_string(opts.from[i]) + " is outside [0, " +
+                       std::to_string(sequences[i].size()) + "]");
+  const auto first = [&](size_t i) { return partial ? opts.from[i] : int64_t{0}; };
   ScoreOutput out;
-  out.token_logprobs.resize(N);
+  if (!partial) out.token_logprobs.resize(N);
   if (opts.top_k > 0) {
     out.topk_logits.resize(N);
     out.topk_ids.resize(N);
   }
   if (opts.hidden) out.hidden.resize(N);
 
-  // Longest first, so that each batch pads little. Right padding.
+  // Longest first, cut into batches that pad little (model/batching.hpp). Right padding.
   std::vector<size_t> order(N);
+  std::vector<int64_t> lengths(N);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return sequences[a].size() > sequences[b].size(); });
+  for (size_t i = 0; i < N; ++i) lengths[i] = static_cast<int64_t>(sequences[i].size());
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
   const auto cpu = torch::TensorOptions().dtype(torch::kFloat32);
-  for (size_t start = 0; start < N; start += static_cast<size_t>(opts.batch_size)) {
-    const size_t end = std::min(N, start + static_cast<size_t>(opts.batch_size));
-    const int64_t B = static_cast<int64_t>(end - start);
-    const int64_t T = static_cast<int64_t>(sequences[order[start]].size());
+  for (const std::vector<size_t>& rows : length_batches(lengths, order, opts.batch_size)) {
+    const auto B = static_cast<int64_t>(rows.size());
+    const int64_t T = lengths[rows[0]];
     if (T == 0) {  // only empty sequences are left
-      for (size_t r = start; r < end; ++r) {
-        const size_t i = order[r];
-        out.token_logprobs[i] = torch::zeros({0}, cpu);
+      for (size_t i : rows) {
+        if (!partial) out.token_logprobs[i] = torch::zeros({0}, cpu);
         if (opts.top_k > 0) {
           out.topk_logits[i] = torch::zeros({0, opts.top_k}, cpu);
           out.topk_ids[i] = torch::zeros({0, opts.top_k}, torch::kInt64);
@@ -111,32 +120,54 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
       }
       continue;
     }
-    const std::vector<size_t> rows(order.begin() + static_cast<std::ptrdiff_t>(start),
-                                   order.begin() + static_cast<std::ptrdiff_t>(end));
     const auto [ids, mask] = pad(sequences, rows, /*left=*/false);
-    ForwardOutput f = model.forward(ids, mask);
-    const torch::Tensor& logits = f.logits;             // [B,T,V] (this rank's V when split)
-    const torch::Tensor lse = vocab.logsumexp(logits);  // [B,T]
-    const torch::Tensor targets = ids.to(logits.device());
-    // lp[b,t] = log p(x_{t+1} | x_<=t), t < T-1
-    torch::Tensor lp = vocab.pick(logits.narrow(1, 0, T - 1), targets.narrow(1, 1, T - 1)) - lse.narrow(1, 0, T - 1);
-    lp = torch::cat({torch::zeros({B, 1}, lp.options()), lp}, 1).cpu();  // [B,T]
-    torch::Tensor tk_v, tk_i;
-    if (opts.top_k > 0) {
-      const TopK tk = vocab.topk(logits, opts.top_k);
+    // Hidden states for positions [off, T), which hold every row's [from_i, n_i) under right padding.
+    int64_t off = T;
+    for (size_t i : rows) off = std::min(off, first(i));
+    const int64_t S = std::max<int64_t>(T - off, 1);
+    off = T - S;
+    const torch::Tensor h = model.hidden_states(ids, mask, nullptr, partial ? S : 0);  // [B,S,Hd]
+    // The lm_head runs on the wanted rows only (no padding, no positions before `from`): [M,Hd].
+    std::vector<int64_t> flat, next;
+    auto ia = ids.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < B; ++b) {
+      const size_t i = rows[static_cast<size_t>(b)];
+      const int64_t n = static_cast<int64_t>(sequences[i].size());
+      for (int64_t t = first(i); t < n; ++t) {
+        flat.push_back(b * S + t - off);
+        next.push_back(t + 1 < n ? ia[b][t + 1] : 0);
+      }
+    }
+    const auto M = static_cast<int64_t>(flat.size());
+    const torch::Tensor wanted =
+        h.reshape({B * S, h.size(2)}).index_select(0, torch::tensor(flat, torch::kInt64).to(h.device()));  // [M,Hd]
+    const torch::Tensor logits = M > 0 ? model.logits(wanted) : torch::Tensor();  // [M,V] (this rank's V when split)
+    torch::Tensor lp, tk_v, tk_i;
+    if (!partial && M > 0) {
+      // lp[m] = log p(x_{t+1} | x_<=t) for row m = (b, t); the row of a sequence's last position is unused.
+      const torch::Tensor targets = torch::tensor(next, torch::kInt64).to(logits.device());
+      lp = (vocab.pick(logits, targets) - vocab.logsumexp(logits)).cpu();  // [M]
+    }
+    if (opts.top_k > 0 && M > 0) {
+      const TopK tk = vocab.topk(logits, opts.top_k);  // [M,k]
       tk_v = tk.values.cpu();
       tk_i = tk.ids.cpu();
     }
-    torch::Tensor hid = opts.hidden ? f.hidden.cpu() : torch::Tensor();
+    const torch::Tensor hid = opts.hidden ? wanted.to(torch::kCPU, torch::kFloat32) : torch::Tensor();  // [M,Hd]
+    int64_t m0 = 0;
     for (int64_t b = 0; b < B; ++b) {
-      const size_t i = order[start + static_cast<size_t>(b)];
-      const int64_t n = static_cast<int64_t>(sequences[i].size());
-      out.token_logprobs[i] = lp[b].narrow(0, 0, n).clone();
-      if (opts.top_k > 0) {
-        out.topk_logits[i] = tk_v[b].narrow(0, 0, n).clone();
-        out.topk_ids[i] = tk_i[b].narrow(0, 0, n).clone();
+      const size_t i = rows[static_cast<size_t>(b)];
+      const int64_t n = static_cast<int64_t>(sequences[i].size()) - first(i);
+      if (!partial) {
+        out.token_logprobs[i] = torch::zeros({n}, cpu);
+        if (n > 1) out.token_logprobs[i].narrow(0, 1, n - 1).copy_(lp.narrow(0, m0, n - 1));
       }
-      if (opts.hidden) out.hidden[i] = hid[b].narrow(0, 0, n).clone();
+      if (opts.top_k > 0) {
+        out.topk_logits[i] = n > 0 ? tk_v.narrow(0, m0, n).clone() : torch::zeros({0, opts.top_k}, cpu);
+        out.topk_ids[i] = n > 0 ? tk_i.narrow(0, m0, n).clone() : torch::zeros({0, opts.top_k}, torch::kInt64);
+      }
+      if (opts.hidden) out.hidden[i] = hid.narrow(0, m0, n).clone();
+      m0 += n;
     }
   }
   return out;
@@ -252,10 +283,10 @@ struct MemberBatch {
   torch::Tensor hidden;  // [B,H] float32: the final hidden state behind them
 };
 
-// The prompt pass of `rows` (left padded) for one member; its cache has room for `more` positions
-// after the prompts.
-MemberBatch prefill(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
-                    const std::vector<size_t>& rows, int64_t more = 0) {
+// The prompt pass of `rows` (left padded) for one member in one forward; its cache has room for
+// `more` positions after the prompts.
+MemberBatch prefill_once(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
+                         const std::vector<size_t>& rows, int64_t more) {
   MemberBatch s;
   const auto [ids, mask] = pad(prompts, rows, /*left=*/true);
   s.mask = mask.to(model.device());
@@ -263,6 +294,40 @@ MemberBatch prefill(const CausalLM& model, const std::vector<std::vector<int32_t
   const ForwardOutput f = model.forward(ids, s.mask, &s.cache, /*last_n=*/1);  // [B,1,V]
   s.logits = f.logits.select(1, 0);
   s.hidden = f.hidden.select(1, 0);
+  return s;
+}
+
+// The prompt pass of `rows`, left padded to the longest: one forward per batch of similar lengths
+// (model/batching.hpp), assembled into one running batch whose cache has room for `more` positions.
+MemberBatch prefill(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
+                    const std::vector<size_t>& rows, int64_t more = 0) {
+  std::vector<int64_t> lengths(prompts.size(), 0);
+  for (size_t r : rows) lengths[r] = static_cast<int64_t>(prompts[r].size());
+  std::vector<size_t> order = rows;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
+  const auto batches = length_batches(lengths, order, static_cast<int64_t>(rows.size()));
+  if (batches.size() == 1) return prefill_once(model, prompts, rows, more);
+  MemberBatch s;
+  s.mask = pad(prompts, rows, /*left=*/true).second.to(model.device());  // [B,P]
+  const int64_t B = s.mask.size(0), P = s.mask.size(1);
+  s.cache.reserve(P + more);
+  std::vector<int64_t> slot(prompts.size());
+  for (size_t b = 0; b < rows.size(); ++b) slot[rows[b]] = static_cast<int64_t>(b);
+  for (const std::vector<size_t>& batch : batches) {
+    const MemberBatch part = prefill_once(model, prompts, batch, 0);
+    if (!s.logits.defined()) {
+      s.cache.allocate_like(part.cache, B, P);
+      s.logits = torch::empty({B, part.logits.size(1)}, part.logits.options());
+      s.hidden = torch::empty({B, part.hidden.size(1)}, part.hidden.options());
+    }
+    for (size_t j = 0; j < batch.size(); ++j) {
+      const auto jj = static_cast<int64_t>(j);
+      const int64_t b = slot[batch[j]];
+      s.cache.put_row(b, part.cache, jj);
+      s.logits[b].copy_(part.logits[jj]);
+      s.hidden[b].copy_(part.hidden[jj]);
+    }
+  }
   return s;
 }
 

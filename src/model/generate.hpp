@@ -28,11 +28,15 @@ struct ScoreOptions {
   int64_t top_k = 0;       // > 0: return top-k of the logits per position; 0: none
   bool hidden = false;     // return the final hidden states
   int64_t batch_size = 8;  // sequences per forward
+  // Empty: every position. Otherwise one entry per sequence, 0 <= from[i] <= n_i: only positions
+  // t >= from[i] get logits (the lm_head and top-k skip the others, e.g. a prompt before an answer);
+  // topk_* and hidden then hold rows [from_i, n_i), and token_logprobs are not computed (empty).
+  std::vector<int64_t> from;
 };
 
 // Per sequence i (length n_i), per position t < n_i: the distribution for token t+1. On the host.
 struct ScoreOutput {
-  std::vector<torch::Tensor> token_logprobs;  // each [n_i]: log p(x_t | x_<t); entry 0 is 0
+  std::vector<torch::Tensor> token_logprobs;  // each [n_i]: log p(x_t | x_<t); entry 0 is 0 (empty with `from`)
   std::vector<torch::Tensor> topk_logits;     // each [n_i, k] raw logits, descending (if top_k)
   std::vector<torch::Tensor> topk_ids;        // each [n_i, k] int64 (if top_k)
   std::vector<torch::Tensor> hidden;          // each [n_i, H] float32 (if hidden)

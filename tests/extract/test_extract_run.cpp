@@ -15,6 +15,7 @@
 #include "io/h5.hpp"
 #include "model/causal_lm.hpp"
 #include "model/config.hpp"
+#include "model/generate.hpp"
 #include "testutil/testutil.hpp"
 
 extern char** environ;
@@ -153,6 +154,41 @@ TEST_F(ExtractRun, OutputValidatesAndIsComplete) {
   const auto again = run_command(extract_cmd(job_, dir_->path() / "reference"));
   EXPECT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("is complete, skipped"), std::string::npos) << again.output;
+}
+
+// What the file holds, recomputed without the stage: the aligned top-k recorded while generating
+// equals the aligned model teacher-forced on prompt + answer, and the base rows equal the base model
+// teacher-forced on its prompt + the same answer, at the answer positions (up to float order).
+TEST_F(ExtractRun, StoredLogitsAreTheModelsTeacherForcedOnTheAnswer) {
+  const auto d = sf::extract::LogitDataset::open(reference());
+  const fs::path models = dir_->path() / "models";
+  const auto aligned = sf::model::CausalLM::load(models / "aligned"), base = sf::model::CausalLM::load(models / "base");
+  std::vector<std::vector<int32_t>> seq_a, seq_b;
+  std::vector<sf::extract::ExtractedExample> rows;
+  for (int64_t r = 0; r < d.num_examples(); ++r) {
+    rows.push_back(d.example(r));
+    const auto& ex = rows.back();
+    seq_a.push_back(ex.aligned_prompt_ids);
+    seq_a.back().insert(seq_a.back().end(), ex.response_ids.begin(), ex.response_ids.end());
+    seq_b.push_back(ex.base_prompt_ids);
+    seq_b.back().insert(seq_b.back().end(), ex.response_ids.begin(), ex.response_ids.end());
+  }
+  sf::model::ScoreOptions opts;
+  opts.top_k = 50;
+  opts.hidden = true;
+  const auto sa = sf::model::score(aligned, seq_a, opts), sb = sf::model::score(base, seq_b, opts);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto& ex = rows[r];
+    const int64_t n = static_cast<int64_t>(ex.response_ids.size());
+    const int64_t pa = static_cast<int64_t>(ex.aligned_prompt_ids.size()) - 1;
+    const int64_t pb = static_cast<int64_t>(ex.base_prompt_ids.size()) - 1;
+    EXPECT_TRUE(torch::allclose(ex.aligned_topk_logits, sa.topk_logits[r].narrow(0, pa, n), 1e-4, 1e-4)) << r;
+    EXPECT_TRUE(ex.aligned_topk_ids.select(1, 0).equal(sa.topk_ids[r].narrow(0, pa, n).select(1, 0))) << r;
+    EXPECT_TRUE(torch::allclose(ex.base_topk_logits, sb.topk_logits[r].narrow(0, pb, n), 1e-4, 1e-4)) << r;
+    EXPECT_TRUE(ex.base_topk_ids.select(1, 0).equal(sb.topk_ids[r].narrow(0, pb, n).select(1, 0))) << r;
+    // Stored as float16.
+    EXPECT_TRUE(torch::allclose(ex.base_hidden, sb.hidden[r].narrow(0, pb, n), 2e-3, 2e-3)) << r;
+  }
 }
 
 TEST_F(ExtractRun, ResumeAfterSigkillIsExact) {

@@ -95,8 +95,9 @@ TEST(Generate, SeededSamplingIsReproducibleAndIndependentOfBatching) {
 }
 
 // Continuous batching: rows of different prompt lengths end at different steps (stop callback,
-// length); their slots take waiting rows, a late long prompt widens the running cache. Each row must
-// decode as it does alone, on a plain and a sliding-window model.
+// length); their slots take waiting rows, a late long prompt widens the running cache; with 8 slots
+// the 40-token prompt gets a forward of its own, the short ones another (model/batching.hpp). Each row
+// must decode as it does alone, on a plain and a sliding-window model.
 TEST(Generate, ContinuousBatchingEqualsDecodingEachRowAlone) {
   for (const char* name : {"llama_tied", "mistral_swa"}) {
     const CausalLM model = CausalLM::load(sf::test::fixtures_dir() / "models" / name);
@@ -233,6 +234,35 @@ TEST(Score, EmptyAndSingleTokenSequences) {
   EXPECT_EQ(s.token_logprobs[1].size(0), 1);
   EXPECT_EQ(s.token_logprobs[2].size(0), 3);
   EXPECT_LT(s.token_logprobs[2][2].item<float>(), 0.0f);
+}
+
+// `from` computes logits only for the tail of each sequence: the rows it returns are those of the
+// full pass (up to float reduction order), for sequences of different lengths in one batch.
+TEST(Score, FromReturnsTheTailRowsOfTheFullPass) {
+  auto model = fixture_model();
+  const std::vector<std::vector<int32_t>> seqs = {{5, 6, 7, 8, 9, 10, 11}, {12, 13}, {20, 21, 22, 23}, {30}};
+  sf::model::ScoreOptions full;
+  full.top_k = 4;
+  full.hidden = true;
+  full.batch_size = 3;
+  sf::model::ScoreOptions tail = full;
+  tail.from = {4, 0, 3, 1};
+  const auto a = sf::model::score(model, seqs, full), b = sf::model::score(model, seqs, tail);
+  EXPECT_TRUE(b.token_logprobs.empty());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const int64_t lo = tail.from[i], n = static_cast<int64_t>(seqs[i].size()) - lo;
+    ASSERT_EQ(b.topk_logits[i].sizes(), (std::vector<int64_t>{n, 4})) << "sequence " << i;
+    ASSERT_EQ(b.hidden[i].size(0), n) << "sequence " << i;
+    EXPECT_TRUE(torch::allclose(b.topk_logits[i], a.topk_logits[i].narrow(0, lo, n), 1e-5, 1e-5)) << i;
+    EXPECT_TRUE(b.topk_ids[i].equal(a.topk_ids[i].narrow(0, lo, n))) << "sequence " << i;
+    EXPECT_TRUE(torch::allclose(b.hidden[i], a.hidden[i].narrow(0, lo, n), 1e-5, 1e-5)) << "sequence " << i;
+  }
+  tail.from = {4, 0, 3};
+  EXPECT_THROW(sf::model::score(model, seqs, tail), sf::ShapeError);  // one entry per sequence
+  tail.from = {4, 3, 3, 1};
+  EXPECT_THROW(sf::model::score(model, seqs, tail), sf::ShapeError);  // past the end of {12, 13}
+  tail.from = {4, 0, -1, 1};
+  EXPECT_THROW(sf::model::score(model, seqs, tail), sf::ShapeError);
 }
 
 }  // namespace
