@@ -182,6 +182,28 @@ std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<ker
 
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w) { return project(x, {{w, {}}})[0]; }
 
+// down(silu(gate·h) ⊙ up·h): [..., Hd] → [..., Hd]. Without autograd on a CPU, many rows (prompt
+// and scoring passes) go through in blocks of kMlpRows, so that each block's [rows, 2I]
+// intermediate is still in cache when the activation and the down projection read it.
+constexpr int64_t kMlpRows = 256;
+torch::Tensor swiglu(const Weights::Layer& l, const torch::Tensor& h) {
+  const int64_t Hd = h.size(-1), N = h.numel() / Hd;
+  if (N <= kMlpRows || !h.device().is_cpu() || torch::GradMode::is_enabled()) {
+    const std::vector<torch::Tensor> gate_up = project(h, {{l.gate, {}}, {l.up, {}}});
+    return project(torch::silu(gate_up[0]) * gate_up[1], l.down);
+  }
+  const torch::Tensor x = h.reshape({N, Hd});
+  torch::Tensor out = torch::empty({N, l.down.size(0)}, h.options());  // [N,Hd]
+  for (int64_t r = 0; r < N; r += kMlpRows) {
+    const int64_t n = std::min(kMlpRows, N - r);
+    const std::vector<torch::Tensor> gate_up = project(x.narrow(0, r, n), {{l.gate, {}}, {l.up, {}}});
+    out.narrow(0, r, n).copy_(project(torch::silu(gate_up[0]).mul_(gate_up[1]), l.down));
+  }
+  std::vector<int64_t> shape = h.sizes().vec();
+  shape.back() = out.size(1);
+  return out.view(shape);
+}
+
 void finish_weights(Weights& w) {
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
   w.inv_freq = rope_inv_freq(w.config).to(w.device);
@@ -410,8 +432,7 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     reduce(w, o);
     x = x + o;
     h = rms_norm(x, l.post_norm, c.rms_norm_eps);
-    const std::vector<torch::Tensor> gate_up = project(h, {{l.gate, {}}, {l.up, {}}});
-    torch::Tensor mlp = project(torch::silu(gate_up[0]) * gate_up[1], l.down);
+    torch::Tensor mlp = swiglu(l, h);  // [B,T,Hd], partial when split
     reduce(w, mlp);
     x = x + mlp;
   }
