@@ -38,7 +38,7 @@ TEST_F(SmallGemm, EqualsLinearForEveryRowCountAndRaggedShapes) {
   uint64_t seed = 1;
   for (int threads : {1, 2}) {
     at::set_num_threads(threads);
-    for (int64_t M : {1, 2, 3, 5, 6, 7, 12, 16}) {
+    for (int64_t M : {1, 2, 3, 5, 6, 7, 12, 16, 31, 64}) {
       for (int64_t K : {1, 15, 16, 17, 100, 576}) {
         for (int64_t N : {1, 3, 4, 5, 17, 70}) {
           const torch::Tensor x = normal({M, K}, ++seed);
@@ -77,7 +77,7 @@ TEST_F(SmallGemm, InputsOutsideTheKernelAreNotTakenAndAreRefused) {
   const torch::Tensor x = normal({4, 32}, 15), w = normal({8, 32}, 16);
   EXPECT_TRUE(small_gemm_applies(x, {w, normal({8}, 17)}));
   const std::vector<std::pair<std::string, std::pair<torch::Tensor, Projection>>> refused{
-      {"17 rows", {normal({17, 32}, 18), {w, {}}}},
+      {"kSmallGemmMaxRows + 1 rows", {normal({sf::kernels::kSmallGemmMaxRows + 1, 32}, 18), {w, {}}}},
       {"bfloat16 input", {x.to(torch::kBFloat16), {w, {}}}},
       {"float64 weight", {x, {w.to(torch::kFloat64), {}}}},
       {"transposed weight", {x, {normal({32, 8}, 19).t(), {}}}},
