@@ -1,6 +1,6 @@
 // `superficial bench gemm-small`: the decoding kernel (kernels/small_gemm.hpp) against torch::linear
-// (BLAS) on SmolLM2-135M's projection shapes, for 1 to 64 rows, each weight read from memory (1 GiB
-// of copies used in turn), and the machine's memory read bandwidth measured in the same run (a sum
+// (BLAS) on SmolLM2-135M's projection shapes, for 1 to 128 rows (the kernel up to kSmallGemmMaxRows), each weight read
+// from memory (1 GiB of copies used in turn), and the machine's memory read bandwidth measured in the same run (a sum
 // over 512 MiB). Prints one JSON object; per shape and row
 // count the best of --runs: GFLOP/s and weight GB/s of both, and kernel / BLAS.
 #include <algorithm>
@@ -45,7 +45,7 @@ void bench_gemm_small(const GemmOptions& o) {
     while (static_cast<int64_t>(copies.size()) * w0.numel() * 4 < (int64_t{1} << 30)) copies.push_back(w0.clone());
     size_t turn = 0;
     const auto next = [&]() -> const torch::Tensor& { return copies[turn++ % copies.size()]; };
-    for (int64_t M : {1, 2, 4, 8, 16, 32, 64}) {
+    for (int64_t M : {1, 2, 4, 8, 16, 32, 64, 128}) {
       const torch::Tensor x = torch::randn({M, K}, at::detail::createCPUGenerator(2), torch::kFloat32);
       const double flop = 2.0 * static_cast<double>(M * N * K), bytes = 4.0 * static_cast<double>(N * K);
       nlohmann::json row{{"shape", name}, {"rows", M}};

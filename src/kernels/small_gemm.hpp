@@ -19,7 +19,7 @@
 namespace sf::kernels {
 
 // Most rows of x the kernel takes: `superficial bench gemm-small` measured it 1.4-1.7x BLAS at 32 rows
-// and 1.06-1.17x at 64 on SmolLM2's shapes (2 AVX-512 cores); BLAS takes larger products.
+// and 1.06-1.19x at 64 on SmolLM2's shapes (2 AVX-512 cores), 0.90-0.93x at 128: BLAS takes those.
 constexpr int64_t kSmallGemmMaxRows = 64;
 
 // Whether this CPU has the instructions the kernel needs (AVX-512F).
