@@ -135,7 +135,7 @@ std::vector<ExtractedExample> process_chunk(const Models& m, const Prompts& p, i
     ex.response = m.aligned->tokenizer.decode(gens[r].tokens, true);
     ex.aligned_topk_logits = gens[r].topk_logits;  // [n,k]
     ex.aligned_topk_ids = gens[r].topk_ids;        // [n,k]
-    model::require_finite(ex.aligned_topk_logits, {where(r, *m.aligned), "top-k logits", 0, ex.aligned_topk_ids});
+    model::require_finite(ex.aligned_topk_logits, {where(r, *m.aligned), "greedy step logits", 0, ex.aligned_topk_ids});
     std::vector<int32_t> b = ex.base_prompt_ids;
     b.insert(b.end(), gens[r].tokens.begin(), gens[r].tokens.end());
     seq_base.push_back(std::move(b));
