@@ -394,7 +394,7 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
   torch::Tensor allowed = k_idx.unsqueeze(0) <= q_idx.unsqueeze(1);  // [T,L]
   if (c.sliding_window) allowed = allowed.logical_and(k_idx.unsqueeze(0) > q_idx.unsqueeze(1) - *c.sliding_window);
   allowed = allowed.unsqueeze(0).logical_and(mask.unsqueeze(1));  // [B,T,L]
-  const torch::Tensor blocked = allowed.logical_not().view({B, 1, 1, T, L});
+  torch::Tensor blocked;  // [B,1,1,T,L], made when the unfused attention first needs it
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
 
   if (cache && cache->keys.empty()) {
@@ -424,6 +424,7 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
       torch::Tensor qg = q.reshape({B, KV, rep * T, D});
       torch::Tensor scores =
           torch::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({B, KV, rep, T, L});  // [B,KV,rep,T,L]
+      if (!blocked.defined()) blocked = allowed.logical_not().view({B, 1, 1, T, L});
       scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
       torch::Tensor probs = torch::softmax(scores, -1).to(w.dtype).view({B, KV, rep * T, L});
       attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
