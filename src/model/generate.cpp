@@ -72,6 +72,16 @@ std::vector<size_t> range(size_t start, size_t end) {
   return r;
 }
 
+// Rows `rows` of `seqs` sorted longest first (ties in the given order) and cut into batches that pad
+// little, at most max_rows each (model/batching.hpp).
+std::vector<std::vector<size_t>> batches_by_length(const std::vector<std::vector<int32_t>>& seqs,
+                                                   std::vector<size_t> rows, int64_t max_rows) {
+  std::vector<int64_t> lengths(seqs.size(), 0);
+  for (size_t r : rows) lengths[r] = static_cast<int64_t>(seqs[r].size());
+  std::stable_sort(rows.begin(), rows.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
+  return length_batches(lengths, rows, max_rows);
+}
+
 }  // namespace
 
 ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences, const ScoreOptions& opts) {
@@ -99,16 +109,11 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
   }
   if (opts.hidden) out.hidden.resize(N);
 
-  // Longest first, cut into batches that pad little (model/batching.hpp). Right padding.
-  std::vector<size_t> order(N);
-  std::vector<int64_t> lengths(N);
-  std::iota(order.begin(), order.end(), 0);
-  for (size_t i = 0; i < N; ++i) lengths[i] = static_cast<int64_t>(sequences[i].size());
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
+  // Right padding, in batches of similar lengths.
   const auto cpu = torch::TensorOptions().dtype(torch::kFloat32);
-  for (const std::vector<size_t>& rows : length_batches(lengths, order, opts.batch_size)) {
+  for (const std::vector<size_t>& rows : batches_by_length(sequences, range(0, N), opts.batch_size)) {
     const auto B = static_cast<int64_t>(rows.size());
-    const int64_t T = lengths[rows[0]];
+    const auto T = static_cast<int64_t>(sequences[rows[0]].size());
     if (T == 0) {  // only empty sequences are left
       for (size_t i : rows) {
         if (!partial) out.token_logprobs[i] = torch::zeros({0}, cpu);
@@ -301,11 +306,7 @@ MemberBatch prefill_once(const CausalLM& model, const std::vector<std::vector<in
 // (model/batching.hpp), assembled into one running batch whose cache has room for `more` positions.
 MemberBatch prefill(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
                     const std::vector<size_t>& rows, int64_t more = 0) {
-  std::vector<int64_t> lengths(prompts.size(), 0);
-  for (size_t r : rows) lengths[r] = static_cast<int64_t>(prompts[r].size());
-  std::vector<size_t> order = rows;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
-  const auto batches = length_batches(lengths, order, static_cast<int64_t>(rows.size()));
+  const auto batches = batches_by_length(prompts, rows, static_cast<int64_t>(rows.size()));
   if (batches.size() == 1) return prefill_once(model, prompts, rows, more);
   MemberBatch s;
   s.mask = pad(prompts, rows, /*left=*/true).second.to(model.device());  // [B,P]
