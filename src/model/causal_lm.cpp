@@ -11,6 +11,8 @@
 #include "io/gguf.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/attention.hpp"
+#include "kernels/rms_norm.hpp"
+#include "kernels/rope.hpp"
 #include "kernels/small_gemm.hpp"
 #include "model/gguf_model.hpp"
 #include "model/shard.hpp"
@@ -119,10 +121,21 @@ torch::Tensor rope_inv_freq(const ModelConfig& c) {
   return inv;
 }
 
+// weight ⊙ x / sqrt(mean(x²) + eps) in float32, as transformers' LlamaRMSNorm; one fused kernel where
+// kernels/rms_norm.hpp applies.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  if (kernels::rms_norm_applies(x, weight)) return kernels::rms_norm(x, weight, eps);
   torch::Tensor xf = x.to(torch::kFloat32);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * xf.to(x.scalar_type());
+}
+
+// The residual sum x += delta, then rms_norm(x): in place in one kernel where kernels/rms_norm.hpp
+// applies, otherwise as two ops with a new x (autograd keeps the old one).
+torch::Tensor add_rms_norm(torch::Tensor& x, const torch::Tensor& delta, const torch::Tensor& weight, double eps) {
+  if (kernels::rms_norm_applies(x, weight, delta)) return kernels::add_rms_norm(x, delta, weight, eps);
+  x = x + delta;
+  return rms_norm(x, weight, eps);
 }
 
 torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -385,8 +398,8 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
   // Positions from the mask, so that left padding does not shift them.
   const torch::Tensor positions = (mask.to(torch::kInt64).cumsum(1) - 1).clamp_min(0).narrow(1, past, T);  // [B,T]
   const torch::Tensor freqs = positions.to(torch::kFloat32).unsqueeze(-1) * w.inv_freq;                    // [B,T,D/2]
-  const torch::Tensor emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);                                   // [B,1,T,D]
-  const torch::Tensor cos = emb.cos().to(w.dtype), sin = emb.sin().to(w.dtype);
+  const torch::Tensor cos_half = freqs.cos(), sin_half = freqs.sin();                                      // [B,T,D/2]
+  torch::Tensor cos, sin;  // [B,1,T,D] in the model's dtype, made when the torch rotation first needs them
 
   // allowed[b,t,j]: query t (absolute index past+t) may attend to key j.
   const torch::Tensor q_idx = torch::arange(past, L, torch::TensorOptions().dtype(torch::kInt64).device(w.device));
@@ -401,16 +414,25 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     cache->keys.resize(w.layers.size());
     cache->values.resize(w.layers.size());
   }
-  torch::Tensor x = embed_tokens(w, input);  // [B,T,Hd]
+  torch::Tensor x = embed_tokens(w, input);                                  // [B,T,Hd]
+  torch::Tensor h = rms_norm(x, w.layers.at(0).input_norm, c.rms_norm_eps);  // [B,T,Hd]
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const auto& l = w.layers[li];
-    torch::Tensor h = rms_norm(x, l.input_norm, c.rms_norm_eps);
     const std::vector<torch::Tensor> qkv = project(h, {{l.q, l.q_bias}, {l.k, l.k_bias}, {l.v, l.v_bias}});
+    const bool fused_rope =
+        kernels::rope_applies(qkv[0], H, cos_half, sin_half) && kernels::rope_applies(qkv[1], KV, cos_half, sin_half);
+    if (fused_rope) kernels::rope_({{qkv[0], H}, {qkv[1], KV}}, cos_half, sin_half);
     torch::Tensor q = qkv[0].view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
     torch::Tensor k = qkv[1].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     torch::Tensor v = qkv[2].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
-    q = q * cos + rotate_half(q) * sin;
-    k = k * cos + rotate_half(k) * sin;
+    if (!fused_rope) {
+      if (!cos.defined()) {
+        cos = torch::cat({cos_half, cos_half}, -1).unsqueeze(1).to(w.dtype);
+        sin = torch::cat({sin_half, sin_half}, -1).unsqueeze(1).to(w.dtype);
+      }
+      q = q * cos + rotate_half(q) * sin;
+      k = k * cos + rotate_half(k) * sin;
+    }
     if (cache) {
       k = cache_append(cache->keys[li], k, past, cache->reserved());  // [B,KV,L,D]
       v = cache_append(cache->values[li], v, past, cache->reserved());
@@ -431,11 +453,14 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     }
     torch::Tensor o = project(attn, l.o);  // [B,T,Hd], partial when split
     reduce(w, o);
-    x = x + o;
-    h = rms_norm(x, l.post_norm, c.rms_norm_eps);
+    h = add_rms_norm(x, o, l.post_norm, c.rms_norm_eps);
     torch::Tensor mlp = swiglu(l, h);  // [B,T,Hd], partial when split
     reduce(w, mlp);
-    x = x + mlp;
+    if (li + 1 < w.layers.size()) {
+      h = add_rms_norm(x, mlp, w.layers[li + 1].input_norm, c.rms_norm_eps);
+    } else {
+      x = x + mlp;
+    }
   }
   if (cache) cache->length_ = L;
   if (last_n > 0) x = x.narrow(1, T - last_n, last_n);
