@@ -46,6 +46,7 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
                                                int64_t rep, float scale, float* out, std::vector<float>& scores) {
   scores.resize(static_cast<size_t>(L + 16));
   const int64_t chunks = D / 16;
+  const bool all_allowed = std::find(allowed, allowed + L, false) == allowed + L;
   for (int64_t r = 0; r < rep; ++r) {
     const float* qh = q + r * q_head_stride;
     float* s = scores.data();
@@ -67,9 +68,21 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
       s[j] = _mm512_reduce_add_ps(acc);
     }
     float top = std::numeric_limits<float>::lowest();
-    for (j = 0; j < L; ++j) {
-      s[j] = allowed[j] ? s[j] * scale : std::numeric_limits<float>::lowest();
-      top = std::max(top, s[j]);
+    if (all_allowed) {  // 16 at a time, masked lanes past L loaded as 0 and kept out of the max
+      const __m512 sc = _mm512_set1_ps(scale);
+      __m512 most = _mm512_set1_ps(top);
+      for (j = 0; j < L; j += 16) {
+        const __mmask16 in = static_cast<__mmask16>(L - j >= 16 ? 0xffff : (1u << (L - j)) - 1u);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, s + j), sc);
+        _mm512_mask_storeu_ps(s + j, in, v);
+        most = _mm512_mask_max_ps(most, in, most, v);
+      }
+      top = _mm512_reduce_max_ps(most);
+    } else {
+      for (j = 0; j < L; ++j) {
+        s[j] = allowed[j] ? s[j] * scale : std::numeric_limits<float>::lowest();
+        top = std::max(top, s[j]);
+      }
     }
     // p_j = e^(s_j - max); a masked position underflows to 0 unless every position is masked.
     __m512 total = _mm512_setzero_ps();

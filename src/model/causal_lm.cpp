@@ -199,18 +199,25 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w) { return p
 // and scoring passes) go through in blocks of kMlpRows, so that each block's [rows, 2I]
 // intermediate is still in cache when the activation and the down projection read it.
 constexpr int64_t kMlpRows = 256;
+
+// silu(gate) ⊙ up, in gate's own memory when autograd does not need gate kept.
+torch::Tensor activate(torch::Tensor gate, const torch::Tensor& up) {
+  if (torch::GradMode::is_enabled()) return torch::silu(gate) * up;
+  return torch::silu_(gate).mul_(up);
+}
+
 torch::Tensor swiglu(const Weights::Layer& l, const torch::Tensor& h) {
   const int64_t Hd = h.size(-1), N = h.numel() / Hd;
   if (N <= kMlpRows || !h.device().is_cpu() || torch::GradMode::is_enabled()) {
     const std::vector<torch::Tensor> gate_up = project(h, {{l.gate, {}}, {l.up, {}}});
-    return project(torch::silu(gate_up[0]) * gate_up[1], l.down);
+    return project(activate(gate_up[0], gate_up[1]), l.down);
   }
   const torch::Tensor x = h.reshape({N, Hd});
   torch::Tensor out = torch::empty({N, l.down.size(0)}, h.options());  // [N,Hd]
   for (int64_t r = 0; r < N; r += kMlpRows) {
     const int64_t n = std::min(kMlpRows, N - r);
     const std::vector<torch::Tensor> gate_up = project(x.narrow(0, r, n), {{l.gate, {}}, {l.up, {}}});
-    out.narrow(0, r, n).copy_(project(torch::silu(gate_up[0]).mul_(gate_up[1]), l.down));
+    out.narrow(0, r, n).copy_(project(activate(gate_up[0], gate_up[1]), l.down));
   }
   std::vector<int64_t> shape = h.sizes().vec();
   shape.back() = out.size(1);

@@ -35,11 +35,12 @@ class Attention : public ::testing::Test {
 };
 
 // Causal masks over a padded batch ending at the last query (past positions in a cache before the
-// T new ones), random holes, and one row with nothing allowed.
-torch::Tensor masks(int64_t B, int64_t T, int64_t L, uint64_t seed) {
+// T new ones), random holes (or none: every row then allows all keys up to its query, the kernel's
+// unmasked path), and one row with nothing allowed.
+torch::Tensor masks(int64_t B, int64_t T, int64_t L, uint64_t seed, bool holes) {
   const torch::Tensor q_idx = torch::arange(L - T, L).unsqueeze(1), k_idx = torch::arange(0, L).unsqueeze(0);
   torch::Tensor allowed = (k_idx <= q_idx).unsqueeze(0).repeat({B, 1, 1});  // [B,T,L]
-  allowed = allowed.logical_and(torch::rand({B, 1, L}, at::detail::createCPUGenerator(seed)) > 0.3);
+  if (holes) allowed = allowed.logical_and(torch::rand({B, 1, L}, at::detail::createCPUGenerator(seed)) > 0.3);
   allowed.select(1, T - 1).select(1, L - 1).fill_(true);
   allowed[B - 1][0].fill_(false);
   return allowed;
@@ -50,21 +51,24 @@ TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
   for (int64_t D : {16, 64, 128}) {
     for (auto [T, L] : {std::pair<int64_t, int64_t>{1, 1}, {1, 17}, {1, 100}, {3, 3}, {5, 16}, {33, 40}}) {
       for (auto [H, KV] : {std::pair<int64_t, int64_t>{9, 3}, {4, 4}, {8, 1}}) {
-        const int64_t B = 3;
-        // q as the model makes it ([B,T,H,D] transposed), k/v as views of a longer cache buffer.
-        const torch::Tensor q = normal({B, T, H, D}, ++seed).transpose(1, 2);
-        const torch::Tensor k = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
-        const torch::Tensor v = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
-        const torch::Tensor allowed = masks(B, T, L, ++seed);
-        ASSERT_TRUE(attention_applies(q, k, v, allowed));
-        const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-        for (int threads : {1, 2}) {
-          at::set_num_threads(threads);
-          const torch::Tensor got = attention(q, k, v, allowed, scale);
-          const torch::Tensor want = reference(q, k, v, allowed, scale);
-          ASSERT_EQ(got.sizes(), want.sizes());
-          EXPECT_LT((got - want).abs().max().item<double>(), 2e-6)
-              << "D=" << D << " T=" << T << " L=" << L << " H=" << H << " KV=" << KV << " threads=" << threads;
+        for (bool holes : {true, false}) {
+          const int64_t B = 3;
+          // q as the model makes it ([B,T,H,D] transposed), k/v as views of a longer cache buffer.
+          const torch::Tensor q = normal({B, T, H, D}, ++seed).transpose(1, 2);
+          const torch::Tensor k = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
+          const torch::Tensor v = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
+          const torch::Tensor allowed = masks(B, T, L, ++seed, holes);
+          ASSERT_TRUE(attention_applies(q, k, v, allowed));
+          const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+          for (int threads : {1, 2}) {
+            at::set_num_threads(threads);
+            const torch::Tensor got = attention(q, k, v, allowed, scale);
+            const torch::Tensor want = reference(q, k, v, allowed, scale);
+            ASSERT_EQ(got.sizes(), want.sizes());
+            EXPECT_LT((got - want).abs().max().item<double>(), 2e-6)
+                << "D=" << D << " T=" << T << " L=" << L << " H=" << H << " KV=" << KV << " threads=" << threads
+                << " holes=" << holes;
+          }
         }
       }
     }
