@@ -1,6 +1,7 @@
 #include "kernels/small_gemm.hpp"
 
 #include <ATen/Parallel.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -12,9 +13,9 @@ namespace sf::kernels {
 
 namespace {
 
-constexpr int kTileRows = 3;       // weight rows per micro-tile
-constexpr int kTileInputs = 8;     // rows of x per micro-tile: 8 × 3 accumulators + 3 + 1 vectors in 32 registers
-constexpr int kPrefetchTiles = 4;  // weight rows are prefetched into L2 this many tiles ahead
+constexpr int kTileInputs = 8;      // rows of x per micro-tile: 8 × R accumulators + R + 1 vectors in 32 registers
+constexpr int kPrefetchTiles = 4;   // weight rows are prefetched into L2 this many tiles ahead
+constexpr int64_t kBlockRows = 24;  // weight rows per unit of parallel work: a multiple of every tile height
 
 struct Operand {
   const float* x;  // [M,K] row-major
@@ -88,16 +89,30 @@ __attribute__((target("avx512f"))) void rows(const Operand& a, const float* w, c
   }
 }
 
-// Weight rows [n0, n1) of one projection w [N,K] into columns [n0, n1) of its output [M,N]. Each tile
-// prefetches the rows kPrefetchTiles tiles further on (the last rows of w near its end).
+// Weight rows [n0, n1) of one projection w [N,K] into columns [n0, n1) of its output [M,N], R rows
+// per tile. Each tile prefetches the rows kPrefetchTiles tiles further on (the last rows of w near its
+// end).
+template <int R>
 void row_range(const Operand& a, const float* w, const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
   const auto row = [&](int64_t i) { return w + i * a.K; };
   int64_t n = n0;
-  for (; n + kTileRows <= n1; n += kTileRows) {
-    const float* ahead = row(std::min(n + kPrefetchTiles * kTileRows, N - kTileRows));
-    rows<kTileRows>(a, row(n), ahead, bias ? bias + n : nullptr, y + n, N);
+  for (; n + R <= n1; n += R) {
+    const float* ahead = row(std::min(n + kPrefetchTiles * R, N - R));
+    rows<R>(a, row(n), ahead, bias ? bias + n : nullptr, y + n, N);
   }
   for (; n < n1; ++n) rows<1>(a, row(n), row(std::min(n + kPrefetchTiles, N - 1)), bias ? bias + n : nullptr, y + n, N);
+}
+
+// Weight rows per tile. While x and the tile's weight rows fit in the L1 data cache, 2 rows (16
+// accumulators): `superficial bench gemm-small` measured them reading weights 10-20% faster than 3 at
+// 8 and 16 rows (2 AVX-512 cores, 48 KiB L1). When x spills to L2, every x vector loaded costs more,
+// and 3 rows share each one.
+int tile_rows(const Operand& a) {
+  static const int64_t l1 = [] {
+    const long bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    return bytes > 0 ? static_cast<int64_t>(bytes) : int64_t{32} << 10;
+  }();
+  return (a.M + 2) * a.K * static_cast<int64_t>(sizeof(float)) <= l1 ? 2 : 3;
 }
 
 }  // namespace
@@ -134,7 +149,8 @@ std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<
   const Operand a{x2.data_ptr<float>(), x2.size(0), x2.size(1)};
 
   // Blocks of weight rows over all projections, split over the threads.
-  constexpr int64_t block_rows = 8 * kTileRows;
+  constexpr int64_t block_rows = kBlockRows;
+  const auto row_range_of = tile_rows(a) == 2 ? row_range<2> : row_range<3>;
   std::vector<torch::Tensor> outputs;
   std::vector<int64_t> first_block{0};  // first block of each projection
   for (const Projection& p : projections) {
@@ -147,8 +163,8 @@ std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<
       while (b >= first_block[i + 1]) ++i;
       const Projection& p = projections[i];
       const int64_t N = p.weight.size(0), n0 = (b - first_block[i]) * block_rows;
-      row_range(a, p.weight.data_ptr<float>(), p.bias.defined() ? p.bias.data_ptr<float>() : nullptr,
-                outputs[i].data_ptr<float>(), N, n0, std::min(N, n0 + block_rows));
+      row_range_of(a, p.weight.data_ptr<float>(), p.bias.defined() ? p.bias.data_ptr<float>() : nullptr,
+                   outputs[i].data_ptr<float>(), N, n0, std::min(N, n0 + block_rows));
     }
   });
 

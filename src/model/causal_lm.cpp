@@ -16,6 +16,7 @@
 #include "kernels/small_gemm.hpp"
 #include "model/gguf_model.hpp"
 #include "model/shard.hpp"
+#include "model/weight_arena.hpp"
 
 namespace sf::model {
 
@@ -225,6 +226,9 @@ torch::Tensor swiglu(const Weights::Layer& l, const torch::Tensor& h) {
 }
 
 void finish_weights(Weights& w) {
+  std::vector<torch::Tensor*> all;
+  for (const Slot& s : slots(w)) all.push_back(s.tensor);
+  pack_into_huge_pages(all);
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
   w.inv_freq = rope_inv_freq(w.config).to(w.device);
 }
