@@ -104,9 +104,10 @@ void row_range(const Operand& a, const float* w, const float* bias, float* y, in
 }
 
 // Weight rows per tile. While x and the tile's weight rows fit in the L1 data cache, 2 rows (16
-// accumulators): `superficial bench gemm-small` measured them reading weights 10-20% faster than 3 at
-// 8 and 16 rows (2 AVX-512 cores, 48 KiB L1). When x spills to L2, every x vector loaded costs more,
-// and 3 rows share each one.
+// accumulators): a stand-alone copy of this kernel read weights ~10-15% faster with 2 than with 3 at 16
+// rows on K = 576 (2 AVX-512 cores, 48 KiB L1, weights in 2 MiB pages; `bench gemm-small` showed the
+// change within its noise). When x spills to L2, every x vector loaded costs more, and 3 rows share
+// each one (the copy measured 3 ~8% faster on K = 1536 at 16 rows).
 int tile_rows(const Operand& a) {
   static const int64_t l1 = [] {
     const long bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);

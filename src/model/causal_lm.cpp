@@ -225,10 +225,15 @@ torch::Tensor swiglu(const Weights::Layer& l, const torch::Tensor& h) {
   return out.view(shape);
 }
 
-void finish_weights(Weights& w) {
-  std::vector<torch::Tensor*> all;
-  for (const Slot& s : slots(w)) all.push_back(s.tensor);
-  pack_into_huge_pages(all);
+// Ties the lm_head and makes the rotary frequencies. The weights the load copied into memory of its
+// own are moved into one huge-page arena (model/weight_arena.hpp); those in `mapped`, zero-copy views
+// of a memory-mapped file, stay where they are, so that loading such a model holds no second copy.
+void finish_weights(Weights& w, const std::set<const torch::Tensor*>& mapped = {}) {
+  std::vector<torch::Tensor*> own;
+  for (const Slot& s : slots(w)) {
+    if (!mapped.count(s.tensor)) own.push_back(s.tensor);
+  }
+  pack_into_huge_pages(own);
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
   w.inv_freq = rope_inv_freq(w.config).to(w.device);
 }
@@ -274,6 +279,7 @@ CausalLM CausalLM::from_source(const ModelConfig& config, const WeightSource& so
     return source.read(name);
   };
   std::set<std::string> used;
+  std::set<const torch::Tensor*> mapped;  // weights that are the source's own (mapped) tensors
   for (const Slot& s : slots(*w)) {
     if (!source.contains(s.name)) {
       throw FormatError(source.describe() + ": required tensor '" + s.name + "' is missing");
@@ -287,7 +293,9 @@ CausalLM CausalLM::from_source(const ModelConfig& config, const WeightSource& so
       throw FormatError(info.file + ": tensor '" + s.name + "' has shape " + shape_str(info.shape) + ", expected " +
                         shape_str(s.shape));
     }
-    *s.tensor = read(s.name, s.dim, s.range).to(opts.device, opts.dtype);
+    const torch::Tensor stored = read(s.name, s.dim, s.range);
+    *s.tensor = stored.to(opts.device, opts.dtype);
+    if (!split && s.tensor->is_same(stored)) mapped.insert(s.tensor);
     used.insert(s.name);
   }
   // Leftovers. Like transformers, rotary inv_freq buffers of old checkpoints are ignored (recomputed
@@ -307,7 +315,7 @@ CausalLM CausalLM::from_source(const ModelConfig& config, const WeightSource& so
     }
     throw FormatError(info.file + ": tensor '" + name + "' is not used by a " + w->config.model_type + " model");
   }
-  finish_weights(*w);
+  finish_weights(*w, mapped);
   CausalLM m;
   m.w_ = std::move(w);
   return m;

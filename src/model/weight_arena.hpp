@@ -1,5 +1,7 @@
 #pragma once
-// The CPU weights of a model in one allocation backed by 2 MiB pages where Linux allows it
+// The CPU weights of a model (those the load copied into memory of its own; CausalLM leaves
+// zero-copy views of a mapped file where they are) in one allocation backed by 2 MiB pages where Linux
+// allows it
 // (transparent huge pages in `madvise` or `always` mode; elsewhere the advice is ignored and the
 // arena is ordinary memory).
 //
