@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
@@ -161,6 +162,41 @@ TEST(Load, QuantizationConfigLoadsOnlyWithUnquantizedWeights) {
   j["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}};
   sf::test::write_file(dir / "gptq" / "config.json", j.dump());
   expect_format_error_naming(dir / "gptq", "'model.layers.0.self_attn.q_proj.weight' is missing");
+}
+
+// The file behind the mapping of this process that holds address p; "" when p is in anonymous memory.
+std::string mapped_file_of(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  for (std::string line; std::getline(maps, line);) {
+    std::istringstream in(line);
+    std::string range, perms, offset, dev, inode, path;
+    in >> range >> perms >> offset >> dev >> inode >> path;
+    const size_t dash = range.find('-');
+    const uintptr_t begin = std::stoull(range.substr(0, dash), nullptr, 16);
+    const uintptr_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (at >= begin && at < end) return path.empty() || path[0] != '/' ? "" : path;
+  }
+  return "";
+}
+
+// A float32 file loaded as float32 on one rank is used in place (no second copy of the weights);
+// converted weights are the process's own memory (the huge-page arena, model/weight_arena.hpp).
+TEST(Load, SameDtypeWeightsStayViewsOfTheMappedFileConvertedOnesDoNot) {
+  sf::test::TempDir dir("load-mapped");
+  ModelConfig c = tiny_config(false);
+  c.vocab_size = 10000;  // 2.5 MB of embeddings: more than one 2 MiB page, so the arena is used
+  c.hidden_size = 64;
+  c.head_dim = 16;
+  c.intermediate_size = 128;
+  CausalLM::random(c, 4).save(dir.path());
+  const std::string file = std::filesystem::canonical(dir.path() / "model.safetensors").string();
+  const CausalLM same = CausalLM::load(dir.path());
+  for (const auto& [name, t] : same.named_parameters()) EXPECT_EQ(mapped_file_of(t.data_ptr()), file) << name;
+  sf::model::LoadOptions bf16;
+  bf16.dtype = torch::kBFloat16;
+  const CausalLM converted = CausalLM::load(dir.path(), bf16);
+  for (const auto& [name, t] : converted.named_parameters()) EXPECT_EQ(mapped_file_of(t.data_ptr()), "") << name;
 }
 
 TEST(Load, MissingFolderIsIoError) {
