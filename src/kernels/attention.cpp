@@ -72,7 +72,7 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
       const __m512 sc = _mm512_set1_ps(scale);
       __m512 most = _mm512_set1_ps(top);
       for (j = 0; j < L; j += 16) {
-        const __mmask16 in = static_cast<__mmask16>(L - j >= 16 ? 0xffff : (1u << (L - j)) - 1u);
+        const __mmask16 in = avx512::lanes(L - j);
         const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, s + j), sc);
         _mm512_mask_storeu_ps(s + j, in, v);
         most = _mm512_mask_max_ps(most, in, most, v);
@@ -88,7 +88,7 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
     __m512 total = _mm512_setzero_ps();
     const __m512 shift = _mm512_set1_ps(top);
     for (j = 0; j < L; j += 16) {
-      const __mmask16 in = static_cast<__mmask16>(L - j >= 16 ? 0xffff : (1u << (L - j)) - 1u);
+      const __mmask16 in = avx512::lanes(L - j);
       const __m512 p = _mm512_maskz_mov_ps(in, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, s + j), shift)));
       _mm512_mask_storeu_ps(s + j, in, p);
       total = _mm512_add_ps(total, p);

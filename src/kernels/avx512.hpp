@@ -10,7 +10,15 @@
 #endif
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace sf::kernels::avx512 {
+
+// The lanes of a 16-float step that hold data when `remaining` floats are left: all 16, or the first
+// `remaining` of them at a row's tail (for masked loads and stores).
+__attribute__((target("avx512f"), always_inline)) inline __mmask16 lanes(int64_t remaining) {
+  return static_cast<__mmask16>(remaining >= 16 ? 0xffff : (1u << remaining) - 1u);
+}
 
 // Blocks (128 bits) of fold(p, q): p0+p2, p1+p3, q0+q2, q1+q3.
 __attribute__((target("avx512f"), always_inline)) inline __m512 fold(__m512 p, __m512 q) {

@@ -7,23 +7,19 @@
 
 #include "core/error.hpp"
 #include "kernels/avx512.hpp"
+#include "kernels/operands.hpp"
 #include "kernels/small_gemm.hpp"
 
 namespace sf::kernels {
 
 namespace {
 
-bool cpu_float_contiguous(const torch::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous() &&
-         !t.requires_grad();
-}
-
 // One row of n floats: x += delta (when given), y = w ⊙ x · 1/sqrt(mean(x²) + eps).
 __attribute__((target("avx512f"))) void norm_row(float* x, const float* delta, const float* w, float* y, int64_t n,
                                                  float eps) {
   __m512 sq = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 in = static_cast<__mmask16>(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1u);
+    const __mmask16 in = avx512::lanes(n - j);
     __m512 v = _mm512_maskz_loadu_ps(in, x + j);
     if (delta) {
       v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(in, delta + j));
@@ -33,7 +29,7 @@ __attribute__((target("avx512f"))) void norm_row(float* x, const float* delta, c
   }
   const __m512 r = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(sq) / static_cast<float>(n) + eps));
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 in = static_cast<__mmask16>(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1u);
+    const __mmask16 in = avx512::lanes(n - j);
     const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, x + j), r);
     _mm512_mask_storeu_ps(y + j, in, _mm512_mul_ps(_mm512_maskz_loadu_ps(in, w + j), v));
   }

@@ -6,16 +6,12 @@
 
 #include "core/error.hpp"
 #include "kernels/avx512.hpp"
+#include "kernels/operands.hpp"
 #include "kernels/small_gemm.hpp"
 
 namespace sf::kernels {
 
 namespace {
-
-bool cpu_float_contiguous(const torch::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous() &&
-         !t.requires_grad();
-}
 
 // The heads of one position: x [heads, 2·half], c and s [half].
 __attribute__((target("avx512f"))) void rotate(float* x, int64_t heads, int64_t half, const float* c, const float* s) {
@@ -23,7 +19,7 @@ __attribute__((target("avx512f"))) void rotate(float* x, int64_t heads, int64_t 
     float* x1 = x + h * 2 * half;
     float* x2 = x1 + half;
     for (int64_t i = 0; i < half; i += 16) {
-      const __mmask16 in = static_cast<__mmask16>(half - i >= 16 ? 0xffff : (1u << (half - i)) - 1u);
+      const __mmask16 in = avx512::lanes(half - i);
       const __m512 a = _mm512_maskz_loadu_ps(in, x1 + i), b = _mm512_maskz_loadu_ps(in, x2 + i);
       const __m512 cv = _mm512_maskz_loadu_ps(in, c + i), sv = _mm512_maskz_loadu_ps(in, s + i);
       _mm512_mask_storeu_ps(x1 + i, in, _mm512_sub_ps(_mm512_mul_ps(a, cv), _mm512_mul_ps(b, sv)));

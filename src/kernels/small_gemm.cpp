@@ -47,7 +47,7 @@ __attribute__((target("avx512f"), always_inline)) inline void tile(const float* 
     }
   }
   if (k < K) {
-    const __mmask16 tail = static_cast<__mmask16>((1u << (K - k)) - 1u);
+    const __mmask16 tail = avx512::lanes(K - k);
     __m512 wv[R];
     for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_ps(tail, w + r * K + k);
     for (int m = 0; m < MR; ++m) {
