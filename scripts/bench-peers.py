@@ -35,17 +35,19 @@ def main():
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     a = ap.parse_args()
+    dtype = getattr(torch, a.dtype)
     torch.set_num_threads(a.threads)
     if a.model.endswith(".gguf"):
         model = AutoModelForCausalLM.from_pretrained(os.path.dirname(os.path.abspath(a.model)),
-                                                     gguf_file=os.path.basename(a.model), torch_dtype=torch.float32)
+                                                     gguf_file=os.path.basename(a.model), torch_dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=dtype)
     model.eval()
     V = model.config.vocab_size
     out = {"benchmark": "speed", "tool": "transformers " + transformers.__version__ + " (torch " + torch.__version__ +
-           ", attn " + str(model.config._attn_implementation) + ")", "model": a.model, "dtype": "float32",
+           ", attn " + str(model.config._attn_implementation) + ")", "model": a.model, "dtype": a.dtype,
            "threads": torch.get_num_threads(), "runs": a.runs, "decode_new_tokens": a.new_tokens}
 
     def decode(batch):

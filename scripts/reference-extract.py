@@ -31,12 +31,12 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
-def load(path):
+def load(path, dtype):
     if path.endswith(".gguf"):
         d, f = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-        return (AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32),
+        return (AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=dtype),
                 AutoTokenizer.from_pretrained(d, gguf_file=f))
-    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32), AutoTokenizer.from_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype), AutoTokenizer.from_pretrained(path)
 
 
 def load_rows(a, tok):
@@ -85,11 +85,15 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--top-k", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="both models' compute dtype (the reference loads torch_dtype='auto': a bf16 checkpoint such as "
+                         "SmolLM2's runs in bfloat16)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    expert, tok = load(a.aligned)
-    antiexpert, _ = load(a.base)
+    dtype = getattr(torch, a.dtype)
+    expert, tok = load(a.aligned, dtype)
+    antiexpert, _ = load(a.base, dtype)
     expert.eval()
     antiexpert.eval()
     eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -136,7 +140,7 @@ def main():
                 f.write(json.dumps({"instruction": row["prompt"], "response": o}) + "\n")
     wall = time.perf_counter() - t0
     print(json.dumps({"bench": "reference-extract", "tool": "transformers " + transformers.__version__,
-                      "examples": len(rows), "tokens": tokens,
+                      "dtype": a.dtype, "examples": len(rows), "tokens": tokens,
                       "same_answers_as_ours": same if a.prompts_from else None, "wall_s": wall, "tokens_per_s": tokens / wall,
                       "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0]}))
 

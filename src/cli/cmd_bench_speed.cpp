@@ -14,6 +14,7 @@
 
 #include "cli/bench_probe.hpp"
 #include "cli/command.hpp"
+#include "core/dtype.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
 
@@ -24,6 +25,7 @@ struct SpeedOptions {
   int runs = 9;
   int threads = 2;
   int64_t new_tokens = 64;
+  std::string dtype = "float32";
 };
 
 // {"median": m, "min": a, "max": b} of the samples.
@@ -47,7 +49,9 @@ std::vector<std::vector<int32_t>> prompts(int64_t rows, int64_t vocab) {
 
 void bench_speed(const SpeedOptions& o) {
   at::set_num_threads(o.threads);
-  const auto model = sf::model::CausalLM::load(o.model);
+  sf::model::LoadOptions lo;
+  lo.dtype = sf::parse_dtype(o.dtype, "bench speed --dtype");
+  const auto model = sf::model::CausalLM::load(o.model, lo);
   const int64_t V = model.config().vocab_size;
   torch::InferenceMode guard;
 
@@ -69,7 +73,7 @@ void bench_speed(const SpeedOptions& o) {
   out["benchmark"] = "speed";
   out["tool"] = "superficial";
   out["model"] = o.model;
-  out["dtype"] = "float32";
+  out["dtype"] = o.dtype;
   out["threads"] = at::get_num_threads();
   out["runs"] = o.runs;
   out["decode_new_tokens"] = o.new_tokens;
@@ -103,6 +107,7 @@ void setup(CLI::App& app) {
   cmd->add_option("--new-tokens", o->new_tokens, "Tokens per decoded row")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "Compute dtype: float32, bfloat16 or float16")->capture_default_str();
   cmd->callback([o] { bench_speed(*o); });
 }
 

@@ -18,9 +18,31 @@ constexpr int kPrefetchTiles = 4;   // weight rows are prefetched into L2 this m
 constexpr int64_t kBlockRows = 24;  // weight rows per unit of parallel work: a multiple of every tile height
 
 struct Operand {
-  const float* x;  // [M,K] row-major
+  const void* x;  // [M,K] row-major: float32, or bf16 for bf16 weights
   int64_t M, K;
 };
+
+// The sums of an MR × R tile of accumulators (16 lanes each) into y (+ bias); with kRound, each sum
+// rounded to bf16 (to nearest even) before the bias is added, as a bf16 matmul returns it.
+template <int MR, int R, bool kRound>
+__attribute__((target("avx512f"), always_inline)) inline void store(__m512 (&acc)[MR][R], const float* bias, float* y,
+                                                                    int64_t ldy) {
+  const auto out = [&](float sum, int r) {
+    if constexpr (kRound) sum = static_cast<float>(c10::BFloat16(sum));
+    return sum + (bias ? bias[r] : 0.0f);
+  };
+  if constexpr (MR == 8) {
+    for (int r = 0; r < R; ++r) {
+      float sums[8];
+      avx512::sum8(acc[0][r], acc[1][r], acc[2][r], acc[3][r], acc[4][r], acc[5][r], acc[6][r], acc[7][r], sums);
+      for (int m = 0; m < 8; ++m) y[m * ldy + r] = out(sums[m], r);
+    }
+  } else {
+    for (int m = 0; m < MR; ++m) {
+      for (int r = 0; r < R; ++r) y[m * ldy + r] = out(_mm512_reduce_add_ps(acc[m][r]), r);
+    }
+  }
+}
 
 // y[m, r] = Σ_k x[m,k] · w[r,k] (+ bias[r]) for MR rows of x and R weight rows, K in steps of 16
 // (the last step masked). The R weight vectors of a step are loaded once and used for all MR rows;
@@ -55,17 +77,45 @@ __attribute__((target("avx512f"), always_inline)) inline void tile(const float* 
       for (int r = 0; r < R; ++r) acc[m][r] = _mm512_fmadd_ps(xv, wv[r], acc[m][r]);
     }
   }
-  if constexpr (MR == 8) {
+  store<MR, R, false>(acc, bias, y, ldy);
+}
+
+// The same for bf16 x and w (their bits as uint16_t), K in steps of 32: each vdpbf16ps adds the two
+// products of 16 pairs of bf16 values to the 16 float32 lanes of an accumulator (exact products,
+// float32 sums; the instruction treats denormal inputs and results as zero).
+#define SF_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+template <int MR, int R>
+SF_AVX512_BF16 __attribute__((always_inline)) inline void tile_bf16(const uint16_t* x, int64_t K, const uint16_t* w,
+                                                                    const uint16_t* ahead, const float* bias, float* y,
+                                                                    int64_t ldy) {
+  __m512 acc[MR][R];
+  for (int m = 0; m < MR; ++m) {
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512i wv[R];
     for (int r = 0; r < R; ++r) {
-      float sums[8];
-      avx512::sum8(acc[0][r], acc[1][r], acc[2][r], acc[3][r], acc[4][r], acc[5][r], acc[6][r], acc[7][r], sums);
-      for (int m = 0; m < 8; ++m) y[m * ldy + r] = sums[m] + (bias ? bias[r] : 0.0f);
+      wv[r] = _mm512_loadu_si512(w + r * K + k);
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + r * K + k), _MM_HINT_T1);
     }
-  } else {
     for (int m = 0; m < MR; ++m) {
-      for (int r = 0; r < R; ++r) y[m * ldy + r] = _mm512_reduce_add_ps(acc[m][r]) + (bias ? bias[r] : 0.0f);
+      __m512i xv = _mm512_loadu_si512(x + m * K + k);
+      asm("" : "+v"(xv));  // as in tile: one load of x per step
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)xv, (__m512bh)wv[r]);
     }
   }
+  if (k < K) {
+    const int64_t left = K - k;
+    const auto tail = static_cast<__mmask32>(left >= 32 ? 0xffffffffu : (1u << left) - 1u);
+    __m512i wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi16(tail, w + r * K + k);
+    for (int m = 0; m < MR; ++m) {
+      const __m512i xv = _mm512_maskz_loadu_epi16(tail, x + m * K + k);
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)xv, (__m512bh)wv[r]);
+    }
+  }
+  store<MR, R, true>(acc, bias, y, ldy);
 }
 
 // tile<mr, R> for a run-time mr in [1, MR].
@@ -84,20 +134,41 @@ __attribute__((target("avx512f"), always_inline)) inline void tile_of(int64_t mr
 template <int R>
 __attribute__((target("avx512f"))) void rows(const Operand& a, const float* w, const float* ahead, const float* bias,
                                              float* y, int64_t ldy) {
+  const auto* x = static_cast<const float*>(a.x);
   for (int64_t m = 0; m < a.M; m += kTileInputs) {
-    tile_of<R>(std::min<int64_t>(kTileInputs, a.M - m), a.x + m * a.K, a.K, w, ahead, bias, y + m * ldy, ldy);
+    tile_of<R>(std::min<int64_t>(kTileInputs, a.M - m), x + m * a.K, a.K, w, ahead, bias, y + m * ldy, ldy);
+  }
+}
+
+// tile_bf16<mr, R> for a run-time mr in [1, MR].
+template <int R, int MR = kTileInputs>
+SF_AVX512_BF16 __attribute__((always_inline)) inline void tile_bf16_of(int64_t mr, const uint16_t* x, int64_t K,
+                                                                       const uint16_t* w, const uint16_t* ahead,
+                                                                       const float* bias, float* y, int64_t ldy) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return tile_bf16_of<R, MR - 1>(mr, x, K, w, ahead, bias, y, ldy);
+  }
+  tile_bf16<MR, R>(x, K, w, ahead, bias, y, ldy);
+}
+
+template <int R>
+SF_AVX512_BF16 void rows(const Operand& a, const uint16_t* w, const uint16_t* ahead, const float* bias, float* y,
+                         int64_t ldy) {
+  const auto* x = static_cast<const uint16_t*>(a.x);
+  for (int64_t m = 0; m < a.M; m += kTileInputs) {
+    tile_bf16_of<R>(std::min<int64_t>(kTileInputs, a.M - m), x + m * a.K, a.K, w, ahead, bias, y + m * ldy, ldy);
   }
 }
 
 // Weight rows [n0, n1) of one projection w [N,K] into columns [n0, n1) of its output [M,N], R rows
 // per tile. Each tile prefetches the rows kPrefetchTiles tiles further on (the last rows of w near its
 // end).
-template <int R>
-void row_range(const Operand& a, const float* w, const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
+template <int R, typename W>
+void row_range(const Operand& a, const W* w, const float* bias, float* y, int64_t N, int64_t n0, int64_t n1) {
   const auto row = [&](int64_t i) { return w + i * a.K; };
   int64_t n = n0;
   for (; n + R <= n1; n += R) {
-    const float* ahead = row(std::min(n + kPrefetchTiles * R, N - R));
+    const W* ahead = row(std::min(n + kPrefetchTiles * R, N - R));
     rows<R>(a, row(n), ahead, bias ? bias + n : nullptr, y + n, N);
   }
   for (; n < n1; ++n) rows<1>(a, row(n), row(std::min(n + kPrefetchTiles, N - 1)), bias ? bias + n : nullptr, y + n, N);
@@ -113,7 +184,7 @@ int tile_rows(const Operand& a) {
     const long bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
     return bytes > 0 ? static_cast<int64_t>(bytes) : int64_t{32} << 10;
   }();
-  return (a.M + 2) * a.K * static_cast<int64_t>(sizeof(float)) <= l1 ? 2 : 3;
+  return (a.M + 2) * a.K * static_cast<int64_t>(sizeof(float)) <= l1 ? 2 : 3;  // float32 x; bf16 x is half
 }
 
 }  // namespace
@@ -123,15 +194,37 @@ bool small_gemm_supported() {
   return supported;
 }
 
+bool small_gemm_bf16_supported() {
+  static const bool supported =
+      small_gemm_supported() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
+  return supported;
+}
+
 namespace {
 
 bool cpu_float(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat32; }
+
+bool cpu_bf16(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kBFloat16; }
+
+// One block of weight rows [n0, n1) of p into y, R rows per tile.
+template <int R>
+void block(const Operand& a, const Projection& p, torch::Tensor& y, int64_t n0, int64_t n1) {
+  const int64_t N = p.weight.size(0);
+  const float* bias = p.bias.defined() ? p.bias.data_ptr<float>() : nullptr;
+  if (cpu_bf16(p.weight)) {
+    const auto* w = reinterpret_cast<const uint16_t*>(p.weight.data_ptr<at::BFloat16>());
+    row_range<R>(a, w, bias, y.data_ptr<float>(), N, n0, n1);
+  } else {
+    row_range<R>(a, p.weight.data_ptr<float>(), bias, y.data_ptr<float>(), N, n0, n1);
+  }
+}
 
 }  // namespace
 
 bool small_gemm_applies(const torch::Tensor& x, const Projection& p) {
   const torch::Tensor& w = p.weight;
-  if (!small_gemm_supported() || !cpu_float(x) || !cpu_float(w)) return false;
+  if (!small_gemm_supported() || !cpu_float(x)) return false;
+  if (!cpu_float(w) && !(cpu_bf16(w) && small_gemm_bf16_supported())) return false;
   if (x.requires_grad() || w.requires_grad() || x.dim() < 1 || w.dim() != 2 || !w.is_contiguous()) return false;
   if (x.size(-1) != w.size(1) || x.size(-1) == 0 || x.numel() / x.size(-1) > kSmallGemmMaxRows) return false;
   if (!p.bias.defined()) return true;
@@ -140,18 +233,20 @@ bool small_gemm_applies(const torch::Tensor& x, const Projection& p) {
 }
 
 std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections) {
+  const bool bf16 = !projections.empty() && cpu_bf16(projections[0].weight);
   for (const Projection& p : projections) {
-    if (!small_gemm_applies(x, p)) {
+    if (!small_gemm_applies(x, p) || cpu_bf16(p.weight) != bf16) {
       throw ShapeError("small_gemm: operands do not fit the kernel: x " + std::to_string(x.dim()) + "-d with " +
                        std::to_string(x.numel()) + " elements, weight of " + std::to_string(p.weight.numel()));
     }
   }
   const torch::Tensor x2 = x.reshape({-1, x.size(-1)}).contiguous();  // [M,K]
-  const Operand a{x2.data_ptr<float>(), x2.size(0), x2.size(1)};
+  const torch::Tensor xk = bf16 ? x2.to(torch::kBFloat16) : x2;       // the kernel's x: rounded for bf16 weights
+  const Operand a{xk.data_ptr(), x2.size(0), x2.size(1)};
 
   // Blocks of weight rows over all projections, split over the threads.
   constexpr int64_t block_rows = kBlockRows;
-  const auto row_range_of = tile_rows(a) == 2 ? row_range<2> : row_range<3>;
+  const auto block_of = tile_rows(a) == 2 ? block<2> : block<3>;
   std::vector<torch::Tensor> outputs;
   std::vector<int64_t> first_block{0};  // first block of each projection
   for (const Projection& p : projections) {
@@ -162,10 +257,8 @@ std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<
     size_t i = 0;
     for (int64_t b = begin; b < end; ++b) {
       while (b >= first_block[i + 1]) ++i;
-      const Projection& p = projections[i];
-      const int64_t N = p.weight.size(0), n0 = (b - first_block[i]) * block_rows;
-      row_range_of(a, p.weight.data_ptr<float>(), p.bias.defined() ? p.bias.data_ptr<float>() : nullptr,
-                   outputs[i].data_ptr<float>(), N, n0, std::min(N, n0 + block_rows));
+      const int64_t N = projections[i].weight.size(0), n0 = (b - first_block[i]) * block_rows;
+      block_of(a, projections[i], outputs[i], n0, std::min(N, n0 + block_rows));
     }
   });
 

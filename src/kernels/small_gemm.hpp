@@ -1,5 +1,9 @@
 #pragma once
-// Products of a few activation rows with weight matrices on CPU, fp32: y_i = x · W_iᵀ (+ b_i).
+// Products of a few activation rows with weight matrices on CPU: y_i = x · W_iᵀ (+ b_i), x, b_i and
+// y_i float32, the W_i float32 or all bf16. With bf16 weights, x is rounded to bf16 (to nearest even),
+// the products of bf16 pairs are summed in float32 (AVX-512 BF16's vdpbf16ps) and each sum is rounded
+// to bf16 before the bias is added: the arithmetic of a bf16 matmul (torch::linear on bf16 operands),
+// at half the weight traffic of float32.
 //
 // Decoding multiplies 1 to 64 rows by every weight of the model. A BLAS GEMM packs the whole weight
 // matrix for that (OpenBLAS 0.3.21 does so even for one row on x86-64) and runs a kernel shaped for
@@ -24,19 +28,23 @@ constexpr int64_t kSmallGemmMaxRows = 64;
 
 // Whether this CPU has the instructions the kernel needs (AVX-512F).
 bool small_gemm_supported();
+// Whether it also has those of bf16 weights (AVX-512 BW and BF16: Cooper Lake, Sapphire Rapids and
+// later Xeons, Zen 4 and later).
+bool small_gemm_bf16_supported();
 
 struct Projection {
   torch::Tensor weight;  // [N,K]
   torch::Tensor bias;    // [N], or undefined
 };
 
-// Whether x · weightᵀ + bias may use the kernel: CPU support; x, weight and bias float32 on the CPU;
+// Whether x · weightᵀ + bias may use the kernel: CPU support; x and bias float32, weight float32 or
+// (where small_gemm_bf16_supported()) bf16, all on the CPU;
 // weight a contiguous matrix [N,K] with x's last dimension K; bias contiguous [N]; at most
 // kSmallGemmMaxRows rows of x; no autograd.
 bool small_gemm_applies(const torch::Tensor& x, const Projection& p);
 
 // x [..., K] → one [..., N_i] per projection, computed together. Every projection must satisfy
-// small_gemm_applies(x, projection) (ShapeError otherwise).
+// small_gemm_applies(x, projection), and their weights share one dtype (ShapeError otherwise).
 std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections);
 
 }  // namespace sf::kernels

@@ -31,7 +31,10 @@ struct CausalLM::Weights {
   // rank's heads, KV heads, MLP rows and vocabulary ids; the whole model when not split.
   ModelConfig config;
   torch::Device device = torch::kCPU;
-  torch::Dtype dtype = torch::kFloat32;
+  torch::Dtype dtype = torch::kFloat32;  // of the weight matrices (LoadOptions::dtype)
+  // Of the activations, the KV cache, norm weights and biases: `dtype`, except bf16 on a CPU, where
+  // float32 (only the matrix products read bf16 operands; see LoadOptions).
+  torch::Dtype act_dtype = torch::kFloat32;
   dist::Comm group;  // the tensor group
   ModelShard shard;
   VocabParallel vocab;
@@ -101,6 +104,10 @@ std::string shape_str(torch::IntArrayRef s) {
   return out + "]";
 }
 
+// The dtype a slot's tensor is kept in: matrices in the weights' dtype, vectors (norms, biases) in the
+// activations' dtype.
+torch::Dtype slot_dtype(const Weights& w, const Slot& s) { return s.shape.size() == 1 ? w.act_dtype : w.dtype; }
+
 // As transformers' default and llama3 rotary inits, in float32.
 torch::Tensor rope_inv_freq(const ModelConfig& c) {
   const int64_t dim = c.head_dim;
@@ -164,6 +171,7 @@ std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOpti
   w->config = config;
   w->device = opts.device;
   w->dtype = opts.dtype;
+  w->act_dtype = opts.device.is_cpu() && opts.dtype == torch::kBFloat16 ? torch::kFloat32 : opts.dtype;
   w->group = opts.tensor_group;
   w->shard = ModelShard::make(config, w->group.size(), w->group.rank(), where);
   w->vocab = VocabParallel(config.vocab_size, w->group);
@@ -172,13 +180,27 @@ std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOpti
 }
 
 // x · wᵀ (+ bias) for each projection of the same input x [..., Hd]. A few rows on a CPU with
-// AVX-512 (decoding): kernels/small_gemm.hpp, all projections in one parallel region. One row
-// elsewhere on a CPU: a matrix-vector product (for a one-row GEMM OpenBLAS packs the whole weight
-// matrix). Otherwise torch::linear.
+// AVX-512 (decoding): kernels/small_gemm.hpp, all projections in one parallel region. Weights in
+// another dtype than x (bf16 weights, float32 activations on a CPU): x is rounded to the weights'
+// dtype, so that every product is that of bf16 operands summed in float32, whichever kernel runs it:
+// small_gemm, or oneDNN's bf16 matmul (AMX where the CPU has it) for more rows, its result back in
+// x's dtype before the bias is added. One row elsewhere on a CPU: a matrix-vector product (for a
+// one-row GEMM OpenBLAS packs the whole weight matrix). Otherwise torch::linear.
 std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<kernels::Projection>& ps) {
+  const bool mixed = !ps.empty() && ps[0].weight.scalar_type() != x.scalar_type();
   const bool small = std::all_of(ps.begin(), ps.end(),
                                  [&](const kernels::Projection& p) { return kernels::small_gemm_applies(x, p); });
   if (small) return kernels::small_gemm(x, ps);
+  if (mixed) {
+    const torch::Tensor xr = x.to(ps[0].weight.scalar_type());
+    std::vector<torch::Tensor> out;
+    for (const kernels::Projection& p : ps) {
+      torch::Tensor y = torch::linear(xr, p.weight).to(x.scalar_type());
+      if (p.bias.defined()) y.add_(p.bias);
+      out.push_back(y);
+    }
+    return out;
+  }
   std::vector<torch::Tensor> out;
   for (const kernels::Projection& p : ps) {
     if (!x.device().is_cpu() || x.numel() != x.size(-1)) {
@@ -247,11 +269,12 @@ void reduce(const Weights& w, torch::Tensor& partial) {
 // Embedding rows of ids [B,T] -> [B,T,Hd]. Split over the vocabulary: each rank looks up the ids in
 // its range (zeros elsewhere) and the group sums, so every rank ends with every row.
 torch::Tensor embed_tokens(const Weights& w, const torch::Tensor& input) {
-  if (w.shard.size == 1) return torch::embedding(w.embed, input);
+  if (w.shard.size == 1) return torch::embedding(w.embed, input).to(w.act_dtype);
   const int64_t rows = w.shard.vocab.size();
   const torch::Tensor local = input - w.shard.vocab.begin;
   const torch::Tensor outside = local.lt(0).logical_or(local.ge(rows));
-  torch::Tensor x = torch::embedding(w.embed, local.clamp(0, rows - 1)).masked_fill_(outside.unsqueeze(-1), 0);
+  torch::Tensor x =
+      torch::embedding(w.embed, local.clamp(0, rows - 1)).to(w.act_dtype).masked_fill_(outside.unsqueeze(-1), 0);
   reduce(w, x);
   return x;
 }
@@ -294,7 +317,7 @@ CausalLM CausalLM::from_source(const ModelConfig& config, const WeightSource& so
                         shape_str(s.shape));
     }
     const torch::Tensor stored = read(s.name, s.dim, s.range);
-    *s.tensor = stored.to(opts.device, opts.dtype);
+    *s.tensor = stored.to(opts.device, slot_dtype(*w, s));
     if (!split && s.tensor->is_same(stored)) mapped.insert(s.tensor);
     used.insert(s.name);
   }
@@ -340,7 +363,7 @@ CausalLM CausalLM::from_tensors(const ModelConfig& config, const TensorReaders& 
     }
     // A reader gives whole tensors (dequantized GGUF); a split rank keeps its slice of each.
     if (s.dim >= 0) t = t.narrow(s.dim, s.range.begin, s.range.size()).clone();
-    *s.tensor = t.to(opts.device, opts.dtype);
+    *s.tensor = t.to(opts.device, slot_dtype(*w, s));
     used.insert(s.name);
   }
   for (const auto& [name, reader] : tensors) {
@@ -374,7 +397,7 @@ CausalLM CausalLM::random(const ModelConfig& config, uint64_t seed, const LoadOp
         break;
     }
     if (s.dim >= 0) t = t.narrow(s.dim, s.range.begin, s.range.size()).clone();
-    *s.tensor = t.to(opts.device, opts.dtype);
+    *s.tensor = t.to(opts.device, slot_dtype(*w, s));
   }
   finish_weights(*w);
   CausalLM m;
@@ -446,8 +469,8 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     torch::Tensor v = qkv[2].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     if (!fused_rope) {
       if (!cos.defined()) {
-        cos = torch::cat({cos_half, cos_half}, -1).unsqueeze(1).to(w.dtype);
-        sin = torch::cat({sin_half, sin_half}, -1).unsqueeze(1).to(w.dtype);
+        cos = torch::cat({cos_half, cos_half}, -1).unsqueeze(1).to(w.act_dtype);
+        sin = torch::cat({sin_half, sin_half}, -1).unsqueeze(1).to(w.act_dtype);
       }
       q = q * cos + rotate_half(q) * sin;
       k = k * cos + rotate_half(k) * sin;
@@ -467,7 +490,7 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
           torch::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({B, KV, rep, T, L});  // [B,KV,rep,T,L]
       if (!blocked.defined()) blocked = allowed.logical_not().view({B, 1, 1, T, L});
       scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
-      torch::Tensor probs = torch::softmax(scores, -1).to(w.dtype).view({B, KV, rep * T, L});
+      torch::Tensor probs = torch::softmax(scores, -1).to(w.act_dtype).view({B, KV, rep * T, L});
       attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     }
     torch::Tensor o = project(attn, l.o);  // [B,T,Hd], partial when split

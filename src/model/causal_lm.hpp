@@ -29,8 +29,13 @@ namespace sf::model {
 
 struct LoadOptions {
   torch::Device device = torch::kCPU;
-  // Compute dtype. Weights stored as F16/BF16 are converted; on CPU bf16 weights compute in fp32
-  // unless dtype is kBFloat16 explicitly.
+  // The weights' dtype; stored F32/F16/BF16 tensors are converted to it. On a GPU it is also the
+  // activations' dtype. On a CPU, kBFloat16 keeps the weight matrices (projections, embeddings,
+  // lm_head) in bf16 and everything else in float32: activations, KV cache, norms, biases,
+  // attention. Each matrix product is that of bf16 operands (the input rows rounded), summed in
+  // float32 and rounded to bf16, as torch's bf16 matmul: oneDNN's (AMX where the CPU has it) for
+  // prompt and scoring passes, kernels/small_gemm.hpp for decoding steps; the result continues in
+  // float32. Half the weight memory and bandwidth of float32; no bf16 rounding between the products.
   torch::Dtype dtype = torch::kFloat32;
   // The ranks that share this model, split over them (dist::ParallelLayout::tensor). One rank
   // (default): the whole model here, as without tensor parallelism.

@@ -92,3 +92,70 @@ TEST_F(SmallGemm, InputsOutsideTheKernelAreNotTakenAndAreRefused) {
 }
 
 }  // namespace
+
+// bf16 weights: the product of x rounded to bf16 and the weights, summed in float32 and rounded to
+// bf16 before the bias (the arithmetic of the bf16 matmul the prompt passes use), for every tail
+// length of the 32-wide steps.
+class SmallGemmBf16 : public SmallGemm {
+ protected:
+  void SetUp() override {
+    SmallGemm::SetUp();
+    if (!sf::kernels::small_gemm_bf16_supported()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+  }
+};
+
+// round_bf16(x · wᵀ) + bias in float32, x as given.
+torch::Tensor rounded_product(const torch::Tensor& x, const Projection& p) {
+  torch::Tensor y = torch::linear(x, p.weight.to(torch::kFloat32)).to(torch::kBFloat16).to(torch::kFloat32);
+  return p.bias.defined() ? y + p.bias : y;
+}
+
+// The share of y equal to `expected`; every other element within one bf16 step of it (a sum that
+// the kernel's order of summation rounds to the neighbouring bf16 value), or, for a sum near zero,
+// within float32 rounding of the K terms (as in error_vs_linear).
+double share_equal(const torch::Tensor& y, const torch::Tensor& expected, const torch::Tensor& bias, int64_t K) {
+  EXPECT_EQ(y.sizes(), expected.sizes());
+  const torch::Tensor unbiased = bias.defined() ? expected - bias : expected;
+  const torch::Tensor step = unbiased.abs() * (1.0 / 128) + 2e-5 * std::sqrt(static_cast<double>(K));
+  EXPECT_TRUE((y - expected).abs().le(step).all().item<bool>());
+  return y.eq(expected).to(torch::kFloat64).mean().item<double>();
+}
+
+TEST_F(SmallGemmBf16, EqualsTheRoundedProductOfRoundedOperandsForRaggedShapes) {
+  uint64_t seed = 100;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (int64_t M : {1, 2, 7, 8, 9, 16, 33, 64}) {
+      for (int64_t K : {1, 2, 31, 32, 33, 63, 100, 576}) {
+        for (int64_t N : {1, 3, 5, 70}) {
+          const torch::Tensor x = normal({M, K}, ++seed);
+          const Projection p{normal({N, K}, ++seed).to(torch::kBFloat16), normal({N}, ++seed)};
+          ASSERT_TRUE(small_gemm_applies(x, p));
+          const torch::Tensor y = small_gemm(x, {p})[0];
+          EXPECT_EQ(y.scalar_type(), torch::kFloat32);
+          const torch::Tensor xr = x.to(torch::kBFloat16).to(torch::kFloat32);
+          EXPECT_GE(share_equal(y, rounded_product(xr, p), p.bias, K), 0.97) << "M=" << M << " K=" << K << " N=" << N;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(SmallGemmBf16, RoundsTheInputRowsAsTheWeights) {
+  // x with bits below bf16's precision: the kernel's results are those of the rounded x, and a
+  // good share of them differ from those of x as given.
+  const torch::Tensor x = normal({16, 256}, 200) * (1 + 1.0 / 512);
+  const Projection p{normal({256, 256}, 201).to(torch::kBFloat16), {}};
+  const torch::Tensor y = small_gemm(x, {p})[0];
+  EXPECT_GE(share_equal(y, rounded_product(x.to(torch::kBFloat16).to(torch::kFloat32), p), p.bias, 256), 0.99);
+  EXPECT_LE(y.eq(rounded_product(x, p)).to(torch::kFloat64).mean().item<double>(), 0.95);
+}
+
+TEST_F(SmallGemmBf16, WeightsOfMixedDtypesInOneCallAreRefused) {
+  const torch::Tensor x = normal({4, 64}, 300);
+  const Projection f32{normal({8, 64}, 301), {}}, bf16{normal({8, 64}, 302).to(torch::kBFloat16), {}};
+  EXPECT_TRUE(small_gemm_applies(x, f32));
+  EXPECT_TRUE(small_gemm_applies(x, bf16));
+  EXPECT_THROW(small_gemm(x, {f32, bf16}), sf::ShapeError);
+  EXPECT_FALSE(small_gemm_applies(x.to(torch::kBFloat16), bf16)) << "x must be float32";
+}
