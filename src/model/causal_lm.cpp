@@ -181,11 +181,11 @@ std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOpti
 
 // x · wᵀ (+ bias) for each projection of the same input x [..., Hd]. A few rows on a CPU with
 // AVX-512 (decoding): kernels/small_gemm.hpp, all projections in one parallel region. Weights in
-// another dtype than x (bf16 weights, float32 activations on a CPU): x is rounded to the weights'
-// dtype, so that every product is that of bf16 operands summed in float32, whichever kernel runs it:
-// small_gemm, or oneDNN's bf16 matmul (AMX where the CPU has it) for more rows, its result back in
-// x's dtype before the bias is added. One row elsewhere on a CPU: a matrix-vector product (for a
-// one-row GEMM OpenBLAS packs the whole weight matrix). Otherwise torch::linear.
+// another dtype than x (bf16 weights, float32 activations on a CPU): every product is that of bf16
+// operands (x rounded), summed in float32 and rounded to bf16, whichever kernel runs it: small_gemm,
+// or for more rows oneDNN's bf16 matmul (AMX where the CPU has it) behind torch::linear; the result
+// returns to x's dtype before the bias is added. One row elsewhere on a CPU: a matrix-vector product
+// (for a one-row GEMM OpenBLAS packs the whole weight matrix). Otherwise torch::linear.
 std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<kernels::Projection>& ps) {
   const bool mixed = !ps.empty() && ps[0].weight.scalar_type() != x.scalar_type();
   const bool small = std::all_of(ps.begin(), ps.end(),
