@@ -20,6 +20,11 @@ __attribute__((target("avx512f"), always_inline)) inline __mmask16 lanes(int64_t
   return static_cast<__mmask16>(remaining >= 16 ? 0xffff : (1u << remaining) - 1u);
 }
 
+// The same for a step of 32 16-bit values (bf16).
+__attribute__((target("avx512f"), always_inline)) inline __mmask32 lanes32(int64_t remaining) {
+  return static_cast<__mmask32>(remaining >= 32 ? 0xffffffffu : (1u << remaining) - 1u);
+}
+
 // Blocks (128 bits) of fold(p, q): p0+p2, p1+p3, q0+q2, q1+q3.
 __attribute__((target("avx512f"), always_inline)) inline __m512 fold(__m512 p, __m512 q) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(p, q, _MM_SHUFFLE(1, 0, 1, 0)),

@@ -106,8 +106,7 @@ SF_AVX512_BF16 __attribute__((always_inline)) inline void tile_bf16(const uint16
     }
   }
   if (k < K) {
-    const int64_t left = K - k;
-    const auto tail = static_cast<__mmask32>(left >= 32 ? 0xffffffffu : (1u << left) - 1u);
+    const __mmask32 tail = avx512::lanes32(K - k);
     __m512i wv[R];
     for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi16(tail, w + r * K + k);
     for (int m = 0; m < MR; ++m) {

@@ -34,7 +34,7 @@ struct CausalLM::Weights {
   torch::Dtype dtype = torch::kFloat32;  // of the weight matrices (LoadOptions::dtype)
   // Of the activations, the KV cache, norm weights and biases: `dtype`, except bf16 on a CPU, where
   // float32 (only the matrix products read bf16 operands; see LoadOptions).
-  torch::Dtype act_dtype = torch::kFloat32;
+  torch::Dtype act_dtype() const { return device.is_cpu() && dtype == torch::kBFloat16 ? torch::kFloat32 : dtype; }
   dist::Comm group;  // the tensor group
   ModelShard shard;
   VocabParallel vocab;
@@ -106,7 +106,7 @@ std::string shape_str(torch::IntArrayRef s) {
 
 // The dtype a slot's tensor is kept in: matrices in the weights' dtype, vectors (norms, biases) in the
 // activations' dtype.
-torch::Dtype slot_dtype(const Weights& w, const Slot& s) { return s.shape.size() == 1 ? w.act_dtype : w.dtype; }
+torch::Dtype slot_dtype(const Weights& w, const Slot& s) { return s.shape.size() == 1 ? w.act_dtype() : w.dtype; }
 
 // As transformers' default and llama3 rotary inits, in float32.
 torch::Tensor rope_inv_freq(const ModelConfig& c) {
@@ -171,7 +171,6 @@ std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOpti
   w->config = config;
   w->device = opts.device;
   w->dtype = opts.dtype;
-  w->act_dtype = opts.device.is_cpu() && opts.dtype == torch::kBFloat16 ? torch::kFloat32 : opts.dtype;
   w->group = opts.tensor_group;
   w->shard = ModelShard::make(config, w->group.size(), w->group.rank(), where);
   w->vocab = VocabParallel(config.vocab_size, w->group);
@@ -269,12 +268,12 @@ void reduce(const Weights& w, torch::Tensor& partial) {
 // Embedding rows of ids [B,T] -> [B,T,Hd]. Split over the vocabulary: each rank looks up the ids in
 // its range (zeros elsewhere) and the group sums, so every rank ends with every row.
 torch::Tensor embed_tokens(const Weights& w, const torch::Tensor& input) {
-  if (w.shard.size == 1) return torch::embedding(w.embed, input).to(w.act_dtype);
+  if (w.shard.size == 1) return torch::embedding(w.embed, input).to(w.act_dtype());
   const int64_t rows = w.shard.vocab.size();
   const torch::Tensor local = input - w.shard.vocab.begin;
   const torch::Tensor outside = local.lt(0).logical_or(local.ge(rows));
   torch::Tensor x =
-      torch::embedding(w.embed, local.clamp(0, rows - 1)).to(w.act_dtype).masked_fill_(outside.unsqueeze(-1), 0);
+      torch::embedding(w.embed, local.clamp(0, rows - 1)).to(w.act_dtype()).masked_fill_(outside.unsqueeze(-1), 0);
   reduce(w, x);
   return x;
 }
@@ -469,8 +468,8 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     torch::Tensor v = qkv[2].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     if (!fused_rope) {
       if (!cos.defined()) {
-        cos = torch::cat({cos_half, cos_half}, -1).unsqueeze(1).to(w.act_dtype);
-        sin = torch::cat({sin_half, sin_half}, -1).unsqueeze(1).to(w.act_dtype);
+        cos = torch::cat({cos_half, cos_half}, -1).unsqueeze(1).to(w.act_dtype());
+        sin = torch::cat({sin_half, sin_half}, -1).unsqueeze(1).to(w.act_dtype());
       }
       q = q * cos + rotate_half(q) * sin;
       k = k * cos + rotate_half(k) * sin;
@@ -490,7 +489,7 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
           torch::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({B, KV, rep, T, L});  // [B,KV,rep,T,L]
       if (!blocked.defined()) blocked = allowed.logical_not().view({B, 1, 1, T, L});
       scores = scores.to(torch::kFloat32).masked_fill_(blocked, std::numeric_limits<float>::lowest());
-      torch::Tensor probs = torch::softmax(scores, -1).to(w.act_dtype).view({B, KV, rep * T, L});
+      torch::Tensor probs = torch::softmax(scores, -1).to(w.act_dtype()).view({B, KV, rep * T, L});
       attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     }
     torch::Tensor o = project(attn, l.o);  // [B,T,Hd], partial when split
