@@ -12,6 +12,8 @@
 
 #include "cli/bench_probe.hpp"
 #include "cli/command.hpp"
+#include "core/dtype.hpp"
+#include "kernels/amx_gemm.hpp"
 #include "kernels/small_gemm.hpp"
 
 namespace {
@@ -19,6 +21,7 @@ namespace {
 struct GemmOptions {
   int runs = 20;
   int threads = 2;
+  std::string dtype = "float32";  // of the weights; x is float32 either way
 };
 
 void bench_gemm_small(const GemmOptions& o) {
@@ -27,7 +30,10 @@ void bench_gemm_small(const GemmOptions& o) {
   nlohmann::json out;
   out["benchmark"] = "gemm-small";
   out["threads"] = at::get_num_threads();
-  out["kernel_supported"] = sf::kernels::small_gemm_supported();
+  const torch::ScalarType wtype = sf::parse_dtype(o.dtype, "bench gemm-small --dtype");
+  out["weight_dtype"] = o.dtype;
+  out["kernel_supported"] =
+      wtype == torch::kBFloat16 ? sf::kernels::small_gemm_bf16_supported() : sf::kernels::small_gemm_supported();
 
   const torch::Tensor big = torch::ones({int64_t{128} << 20}, torch::kFloat32);  // 512 MiB
   const double read_s = sf::cli::best_seconds(5, [&] { big.sum(); });
@@ -40,18 +46,36 @@ void bench_gemm_small(const GemmOptions& o) {
   for (const auto& [name, N, K] : shapes) {
     // Copies of the weight filling 1 GiB, used in turn: each product reads its weight from memory,
     // not from the caches, as when decoding a model larger than them.
-    const torch::Tensor w0 = torch::randn({N, K}, at::detail::createCPUGenerator(1), torch::kFloat32);
+    const torch::Tensor w0 = torch::randn({N, K}, at::detail::createCPUGenerator(1), torch::kFloat32).to(wtype);
+    const int64_t wbytes = w0.numel() * static_cast<int64_t>(w0.element_size());
     std::vector<torch::Tensor> copies{w0};
-    while (static_cast<int64_t>(copies.size()) * w0.numel() * 4 < (int64_t{1} << 30)) copies.push_back(w0.clone());
+    while (static_cast<int64_t>(copies.size()) * wbytes < (int64_t{1} << 30)) copies.push_back(w0.clone());
+    // bf16 on a CPU with AMX: the same copies in the tile unit's layout (kernels/amx_gemm.hpp).
+    std::vector<sf::kernels::AmxWeight> amx;
+    if (wtype == torch::kBFloat16 && sf::kernels::amx_gemm_supported())
+      for (const torch::Tensor& w : copies) amx.push_back(sf::kernels::amx_pack(w));
     size_t turn = 0;
     const auto next = [&]() -> const torch::Tensor& { return copies[turn++ % copies.size()]; };
-    for (int64_t M : {1, 2, 4, 8, 16, 32, 64, 128}) {
+    for (int64_t M : {1, 2, 4, 8, 12, 16, 24, 32, 64, 128}) {
       const torch::Tensor x = torch::randn({M, K}, at::detail::createCPUGenerator(2), torch::kFloat32);
-      const double flop = 2.0 * static_cast<double>(M * N * K), bytes = 4.0 * static_cast<double>(N * K);
+      const double flop = 2.0 * static_cast<double>(M * N * K), bytes = static_cast<double>(wbytes);
       nlohmann::json row{{"shape", name}, {"rows", M}};
-      const double blas_s = sf::cli::best_seconds(o.runs, [&] { torch::linear(x, next()); });
+      // bf16 weights: the product of bf16 operands, as the model's projections run it (oneDNN).
+      const double blas_s = sf::cli::best_seconds(o.runs, [&] {
+        if (wtype == torch::kFloat32)
+          torch::linear(x, next());
+        else
+          torch::linear(x.to(wtype), next()).to(torch::kFloat32);
+      });
       row["blas_gflops"] = flop / blas_s / 1e9;
       row["blas_weight_gb_per_s"] = bytes / blas_s / 1e9;
+      if (!amx.empty()) {
+        const double amx_s = sf::cli::best_seconds(o.runs, [&] {
+          sf::kernels::amx_gemm(x, {{&amx[turn++ % amx.size()], {}}});
+        });
+        row["amx_gflops"] = flop / amx_s / 1e9;
+        row["amx_vs_blas"] = blas_s / amx_s;
+      }
       if (sf::kernels::small_gemm_applies(x, {w0, {}})) {
         const double kernel_s = sf::cli::best_seconds(o.runs, [&] { sf::kernels::small_gemm(x, {{next(), {}}}); });
         row["kernel_gflops"] = flop / kernel_s / 1e9;
@@ -72,6 +96,9 @@ void setup(CLI::App& app) {
       "gemm-small", "The decoding kernel for products of a few rows against BLAS, and the memory bandwidth");
   cmd->add_option("--runs", o->runs, "Repetitions per figure (the best is kept)")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "Weight dtype: float32 or bfloat16 (x stays float32)")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
   cmd->add_option("--threads", o->threads, "Torch intra-op threads")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->callback([o] { bench_gemm_small(*o); });

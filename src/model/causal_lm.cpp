@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "io/gguf.hpp"
 #include "io/safetensors.hpp"
+#include "kernels/amx_gemm.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/rms_norm.hpp"
 #include "kernels/rope.hpp"
@@ -26,6 +27,9 @@ struct CausalLM::Weights {
     torch::Tensor q_bias, k_bias, v_bias;  // qwen2 / attention_bias only
     torch::Tensor gate, up, down;          // [I,Hd] [I,Hd] [Hd,I]
     torch::Tensor input_norm, post_norm;   // [Hd]
+    // The matrices in the tile unit's layout, for the products (bf16 weights on a CPU with AMX-BF16;
+    // kernels/amx_gemm.hpp); undefined tiles otherwise.
+    kernels::AmxWeight q_tiles, k_tiles, v_tiles, o_tiles, gate_tiles, up_tiles, down_tiles;
   };
   // Shapes are those of one rank's slices (model/shard.hpp): H, KV, I and V below are this
   // rank's heads, KV heads, MLP rows and vocabulary ids; the whole model when not split.
@@ -40,8 +44,9 @@ struct CausalLM::Weights {
   VocabParallel vocab;
   torch::Tensor embed;  // [V,Hd]
   std::vector<Layer> layers;
-  torch::Tensor norm;      // [Hd]
-  torch::Tensor lm_head;   // [V,Hd]; the same tensor as embed when tied
+  torch::Tensor norm;     // [Hd]
+  torch::Tensor lm_head;  // [V,Hd]; the same tensor as embed when tied
+  kernels::AmxWeight lm_head_tiles;
   torch::Tensor inv_freq;  // [D/2] float32 on device
 };
 
@@ -178,14 +183,40 @@ std::shared_ptr<Weights> empty_weights(const ModelConfig& config, const LoadOpti
   return w;
 }
 
-// x · wᵀ (+ bias) for each projection of the same input x [..., Hd]. A few rows on a CPU with
-// AVX-512 (decoding): kernels/small_gemm.hpp, all projections in one parallel region. Weights in
-// another dtype than x (bf16 weights, float32 activations on a CPU): every product is that of bf16
-// operands (x rounded), summed in float32 and rounded to bf16, whichever kernel runs it: small_gemm,
-// or for more rows oneDNN's bf16 matmul (AMX where the CPU has it) behind torch::linear; the result
-// returns to x's dtype before the bias is added. One row elsewhere on a CPU: a matrix-vector product
-// (for a one-row GEMM OpenBLAS packs the whole weight matrix). Otherwise torch::linear.
-std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<kernels::Projection>& ps) {
+// One product of a layer: weight [N,K], bias [N] (or undefined), and the weight's AMX tiles where
+// it has them.
+struct Product {
+  torch::Tensor weight, bias;
+  const kernels::AmxWeight* tiles = nullptr;
+};
+
+// Fewest rows that go to the AMX kernel: below, small_gemm runs bf16 products. Decoding one row,
+// SmolLM2-135M made 113-115 tokens/s with small_gemm and 99-101 with AMX (`bench speed --dtype
+// bfloat16`, alternated twice): the tiles' per-call cost (padding x to 16 rows, the tile
+// configuration) outweighs their gain, which `bench gemm-small` puts at 1.0-1.2x for 1-4 rows.
+constexpr int64_t kAmxMinRows = 5;
+
+// x · wᵀ (+ bias) for each product of the same input x [..., Hd]. Weights in another dtype than x
+// (bf16 weights, float32 activations on a CPU): every product is that of bf16 operands (x rounded),
+// summed in float32 and rounded to bf16, whichever kernel runs it; the bias is added in float32.
+// Those kernels: with AMX-BF16, kernels/amx_gemm.hpp on the packed weights from kAmxMinRows rows;
+// small_gemm (below) for fewer rows, and where the CPU has no AMX; oneDNN's bf16 matmul behind
+// torch::linear for more rows where it has none. Without autograd, a few rows on a CPU with AVX-512 (decoding):
+// kernels/small_gemm.hpp, all products in one parallel region. One row elsewhere on a CPU: a matrix-vector product (for
+// a one-row GEMM OpenBLAS packs the whole weight matrix). Otherwise torch::linear.
+std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<Product>& products) {
+  const bool amx = !products.empty() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
+                   !x.requires_grad() && x.numel() / std::max<int64_t>(1, x.size(-1)) > kAmxMinRows - 1 &&
+                   std::all_of(products.begin(), products.end(), [](const Product& p) {
+                     return p.tiles && p.tiles->tiles.defined() && !p.weight.requires_grad();
+                   });
+  if (amx) {
+    std::vector<kernels::AmxProjection> ap;
+    for (const Product& p : products) ap.push_back({p.tiles, p.bias});
+    return kernels::amx_gemm(x, ap);
+  }
+  std::vector<kernels::Projection> ps;
+  for (const Product& p : products) ps.push_back({p.weight, p.bias});
   const bool mixed = !ps.empty() && ps[0].weight.scalar_type() != x.scalar_type();
   const bool small = std::all_of(ps.begin(), ps.end(),
                                  [&](const kernels::Projection& p) { return kernels::small_gemm_applies(x, p); });
@@ -215,7 +246,9 @@ std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<ker
   return out;
 }
 
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w) { return project(x, {{w, {}}})[0]; }
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const kernels::AmxWeight& tiles) {
+  return project(x, {{w, {}, &tiles}})[0];
+}
 
 // down(silu(gate·h) ⊙ up·h): [..., Hd] → [..., Hd]. Without autograd on a CPU, many rows (prompt
 // and scoring passes) go through in blocks of kMlpRows, so that each block's [rows, 2I]
@@ -231,28 +264,46 @@ torch::Tensor activate(torch::Tensor gate, const torch::Tensor& up) {
 torch::Tensor swiglu(const Weights::Layer& l, const torch::Tensor& h) {
   const int64_t Hd = h.size(-1), N = h.numel() / Hd;
   if (N <= kMlpRows || !h.device().is_cpu() || torch::GradMode::is_enabled()) {
-    const std::vector<torch::Tensor> gate_up = project(h, {{l.gate, {}}, {l.up, {}}});
-    return project(activate(gate_up[0], gate_up[1]), l.down);
+    const std::vector<torch::Tensor> gate_up = project(h, {{l.gate, {}, &l.gate_tiles}, {l.up, {}, &l.up_tiles}});
+    return project(activate(gate_up[0], gate_up[1]), l.down, l.down_tiles);
   }
   const torch::Tensor x = h.reshape({N, Hd});
   torch::Tensor out = torch::empty({N, l.down.size(0)}, h.options());  // [N,Hd]
   for (int64_t r = 0; r < N; r += kMlpRows) {
     const int64_t n = std::min(kMlpRows, N - r);
-    const std::vector<torch::Tensor> gate_up = project(x.narrow(0, r, n), {{l.gate, {}}, {l.up, {}}});
-    out.narrow(0, r, n).copy_(project(activate(gate_up[0], gate_up[1]), l.down));
+    const std::vector<torch::Tensor> gate_up =
+        project(x.narrow(0, r, n), {{l.gate, {}, &l.gate_tiles}, {l.up, {}, &l.up_tiles}});
+    out.narrow(0, r, n).copy_(project(activate(gate_up[0], gate_up[1]), l.down, l.down_tiles));
   }
   std::vector<int64_t> shape = h.sizes().vec();
   shape.back() = out.size(1);
   return out.view(shape);
 }
 
-// Ties the lm_head and makes the rotary frequencies. The weights the load copied into memory of its
-// own are moved into one huge-page arena (model/weight_arena.hpp); those in `mapped`, zero-copy views
-// of a memory-mapped file, stay where they are, so that loading such a model holds no second copy.
+// Ties the lm_head and makes the rotary frequencies; bf16 weights on a CPU with AMX-BF16 get their
+// tiles (kernels/amx_gemm.hpp). The weights the load copied into memory of its own, and the tiles,
+// are moved into one huge-page arena (model/weight_arena.hpp); those in `mapped`, zero-copy views of
+// a memory-mapped file, stay where they are, so that loading such a model holds no second copy.
 void finish_weights(Weights& w, const std::set<const torch::Tensor*>& mapped = {}) {
   std::vector<torch::Tensor*> own;
   for (const Slot& s : slots(w)) {
     if (!mapped.count(s.tensor)) own.push_back(s.tensor);
+  }
+  if (w.device.is_cpu() && w.dtype == torch::kBFloat16 && kernels::amx_gemm_supported()) {
+    const auto tile = [&](const torch::Tensor& m, kernels::AmxWeight& t) {
+      t = kernels::amx_pack(m);
+      own.push_back(&t.tiles);
+    };
+    for (Weights::Layer& l : w.layers) {
+      tile(l.q, l.q_tiles);
+      tile(l.k, l.k_tiles);
+      tile(l.v, l.v_tiles);
+      tile(l.o, l.o_tiles);
+      tile(l.gate, l.gate_tiles);
+      tile(l.up, l.up_tiles);
+      tile(l.down, l.down_tiles);
+    }
+    tile(w.config.tie_word_embeddings ? w.embed : w.lm_head, w.lm_head_tiles);
   }
   pack_into_huge_pages(own);
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
@@ -411,7 +462,7 @@ ForwardOutput CausalLM::forward(const torch::Tensor& ids, const torch::Tensor& a
 }
 
 torch::Tensor CausalLM::logits(const torch::Tensor& hidden) const {
-  return project(hidden, w_->lm_head).to(torch::kFloat32);  // [...,V], this rank's V when split
+  return project(hidden, w_->lm_head, w_->lm_head_tiles).to(torch::kFloat32);  // [...,V], this rank's V when split
 }
 
 torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Tensor& attention_mask, KVCache* cache,
@@ -459,7 +510,8 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
   torch::Tensor h = rms_norm(x, w.layers.at(0).input_norm, c.rms_norm_eps);  // [B,T,Hd]
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const auto& l = w.layers[li];
-    const std::vector<torch::Tensor> qkv = project(h, {{l.q, l.q_bias}, {l.k, l.k_bias}, {l.v, l.v_bias}});
+    const std::vector<torch::Tensor> qkv =
+        project(h, {{l.q, l.q_bias, &l.q_tiles}, {l.k, l.k_bias, &l.k_tiles}, {l.v, l.v_bias, &l.v_tiles}});
     const bool fused_rope =
         kernels::rope_applies(qkv[0], H, cos_half, sin_half) && kernels::rope_applies(qkv[1], KV, cos_half, sin_half);
     if (fused_rope) kernels::rope_({{qkv[0], H}, {qkv[1], KV}}, cos_half, sin_half);
@@ -492,7 +544,7 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
       torch::Tensor probs = torch::softmax(scores, -1).to(w.act_dtype()).view({B, KV, rep * T, L});
       attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     }
-    torch::Tensor o = project(attn, l.o);  // [B,T,Hd], partial when split
+    torch::Tensor o = project(attn, l.o, l.o_tiles);  // [B,T,Hd], partial when split
     reduce(w, o);
     h = add_rms_norm(x, o, l.post_norm, c.rms_norm_eps);
     torch::Tensor mlp = swiglu(l, h);  // [B,T,Hd], partial when split

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "bf16_expect.hpp"
 #include "core/error.hpp"
 #include "kernels/small_gemm.hpp"
 
@@ -10,9 +11,8 @@ using sf::kernels::Projection;
 using sf::kernels::small_gemm;
 using sf::kernels::small_gemm_applies;
 
-torch::Tensor normal(std::vector<int64_t> shape, uint64_t seed) {
-  return torch::randn(shape, at::detail::createCPUGenerator(seed), torch::kFloat32);
-}
+using sf::test::normal;
+using sf::test::share_equal;
 
 // Largest difference from torch::linear relative to the size of the terms summed (sqrt(K) for unit
 // normal entries): rounding alone stays near 1e-7, a wrong product or index is of order 1.
@@ -106,19 +106,7 @@ class SmallGemmBf16 : public SmallGemm {
 
 // round_bf16(x · wᵀ) + bias in float32, x as given.
 torch::Tensor rounded_product(const torch::Tensor& x, const Projection& p) {
-  torch::Tensor y = torch::linear(x, p.weight.to(torch::kFloat32)).to(torch::kBFloat16).to(torch::kFloat32);
-  return p.bias.defined() ? y + p.bias : y;
-}
-
-// The share of y equal to `expected`; every other element within one bf16 step of it (a sum that
-// the kernel's order of summation rounds to the neighbouring bf16 value), or, for a sum near zero,
-// within float32 rounding of the K terms (as in error_vs_linear).
-double share_equal(const torch::Tensor& y, const torch::Tensor& expected, const torch::Tensor& bias, int64_t K) {
-  EXPECT_EQ(y.sizes(), expected.sizes());
-  const torch::Tensor unbiased = bias.defined() ? expected - bias : expected;
-  const torch::Tensor step = unbiased.abs() * (1.0 / 128) + 2e-5 * std::sqrt(static_cast<double>(K));
-  EXPECT_TRUE((y - expected).abs().le(step).all().item<bool>());
-  return y.eq(expected).to(torch::kFloat64).mean().item<double>();
+  return sf::test::rounded_product(x, p.weight, p.bias);
 }
 
 TEST_F(SmallGemmBf16, EqualsTheRoundedProductOfRoundedOperandsForRaggedShapes) {

@@ -1,0 +1,117 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "bf16_expect.hpp"
+#include "core/error.hpp"
+#include "kernels/amx_gemm.hpp"
+
+namespace {
+
+using sf::kernels::amx_gemm;
+using sf::kernels::amx_pack;
+using sf::kernels::AmxWeight;
+using sf::test::normal;
+using sf::test::rounded_product;
+using sf::test::share_equal;
+
+class AmxGemm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!sf::kernels::amx_gemm_supported()) GTEST_SKIP() << "this CPU or OS has no AMX-BF16";
+    threads_ = at::get_num_threads();
+  }
+  void TearDown() override {
+    if (threads_ > 0) at::set_num_threads(threads_);
+  }
+  int threads_ = 0;
+};
+
+// The packed layout, element by element: tiles[n][k][r][2j + p] = W[16n + j][32k + 2r + p], zeros
+// outside W (here N = 20, K = 40: two tiles each way, the second ones partly padding).
+TEST(AmxPack, PutsEachWeightWhereTheTileUnitReadsIt) {
+  const torch::Tensor w = torch::arange(20 * 40, torch::kFloat32).view({20, 40}).to(torch::kBFloat16);
+  const AmxWeight p = amx_pack(w);
+  EXPECT_EQ(p.out, 20);
+  EXPECT_EQ(p.in, 40);
+  ASSERT_EQ(p.tiles.sizes(), (std::vector<int64_t>{2, 2, 16, 32}));
+  const torch::Tensor tiles = p.tiles.to(torch::kFloat32), weights = w.to(torch::kFloat32);
+  const auto t = tiles.accessor<float, 4>();
+  const auto v = weights.accessor<float, 2>();
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t k = 0; k < 2; ++k)
+      for (int64_t r = 0; r < 16; ++r)
+        for (int64_t j = 0; j < 16; ++j)
+          for (int64_t q = 0; q < 2; ++q) {
+            const int64_t row = 16 * n + j, col = 32 * k + 2 * r + q;
+            const float expected = row < 20 && col < 40 ? v[row][col] : 0.0f;
+            ASSERT_EQ(t[n][k][r][2 * j + q], expected) << n << " " << k << " " << r << " " << j << " " << q;
+          }
+}
+
+// Every tail: rows of x around the 16-row tiles, the 32-row pairs and the 128-row blocks of parallel
+// work; inputs around the 32-wide steps; outputs around the 16-wide tiles and their pairs.
+TEST_F(AmxGemm, EqualsTheRoundedProductOfRoundedOperandsForRaggedShapes) {
+  uint64_t seed = 400;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (int64_t M : {1, 2, 15, 16, 17, 33, 128, 129, 300}) {
+      for (int64_t K : {1, 31, 32, 33, 100, 576}) {
+        for (int64_t N : {1, 15, 16, 17, 33, 70}) {
+          const torch::Tensor x = normal({M, K}, ++seed);
+          const torch::Tensor w = normal({N, K}, ++seed).to(torch::kBFloat16), bias = normal({N}, ++seed);
+          const AmxWeight p = amx_pack(w);
+          const torch::Tensor y = amx_gemm(x, {{&p, bias}})[0];
+          EXPECT_EQ(y.scalar_type(), torch::kFloat32);
+          const torch::Tensor xr = x.to(torch::kBFloat16).to(torch::kFloat32);
+          EXPECT_GE(share_equal(y, rounded_product(xr, w, bias), bias, K), 0.97)
+              << "M=" << M << " K=" << K << " N=" << N << " threads=" << threads;
+        }
+      }
+    }
+  }
+}
+
+// The same arithmetic as the bf16 matmul of torch (oneDNN) that the model used before.
+TEST_F(AmxGemm, AgreesWithTorchsBf16Matmul) {
+  const torch::Tensor x = normal({2, 40, 576}, 500);  // [B,T,K]
+  const torch::Tensor w = normal({1536, 576}, 501).to(torch::kBFloat16);
+  const AmxWeight p = amx_pack(w);
+  const torch::Tensor y = amx_gemm(x, {{&p, {}}})[0];
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 40, 1536}));
+  const torch::Tensor expected = torch::linear(x.to(torch::kBFloat16), w).to(torch::kFloat32);
+  EXPECT_GE(share_equal(y, expected, {}, 576), 0.97);
+}
+
+TEST_F(AmxGemm, SeveralProjectionsWithBiasesAtOnceEqualEachAlone) {
+  const torch::Tensor x = normal({3, 7, 64}, 600);
+  const torch::Tensor w1 = normal({48, 64}, 601).to(torch::kBFloat16), w2 = normal({17, 64}, 602).to(torch::kBFloat16);
+  const torch::Tensor b2 = normal({17}, 603);
+  const AmxWeight p1 = amx_pack(w1), p2 = amx_pack(w2);
+  const auto both = amx_gemm(x, {{&p1, {}}, {&p2, b2}});
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_TRUE(both[0].equal(amx_gemm(x, {{&p1, {}}})[0]));
+  EXPECT_TRUE(both[1].equal(amx_gemm(x, {{&p2, b2}})[0]));
+  EXPECT_EQ(both[1].sizes(), (std::vector<int64_t>{3, 7, 17}));
+}
+
+TEST_F(AmxGemm, RoundsTheInputRowsAsTheWeights) {
+  // x with bits below bf16's precision: the results are those of the rounded x, and a good share of
+  // them differ from those of x as given.
+  const torch::Tensor x = normal({16, 256}, 700) * (1 + 1.0 / 512);
+  const torch::Tensor w = normal({256, 256}, 701).to(torch::kBFloat16);
+  const AmxWeight p = amx_pack(w);
+  const torch::Tensor y = amx_gemm(x, {{&p, {}}})[0];
+  EXPECT_GE(share_equal(y, rounded_product(x.to(torch::kBFloat16).to(torch::kFloat32), w, {}), {}, 256), 0.99);
+  EXPECT_LE(y.eq(rounded_product(x, w, {})).to(torch::kFloat64).mean().item<double>(), 0.95);
+}
+
+TEST_F(AmxGemm, OperandsThatDoNotFitAreRefused) {
+  const AmxWeight p = amx_pack(normal({8, 64}, 800));
+  EXPECT_THROW(amx_gemm(normal({4, 63}, 801), {{&p, {}}}), sf::ShapeError) << "K differs";
+  EXPECT_THROW(amx_gemm(normal({4, 64}, 802), {{&p, normal({7}, 803)}}), sf::ShapeError) << "bias of 7 for 8 outputs";
+  EXPECT_THROW(amx_gemm(normal({4, 64}, 804).to(torch::kBFloat16), {{&p, {}}}), sf::ShapeError) << "x not float32";
+  EXPECT_THROW(amx_gemm(normal({4, 64}, 805), {{nullptr, {}}}), sf::ShapeError) << "no weight";
+  EXPECT_THROW(amx_pack(normal({8}, 806)), sf::ShapeError) << "not a matrix";
+}
+
+}  // namespace
