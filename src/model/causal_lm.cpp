@@ -606,8 +606,23 @@ void KVCache::allocate_like(const KVCache& like, int64_t rows, int64_t length) {
 }
 
 void KVCache::keep_rows(const torch::Tensor& rows) {
+  const torch::Tensor host = rows.to(torch::kCPU, torch::kInt64).contiguous();
+  const int64_t n = host.numel(), B = keys.empty() ? 0 : keys[0].size(0);
+  const int64_t* r = host.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    if (r[i] < 0 || r[i] >= B || (i > 0 && r[i] <= r[i - 1]))
+      throw ShapeError("KVCache::keep_rows: rows must ascend within [0, " + std::to_string(B) + "); row " +
+                       std::to_string(i) + " is " + std::to_string(r[i]));
+  }
+  // Ascending rows move towards the front (r[i] >= i), in place: the buffers keep their room for the
+  // positions still to come, and only the rows that move are copied.
   for (auto* buffers : {&keys, &values}) {
-    for (torch::Tensor& b : *buffers) b = b.narrow(2, 0, length_).index_select(0, rows);
+    for (torch::Tensor& b : *buffers) {
+      for (int64_t i = 0; i < n; ++i) {
+        if (r[i] != i) b[i].narrow(1, 0, length_).copy_(b[r[i]].narrow(1, 0, length_));
+      }
+      b = b.narrow(0, 0, n);
+    }
   }
 }
 

@@ -62,7 +62,9 @@ class KVCache {
   // Becomes `rows` rows of `length` empty positions, with the layers and head shapes of `like` and
   // room for reserved() positions, for put_row to fill.
   void allocate_like(const KVCache& like, int64_t rows, int64_t length);
-  void keep_rows(const torch::Tensor& rows);  // [B'] int64 on the cache's device: rows kept, in order
+  // Keeps rows `rows` ([B'] int64, ascending, on any device), in place: the room reserved for more
+  // positions stays. ShapeError for rows out of range or not ascending.
+  void keep_rows(const torch::Tensor& rows);
 
   // Internal to the model: [B, kv_heads, L, head_dim] per layer.
   std::vector<torch::Tensor> keys;

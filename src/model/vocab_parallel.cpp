@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/topk.hpp"
 
 namespace sf::model {
 
@@ -48,6 +49,10 @@ TopK topk(const torch::Tensor& x, int64_t k) {
   if (k == 0 || N == 0) {
     return TopK{torch::empty(with_last(lead, k), x.options()),
                 torch::empty(with_last(lead, k), x.options().dtype(torch::kInt64))};
+  }
+  kernels::RowTopK fast;
+  if (kernels::topk_rows(x2, k, fast)) {
+    return TopK{fast.values.view(with_last(lead, k)), fast.ids.view(with_last(lead, k))};
   }
   auto tk = x2.topk(k, -1);
   torch::Tensor v = std::get<0>(tk), i = std::get<1>(tk);  // [N,k]
