@@ -82,6 +82,11 @@ std::vector<std::vector<size_t>> batches_by_length(const std::vector<std::vector
   return length_batches(lengths, rows, max_rows);
 }
 
+// Rows of logits made at a time when scoring: 24 MiB of float32 logits at SmolLM2's 49152 ids, so
+// the buffer is reused from the heap, not mapped afresh (and zeroed by the kernel) for each batch,
+// and the top-k reads each block soon after the lm_head wrote it.
+constexpr int64_t kLogitRows = 128;
+
 }  // namespace
 
 ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>& sequences, const ScoreOptions& opts) {
@@ -146,17 +151,23 @@ ScoreOutput score(const CausalLM& model, const std::vector<std::vector<int32_t>>
     const auto M = static_cast<int64_t>(flat.size());
     const torch::Tensor wanted =
         h.reshape({B * S, h.size(2)}).index_select(0, torch::tensor(flat, torch::kInt64).to(h.device()));  // [M,Hd]
-    const torch::Tensor logits = M > 0 ? model.logits(wanted) : torch::Tensor();  // [M,V] (this rank's V when split)
-    torch::Tensor lp, tk_v, tk_i;
-    if (!partial && M > 0) {
-      // lp[m] = log p(x_{t+1} | x_<=t) for row m = (b, t); the row of a sequence's last position is unused.
-      const torch::Tensor targets = torch::tensor(next, torch::kInt64).to(logits.device());
-      lp = (vocab.pick(logits, targets) - vocab.logsumexp(logits)).cpu();  // [M]
+    // lp[m] = log p(x_{t+1} | x_<=t) for row m = (b, t) (the row of a sequence's last position is
+    // unused), and the top-k of each row, from the logits of kLogitRows rows at a time.
+    torch::Tensor lp = torch::empty({partial ? 0 : M}, cpu), tk_v, tk_i;
+    if (opts.top_k > 0) {
+      tk_v = torch::empty({M, opts.top_k}, cpu);
+      tk_i = torch::empty({M, opts.top_k}, torch::kInt64);
     }
-    if (opts.top_k > 0 && M > 0) {
-      const TopK tk = vocab.topk(logits, opts.top_k);  // [M,k]
-      tk_v = tk.values.cpu();
-      tk_i = tk.ids.cpu();
+    const torch::Tensor targets = torch::tensor(next, torch::kInt64).to(h.device());
+    for (int64_t m = 0; m < M; m += kLogitRows) {
+      const int64_t n = std::min(kLogitRows, M - m);
+      const torch::Tensor logits = model.logits(wanted.narrow(0, m, n));  // [n,V] (this rank's V when split)
+      if (!partial) lp.narrow(0, m, n).copy_(vocab.pick(logits, targets.narrow(0, m, n)) - vocab.logsumexp(logits));
+      if (opts.top_k > 0) {
+        const TopK tk = vocab.topk(logits, opts.top_k);  // [n,k]
+        tk_v.narrow(0, m, n).copy_(tk.values);
+        tk_i.narrow(0, m, n).copy_(tk.ids);
+      }
     }
     const torch::Tensor hid = opts.hidden ? wanted.to(torch::kCPU, torch::kFloat32) : torch::Tensor();  // [M,Hd]
     int64_t m0 = 0;

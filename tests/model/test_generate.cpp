@@ -265,4 +265,26 @@ TEST(Score, FromReturnsTheTailRowsOfTheFullPass) {
   EXPECT_THROW(sf::model::score(model, seqs, tail), sf::ShapeError);
 }
 
+// Scoring makes the logits of a batch a block of rows at a time (more rows than one block here): the
+// log-probs and top-k of each sequence equal those of scoring it alone.
+TEST(Score, ABatchOfManyRowsEqualsEachSequenceAlone) {
+  auto model = fixture_model();
+  const int64_t V = model.config().vocab_size;
+  std::vector<std::vector<int32_t>> seqs;
+  for (int s = 0; s < 4; ++s) {
+    seqs.emplace_back();
+    for (int t = 0; t < 60 + 7 * s; ++t) seqs.back().push_back(static_cast<int32_t>((t * 37 + s * 11 + 3) % V));
+  }
+  sf::model::ScoreOptions opts;
+  opts.top_k = 5;
+  opts.batch_size = 4;
+  const auto all = sf::model::score(model, seqs, opts);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto one = sf::model::score(model, {seqs[i]}, opts);
+    EXPECT_TRUE(torch::allclose(all.token_logprobs[i], one.token_logprobs[0], 1e-5, 1e-5)) << "sequence " << i;
+    EXPECT_TRUE(torch::allclose(all.topk_logits[i], one.topk_logits[0], 1e-5, 1e-5)) << "sequence " << i;
+    EXPECT_TRUE(all.topk_ids[i].equal(one.topk_ids[0])) << "sequence " << i;
+  }
+}
+
 }  // namespace
