@@ -44,6 +44,15 @@ struct Strides {
 __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_stride, const float* k, const float* v,
                                                Strides ks, Strides vs, const bool* allowed, int64_t L, int64_t D,
                                                int64_t rep, float scale, float* out, std::vector<float>& scores) {
+  // Leading positions that may not be attended to (a left-padded row's padding) add nothing: they
+  // are skipped, so that the rest of such a row takes the unmasked path below. Unless none may be.
+  const int64_t lo = std::find(allowed, allowed + L, true) - allowed;
+  if (lo < L) {
+    k += lo * ks.j;
+    v += lo * vs.j;
+    allowed += lo;
+    L -= lo;
+  }
   scores.resize(static_cast<size_t>(L + 16));
   const int64_t chunks = D / 16;
   const bool all_allowed = std::find(allowed, allowed + L, false) == allowed + L;

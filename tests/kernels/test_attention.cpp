@@ -36,11 +36,13 @@ class Attention : public ::testing::Test {
 
 // Causal masks over a padded batch ending at the last query (past positions in a cache before the
 // T new ones), random holes (or none: every row then allows all keys up to its query, the kernel's
-// unmasked path), and one row with nothing allowed.
+// unmasked path), the second row left padded (its first L/3 keys masked, which the kernel skips),
+// and one row with nothing allowed.
 torch::Tensor masks(int64_t B, int64_t T, int64_t L, uint64_t seed, bool holes) {
   const torch::Tensor q_idx = torch::arange(L - T, L).unsqueeze(1), k_idx = torch::arange(0, L).unsqueeze(0);
   torch::Tensor allowed = (k_idx <= q_idx).unsqueeze(0).repeat({B, 1, 1});  // [B,T,L]
   if (holes) allowed = allowed.logical_and(torch::rand({B, 1, L}, at::detail::createCPUGenerator(seed)) > 0.3);
+  allowed[1].narrow(1, 0, L / 3).fill_(false);
   allowed.select(1, T - 1).select(1, L - 1).fill_(true);
   allowed[B - 1][0].fill_(false);
   return allowed;
