@@ -101,7 +101,7 @@ struct Job {
   int64_t M, Mp, Kp;
 };
 
-// Rows [m0, m1) of x (whole tiles but for the last) times weight tiles [n, n + nt) (nt = 1 or 2)
+// Rows [m0, m1) of the padded x (whole tiles) times weight tiles [n, n + nt) (nt = 1 or 2)
 // of one projection into y [M, N].
 SF_AMX void unit(const Job& job, const AmxProjection& p, float* y, int64_t m0, int64_t m1, int64_t n, int64_t nt) {
   const AmxWeight& w = *p.weight;
@@ -112,7 +112,7 @@ SF_AMX void unit(const Job& job, const AmxProjection& p, float* y, int64_t m0, i
   const float* bias = p.bias.defined() ? p.bias.data_ptr<float>() : nullptr;
   alignas(64) float c[4][kTileRows * kTileOut];
   for (int64_t m = m0; m < m1; m += 2 * kTileRows) {
-    const bool two_rows = m + kTileRows < job.Mp && m + kTileRows < m1;
+    const bool two_rows = m + kTileRows < m1;
     const uint16_t* a = job.x + m * job.Kp;
     if (two_rows) {
       nt == 2 ? multiply<2, 2>(a, job.Kp, w0, w1, kt, c) : multiply<2, 1>(a, job.Kp, w0, w1, kt, c);

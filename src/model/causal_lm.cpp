@@ -28,7 +28,8 @@ struct CausalLM::Weights {
     torch::Tensor gate, up, down;          // [I,Hd] [I,Hd] [Hd,I]
     torch::Tensor input_norm, post_norm;   // [Hd]
     // The matrices in the tile unit's layout, for the products (bf16 weights on a CPU with AMX-BF16;
-    // kernels/amx_gemm.hpp); undefined tiles otherwise.
+    // kernels/amx_gemm.hpp); undefined tiles otherwise. Made once at load: weights that train
+    // require gradients, and project() reads the matrices themselves then.
     kernels::AmxWeight q_tiles, k_tiles, v_tiles, o_tiles, gate_tiles, up_tiles, down_tiles;
   };
   // Shapes are those of one rank's slices (model/shard.hpp): H, KV, I and V below are this
@@ -196,17 +197,18 @@ struct Product {
 // configuration) outweighs their gain, which `bench gemm-small` puts at 1.0-1.2x for 1-4 rows.
 constexpr int64_t kAmxMinRows = 5;
 
-// x · wᵀ (+ bias) for each product of the same input x [..., Hd]. Weights in another dtype than x
-// (bf16 weights, float32 activations on a CPU): every product is that of bf16 operands (x rounded),
-// summed in float32 and rounded to bf16, whichever kernel runs it; the bias is added in float32.
-// Those kernels: with AMX-BF16, kernels/amx_gemm.hpp on the packed weights from kAmxMinRows rows;
-// small_gemm (below) for fewer rows, and where the CPU has no AMX; oneDNN's bf16 matmul behind
-// torch::linear for more rows where it has none. Without autograd, a few rows on a CPU with AVX-512 (decoding):
-// kernels/small_gemm.hpp, all products in one parallel region. One row elsewhere on a CPU: a matrix-vector product (for
-// a one-row GEMM OpenBLAS packs the whole weight matrix). Otherwise torch::linear.
+// x · wᵀ (+ bias) for each product of the same input x [..., Hd].
+// - bf16 weights, float32 x (bf16 on a CPU): every product is that of bf16 operands (x rounded),
+//   summed in float32 and rounded to bf16, whichever kernel runs it; the bias is added in float32.
+//   With AMX-BF16, from kAmxMinRows rows: kernels/amx_gemm.hpp on the packed weights. Fewer rows, or
+//   no AMX: small_gemm (below) as far as it applies, then oneDNN's bf16 matmul behind torch::linear.
+// - Without autograd, a few rows on a CPU with AVX-512 (decoding): kernels/small_gemm.hpp, all
+//   products in one parallel region.
+// - One row elsewhere on a CPU: a matrix-vector product (for a one-row GEMM OpenBLAS packs the whole
+//   weight matrix). Otherwise torch::linear.
 std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<Product>& products) {
   const bool amx = !products.empty() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
-                   !x.requires_grad() && x.numel() / std::max<int64_t>(1, x.size(-1)) > kAmxMinRows - 1 &&
+                   !x.requires_grad() && x.numel() / std::max<int64_t>(1, x.size(-1)) >= kAmxMinRows &&
                    std::all_of(products.begin(), products.end(), [](const Product& p) {
                      return p.tiles && p.tiles->tiles.defined() && !p.weight.requires_grad();
                    });
