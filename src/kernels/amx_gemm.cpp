@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "kernels/avx512.hpp"
+#include "kernels/operands.hpp"
 #include "kernels/small_gemm.hpp"
 
 namespace sf::kernels {
@@ -105,7 +106,7 @@ struct Job {
 // of one projection into y [M, N].
 SF_AMX void unit(const Job& job, const AmxProjection& p, float* y, int64_t m0, int64_t m1, int64_t n, int64_t nt) {
   const AmxWeight& w = *p.weight;
-  const int64_t kt = w.in / kTileIn + (w.in % kTileIn != 0);
+  const int64_t kt = w.tiles.size(1);
   const auto* tiles = reinterpret_cast<const uint16_t*>(w.tiles.data_ptr<at::BFloat16>());
   const uint16_t* w0 = tiles + n * kt * kTileElems;
   const uint16_t* w1 = w0 + kt * kTileElems;
@@ -133,8 +134,6 @@ SF_AMX void unit(const Job& job, const AmxProjection& p, float* y, int64_t m0, i
 SF_AMX void load_tile_config(const TileConfig& cfg) { _tile_loadconfig(&cfg); }
 SF_AMX void release_tiles() { _tile_release(); }
 
-bool cpu_float(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat32; }
-
 }  // namespace
 
 bool amx_gemm_supported() {
@@ -159,7 +158,7 @@ AmxWeight amx_pack(const torch::Tensor& weight) {
 std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<AmxProjection>& projections) {
   const auto refuse = [&](const std::string& why) { throw ShapeError("amx_gemm: " + why); };
   if (!amx_gemm_supported()) refuse("this CPU or OS has no AMX-BF16");
-  if (!cpu_float(x) || x.dim() < 1 || x.size(-1) == 0 || x.requires_grad())
+  if (!is_cpu_float(x) || x.dim() < 1 || x.size(-1) == 0 || x.requires_grad())
     refuse("x must be a float32 CPU tensor [..., K] with K > 0, without autograd");
   const int64_t K = x.size(-1);
   for (const AmxProjection& p : projections) {
@@ -167,7 +166,7 @@ std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<Am
       refuse("a weight's inputs (" + std::to_string(p.weight ? p.weight->in : 0) + ") differ from x's K (" +
              std::to_string(K) + ")");
     if (p.bias.defined() &&
-        (!cpu_float(p.bias) || p.bias.dim() != 1 || p.bias.size(0) != p.weight->out || !p.bias.is_contiguous()))
+        (!is_cpu_float(p.bias) || p.bias.dim() != 1 || p.bias.size(0) != p.weight->out || !p.bias.is_contiguous()))
       refuse("a bias is not a contiguous float32 [N] of its weight's " + std::to_string(p.weight->out) + " outputs");
   }
   const torch::Tensor x2 = x.reshape({-1, K});  // [M,K]
@@ -184,8 +183,7 @@ std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<Am
   std::vector<int64_t> first_pair{0};  // first pair of each projection within a row block
   for (const AmxProjection& p : projections) {
     outputs.push_back(torch::empty({M, p.weight->out}, x.options()));
-    const int64_t nt = (p.weight->out + kTileOut - 1) / kTileOut;
-    first_pair.push_back(first_pair.back() + (nt + 1) / 2);
+    first_pair.push_back(first_pair.back() + (p.weight->tiles.size(0) + 1) / 2);
   }
   const int64_t pairs = first_pair.back(), block = kRowBlockTiles * kTileRows;
   const int64_t blocks = (Mp + block - 1) / block;
@@ -196,7 +194,7 @@ std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<Am
       const int64_t b = u / pairs, pr = u % pairs;
       const auto i =
           static_cast<size_t>(std::upper_bound(first_pair.begin(), first_pair.end(), pr) - first_pair.begin() - 1);
-      const int64_t nt = (projections[i].weight->out + kTileOut - 1) / kTileOut, n = 2 * (pr - first_pair[i]);
+      const int64_t nt = projections[i].weight->tiles.size(0), n = 2 * (pr - first_pair[i]);
       unit(job, projections[i], outputs[i].data_ptr<float>(), b * block, std::min(Mp, (b + 1) * block), n,
            std::min<int64_t>(2, nt - n));
     }

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "kernels/avx512.hpp"
+#include "kernels/operands.hpp"
 
 namespace sf::kernels {
 
@@ -201,8 +202,6 @@ bool small_gemm_bf16_supported() {
 
 namespace {
 
-bool cpu_float(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kFloat32; }
-
 bool cpu_bf16(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kBFloat16; }
 
 // One block of weight rows [n0, n1) of p into y, R rows per tile.
@@ -222,12 +221,12 @@ void block(const Operand& a, const Projection& p, torch::Tensor& y, int64_t n0, 
 
 bool small_gemm_applies(const torch::Tensor& x, const Projection& p) {
   const torch::Tensor& w = p.weight;
-  if (!small_gemm_supported() || !cpu_float(x)) return false;
-  if (!cpu_float(w) && !(cpu_bf16(w) && small_gemm_bf16_supported())) return false;
+  if (!small_gemm_supported() || !is_cpu_float(x)) return false;
+  if (!is_cpu_float(w) && !(cpu_bf16(w) && small_gemm_bf16_supported())) return false;
   if (x.requires_grad() || w.requires_grad() || x.dim() < 1 || w.dim() != 2 || !w.is_contiguous()) return false;
   if (x.size(-1) != w.size(1) || x.size(-1) == 0 || x.numel() / x.size(-1) > kSmallGemmMaxRows) return false;
   if (!p.bias.defined()) return true;
-  return cpu_float(p.bias) && !p.bias.requires_grad() && p.bias.dim() == 1 && p.bias.size(0) == w.size(0) &&
+  return is_cpu_float(p.bias) && !p.bias.requires_grad() && p.bias.dim() == 1 && p.bias.size(0) == w.size(0) &&
          p.bias.is_contiguous();
 }
 
