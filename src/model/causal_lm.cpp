@@ -607,10 +607,10 @@ void KVCache::allocate_like(const KVCache& like, int64_t rows, int64_t length) {
   length_ = length;
 }
 
-void KVCache::keep_rows(const torch::Tensor& rows) {
-  const torch::Tensor host = rows.to(torch::kCPU, torch::kInt64).contiguous();
-  const int64_t n = host.numel(), B = keys.empty() ? 0 : keys[0].size(0);
-  const int64_t* r = host.data_ptr<int64_t>();
+void KVCache::keep_rows(const std::vector<int64_t>& rows) {
+  const auto n = static_cast<int64_t>(rows.size());
+  const int64_t B = keys.empty() ? 0 : keys[0].size(0);
+  const int64_t* r = rows.data();
   for (int64_t i = 0; i < n; ++i) {
     if (r[i] < 0 || r[i] >= B || (i > 0 && r[i] <= r[i - 1]))
       throw ShapeError("KVCache::keep_rows: rows must ascend within [0, " + std::to_string(B) + "); row " +

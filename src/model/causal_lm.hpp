@@ -62,9 +62,9 @@ class KVCache {
   // Becomes `rows` rows of `length` empty positions, with the layers and head shapes of `like` and
   // room for reserved() positions, for put_row to fill.
   void allocate_like(const KVCache& like, int64_t rows, int64_t length);
-  // Keeps rows `rows` ([B'] int64, ascending, on any device), in place: the room reserved for more
-  // positions stays. ShapeError for rows out of range or not ascending.
-  void keep_rows(const torch::Tensor& rows);
+  // Keeps rows `rows` (ascending), in place: the room reserved for more positions stays. ShapeError
+  // for rows out of range or not ascending.
+  void keep_rows(const std::vector<int64_t>& rows);
 
   // Internal to the model: [B, kv_heads, L, head_dim] per layer.
   std::vector<torch::Tensor> keys;

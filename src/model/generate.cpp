@@ -362,8 +362,9 @@ void splice(MemberBatch& run, const MemberBatch& fresh, const std::vector<int64_
   }
 }
 
-void keep_slots(MemberBatch& run, const torch::Tensor& slots) {
-  run.cache.keep_rows(slots);
+// Keeps slots `keep` (ascending; `slots`: the same on the model's device).
+void keep_slots(MemberBatch& run, const std::vector<int64_t>& keep, const torch::Tensor& slots) {
+  run.cache.keep_rows(keep);
   run.mask = run.mask.index_select(0, slots);
   run.logits = run.logits.index_select(0, slots);
   run.hidden = run.hidden.index_select(0, slots);
@@ -476,7 +477,7 @@ std::vector<Generation> generate(const Ensemble& e, const MemberPrompts& prompts
         (is_going[static_cast<size_t>(keep[i])] ? new_going : new_ended).push_back(static_cast<int64_t>(i));
       }
       const torch::Tensor idx = torch::tensor(keep, torch::kInt64).to(device);
-      for (MemberBatch& mb : run) keep_slots(mb, idx);
+      for (MemberBatch& mb : run) keep_slots(mb, keep, idx);
       next = next.index_select(0, torch::tensor(keep, torch::kInt64));
       slot_row = kept_rows;
       going = new_going;

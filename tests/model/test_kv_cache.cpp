@@ -23,7 +23,7 @@ TEST(KVCache, KeepRowsMovesTheKeptRowsForwardInPlaceAndKeepsTheRoom) {
   KVCache c = filled();
   const KVCache before = filled();
   const void* storage = c.keys[1].data_ptr();
-  c.keep_rows(torch::tensor({1, 3}, torch::kInt64));
+  c.keep_rows({1, 3});
   for (size_t layer = 0; layer < 2; ++layer) {
     for (auto [got, was] :
          {std::pair{c.keys[layer], before.keys[layer]}, std::pair{c.values[layer], before.values[layer]}}) {
@@ -38,10 +38,10 @@ TEST(KVCache, KeepRowsMovesTheKeptRowsForwardInPlaceAndKeepsTheRoom) {
 
 TEST(KVCache, KeepRowsRefusesRowsOutOfRangeOrOutOfOrder) {
   KVCache c = filled();
-  EXPECT_THROW(c.keep_rows(torch::tensor({2, 1}, torch::kInt64)), sf::ShapeError);
-  EXPECT_THROW(c.keep_rows(torch::tensor({1, 1}, torch::kInt64)), sf::ShapeError);
-  EXPECT_THROW(c.keep_rows(torch::tensor({0, 4}, torch::kInt64)), sf::ShapeError);
-  EXPECT_THROW(c.keep_rows(torch::tensor({-1}, torch::kInt64)), sf::ShapeError);
+  EXPECT_THROW(c.keep_rows({2, 1}), sf::ShapeError);
+  EXPECT_THROW(c.keep_rows({1, 1}), sf::ShapeError);
+  EXPECT_THROW(c.keep_rows({0, 4}), sf::ShapeError);
+  EXPECT_THROW(c.keep_rows({-1}), sf::ShapeError);
   EXPECT_EQ(c.keys[0].size(0), 4) << "a refused call changes nothing";
 }
 
