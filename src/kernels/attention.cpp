@@ -122,6 +122,214 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
   }
 }
 
+// ---- Many queries against the same keys (prompt and scoring passes) ----------------------------
+//
+// The query rows (query head, position) of one KV head, kBlockRows at a time, against keys
+// transposed once per call into panels (d-major, 32 keys per vector pair): a score tile is an outer
+// product, each key vector loaded once for all rows of the block and no lane sums taken. Then the
+// softmax of each row as in `attend`, and Σ_j p_j v_j as outer products too (each value vector
+// loaded once for the rows of a tile).
+
+constexpr int64_t kBlockRows = 12;  // query rows scored together: 12 × 2 accumulators + 2 key vectors
+constexpr int64_t kPanel = 32;      // keys per score tile (two vectors)
+
+// Keys [0, L) of one (row, KV head) as kt[d * Lp + j], Lp = L rounded up to kPanel, zeros beyond L.
+void transpose_keys(const float* k, int64_t ks_j, int64_t L, int64_t D, int64_t Lp, float* kt) {
+  for (int64_t j0 = 0; j0 < Lp; j0 += 16) {
+    for (int64_t d = 0; d < D; ++d) {
+      float* dst = kt + d * Lp + j0;
+      for (int64_t u = 0; u < 16; ++u) dst[u] = j0 + u < L ? k[(j0 + u) * ks_j + d] : 0.0f;
+    }
+  }
+}
+
+// s[m * lds + u] = Σ_d qt[d * kBlockRows + m] · kt[d * Lp + u] for MR rows and kPanel keys.
+template <int MR>
+__attribute__((target("avx512f"), always_inline)) inline void score_tile(const float* qt, const float* kt, int64_t Lp,
+                                                                         int64_t D, float* s, int64_t lds) {
+  __m512 acc[MR][2];
+  for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < D; ++d) {
+    const __m512 k0 = _mm512_loadu_ps(kt + d * Lp), k1 = _mm512_loadu_ps(kt + d * Lp + 16);
+    const float* qd = qt + d * kBlockRows;
+    for (int m = 0; m < MR; ++m) {
+      const __m512 qm = _mm512_set1_ps(qd[m]);
+      acc[m][0] = _mm512_fmadd_ps(qm, k0, acc[m][0]);
+      acc[m][1] = _mm512_fmadd_ps(qm, k1, acc[m][1]);
+    }
+  }
+  for (int m = 0; m < MR; ++m) {
+    _mm512_storeu_ps(s + m * lds, acc[m][0]);
+    _mm512_storeu_ps(s + m * lds + 16, acc[m][1]);
+  }
+}
+
+template <int MR = kBlockRows>
+__attribute__((target("avx512f"))) void score_tile_of(int64_t mr, const float* qt, const float* kt, int64_t Lp,
+                                                      int64_t D, float* s, int64_t lds) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return score_tile_of<MR - 1>(mr, qt, kt, Lp, D, s, lds);
+  }
+  score_tile<MR>(qt, kt, Lp, D, s, lds);
+}
+
+// out[m * H*D + 16 c + lane] = inv[m] · Σ_{j<n} p[m * ldp + j] · v[j * vs_j + 16 c + lane] for MR rows
+// and NV vectors of the head dimension.
+template <int MR, int NV>
+__attribute__((target("avx512f"), always_inline)) inline void value_tile(const float* p, int64_t ldp, int64_t n,
+                                                                         const float* v, int64_t vs_j, const float* inv,
+                                                                         float* out, int64_t ldo) {
+  __m512 acc[MR][NV];
+  for (int m = 0; m < MR; ++m) {
+    for (int c = 0; c < NV; ++c) acc[m][c] = _mm512_setzero_ps();
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    __m512 vj[NV];
+    for (int c = 0; c < NV; ++c) vj[c] = _mm512_loadu_ps(v + j * vs_j + 16 * c);
+    for (int m = 0; m < MR; ++m) {
+      const __m512 pm = _mm512_set1_ps(p[m * ldp + j]);
+      for (int c = 0; c < NV; ++c) acc[m][c] = _mm512_fmadd_ps(pm, vj[c], acc[m][c]);
+    }
+  }
+  for (int m = 0; m < MR; ++m) {
+    const __m512 scale = _mm512_set1_ps(inv[m]);
+    for (int c = 0; c < NV; ++c) _mm512_storeu_ps(out + m * ldo + 16 * c, _mm512_mul_ps(acc[m][c], scale));
+  }
+}
+
+// Rows of one value tile: 24 accumulators at most, 8 rows at most.
+constexpr int value_rows(int nv) { return std::min(8, 24 / nv); }
+
+template <int NV, int MR = value_rows(NV)>
+__attribute__((target("avx512f"))) void value_tile_of(int64_t mr, const float* p, int64_t ldp, int64_t n,
+                                                      const float* v, int64_t vs_j, const float* inv, float* out,
+                                                      int64_t ldo) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return value_tile_of<NV, MR - 1>(mr, p, ldp, n, v, vs_j, inv, out, ldo);
+  }
+  value_tile<MR, NV>(p, ldp, n, v, vs_j, inv, out, ldo);
+}
+
+// Σ_j p_j v_j for `rows` rows (p row-major with ldp), all of the head dimension D, into out rows
+// ldo apart (row m of the block goes to out + offset[m]).
+__attribute__((target("avx512f"))) void values(const float* p, int64_t ldp, int64_t rows, int64_t n, const float* v,
+                                               int64_t vs_j, int64_t D, const float* inv, float* out,
+                                               const int64_t* offset) {
+  // The rows of a block are not evenly spaced in out (heads of one position, then the next
+  // position): each tile's rows go through a small contiguous buffer.
+  float tile[8 * 64];
+  for (int64_t c0 = 0; c0 < D; c0 += 64) {
+    const int nv = static_cast<int>(std::min<int64_t>(4, (D - c0) / 16));
+    const int64_t step = value_rows(nv);
+    for (int64_t m = 0; m < rows; m += step) {
+      const int64_t mr = std::min(step, rows - m);
+      const float* pm = p + m * ldp;
+      const float* vm = v + c0;
+      switch (nv) {
+        case 4:
+          value_tile_of<4>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
+          break;
+        case 3:
+          value_tile_of<3>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
+          break;
+        case 2:
+          value_tile_of<2>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
+          break;
+        default:
+          value_tile_of<1>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
+          break;
+      }
+      for (int64_t u = 0; u < mr; ++u) std::copy(tile + u * 64, tile + u * 64 + nv * 16, out + offset[m + u] + c0);
+    }
+  }
+}
+
+// One block of query rows of row b and KV head g: rows [i0, i1) of that head's T · rep rows, row i
+// being position i / rep and query head g · rep + i % rep.
+struct Block {
+  const float* q;  // query (b, head g·rep, position 0)
+  int64_t q_head, q_pos;
+  const float* kt;  // the keys of (b, g), transposed
+  int64_t Lp;
+  const float* v;  // values of (b, g)
+  int64_t vs_j;
+  const bool* allowed;  // allowed[b] [T,L]
+  int64_t T, L, D, rep;
+  float* out;  // out[b] [T, H*D], at head g·rep
+  int64_t H;
+};
+
+struct Scratch {
+  std::vector<float> qt, s;
+  std::vector<float> inv;
+  std::vector<int64_t> offset;
+};
+
+__attribute__((target("avx512f"))) void attend_block(const Block& a, int64_t i0, int64_t i1, float scale, Scratch& w) {
+  const int64_t rows = i1 - i0, D = a.D, L = a.L;
+  const int64_t t0 = i0 / a.rep, t1 = (i1 - 1) / a.rep + 1;
+  // The keys any row of the block may attend to, from a multiple of kPanel (all L when some row
+  // may attend to none: such a row gets the mean of all values).
+  int64_t lo = L, hi = 0;
+  for (int64_t t = t0; t < t1; ++t) {
+    const bool* row = a.allowed + t * L;
+    const int64_t first = std::find(row, row + L, true) - row;
+    if (first == L) {
+      lo = 0;
+      hi = L;
+      break;
+    }
+    int64_t last = L;
+    while (!row[last - 1]) --last;
+    lo = std::min(lo, first);
+    hi = std::max(hi, last);
+  }
+  lo -= lo % kPanel;
+  const int64_t n = hi - lo, panels = (n + kPanel - 1) / kPanel, lds = panels * kPanel;
+  w.qt.resize(static_cast<size_t>(D * kBlockRows));
+  w.s.resize(static_cast<size_t>(rows * lds));
+  w.inv.resize(static_cast<size_t>(rows));
+  w.offset.resize(static_cast<size_t>(rows));
+  for (int64_t m = 0; m < rows; ++m) {
+    const int64_t i = i0 + m, t = i / a.rep, r = i % a.rep;
+    const float* qm = a.q + r * a.q_head + t * a.q_pos;
+    for (int64_t d = 0; d < D; ++d) w.qt[static_cast<size_t>(d * kBlockRows + m)] = qm[d];
+    w.offset[static_cast<size_t>(m)] = t * a.H * D + r * D;
+  }
+  for (int64_t pnl = 0; pnl < panels; ++pnl)
+    score_tile_of(rows, w.qt.data(), a.kt + lo + pnl * kPanel, a.Lp, D, w.s.data() + pnl * kPanel, lds);
+  // Softmax of each row over keys [lo, hi): scaled scores where allowed, the lowest float elsewhere.
+  const __m512 sc = _mm512_set1_ps(scale), lowest = _mm512_set1_ps(std::numeric_limits<float>::lowest());
+  for (int64_t m = 0; m < rows; ++m) {
+    float* s = w.s.data() + m * lds;
+    const bool* row = a.allowed + ((i0 + m) / a.rep) * L + lo;
+    __m512 most = lowest;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j)));
+      const __mmask16 in = _mm512_test_epi32_mask(bytes, bytes);
+      const __m512 v = _mm512_mask_blend_ps(in, lowest, _mm512_mul_ps(_mm512_loadu_ps(s + j), sc));
+      _mm512_storeu_ps(s + j, v);
+      most = _mm512_max_ps(most, v);
+    }
+    float top = _mm512_reduce_max_ps(most);
+    for (; j < n; ++j) {
+      s[j] = row[j] ? s[j] * scale : std::numeric_limits<float>::lowest();
+      top = std::max(top, s[j]);
+    }
+    __m512 total = _mm512_setzero_ps();
+    const __m512 shift = _mm512_set1_ps(top);
+    for (j = 0; j < n; j += 16) {
+      const __mmask16 in = avx512::lanes(n - j);
+      const __m512 p = _mm512_maskz_mov_ps(in, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, s + j), shift)));
+      _mm512_mask_storeu_ps(s + j, in, p);
+      total = _mm512_add_ps(total, p);
+    }
+    w.inv[static_cast<size_t>(m)] = 1.0f / _mm512_reduce_add_ps(total);
+  }
+  values(w.s.data(), lds, rows, n, a.v + lo * a.vs_j, a.vs_j, D, w.inv.data(), a.out, w.offset.data());
+}
+
 bool cpu_float(const torch::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && !t.requires_grad() && t.stride(-1) == 1;
 }
@@ -154,6 +362,44 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   const bool* mp = mask.data_ptr<bool>();
   float* op = out.data_ptr<float>();
   const Strides ks{k.stride(0), k.stride(1), k.stride(2)}, vs{v.stride(0), v.stride(1), v.stride(2)};
+  if (T * rep >= kBlockRows) {
+    // Each (row, KV head)'s keys transposed once, then blocks of its T · rep query rows, ordered so
+    // that blocks alternate from the front and the back (a thread's share holds about as many keys
+    // as the other's under causal masks).
+    const int64_t Lp = (L + kPanel - 1) / kPanel * kPanel, blocks = (T * rep + kBlockRows - 1) / kBlockRows;
+    const torch::Tensor kt = torch::empty({groups, D, Lp}, q.options());  // [B·KV, D, Lp]
+    float* ktp = kt.data_ptr<float>();
+    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t grp = begin; grp < end; ++grp) {
+        const int64_t b = grp / KV, g = grp % KV;
+        transpose_keys(kp + b * ks.b + g * ks.h, ks.j, L, D, Lp, ktp + grp * D * Lp);
+      }
+    });
+    at::parallel_for(0, groups * blocks, 1, [&](int64_t begin, int64_t end) {
+      Scratch scratch;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t i = task / groups, grp = task % groups, b = grp / KV, g = grp % KV;
+        const int64_t blk = i % 2 == 0 ? i / 2 : blocks - 1 - i / 2;
+        const Block a{qp + b * q.stride(0) + g * rep * q.stride(1),
+                      q.stride(1),
+                      q.stride(2),
+                      ktp + grp * D * Lp,
+                      Lp,
+                      vp + b * vs.b + g * vs.h,
+                      vs.j,
+                      mp + b * T * L,
+                      T,
+                      L,
+                      D,
+                      rep,
+                      op + b * T * H * D + g * rep * D,
+                      H};
+        const int64_t i0 = blk * kBlockRows;
+        attend_block(a, i0, std::min(i0 + kBlockRows, T * rep), static_cast<float>(scale), scratch);
+      }
+    });
+    return out;
+  }
   // Tasks ordered so that query positions alternate from the front and the back: with causal masks
   // any contiguous range of tasks (one thread's share) holds about the same number of keys.
   at::parallel_for(0, groups * T, 1, [&](int64_t begin, int64_t end) {

@@ -2,11 +2,19 @@
 // Causal, masked, grouped-query attention on CPU, fp32, fused: per row b, query position t and
 // query head: scores q·k_j · scale over the key positions j the query may attend to, the others set
 // to the lowest float, softmax, Σ_j p_j v_j. The same arithmetic as the batched matmul / masked
-// softmax / matmul path of model/causal_lm.cpp, without materialising the [B,H,T,L] scores: each
-// (row, KV head, query position) is one task that reads only the keys up to its last allowed one
-// (half of them for causal scoring), and one decoding step is a handful of such tasks instead of two
-// small GEMMs per row and head. A query with no allowed position gets the mean of the values over
-// all L positions, as the softmax of equal scores gives.
+// softmax / matmul path of model/causal_lm.cpp, without materialising the [B,H,T,L] scores, and
+// reading only the keys from a query's first allowed one to its last (half of them for causal
+// scoring, none of a left-padded row's padding). Two ways, by the number of query rows (query
+// head, position) per KV head:
+// - fewer than 12 (decoding): each (row, KV head, query position) is one task, its query heads'
+//   scores dot products over the head dimension; one decoding step is a handful of such tasks
+//   instead of two small GEMMs per row and head;
+// - otherwise (prompt and scoring passes): the keys of each (row, KV head) are transposed once, and
+//   blocks of 12 query rows are scored against them as outer products (each key and value vector
+//   loaded once per block, not once per query head and position).
+// The sums of the two ways differ in order (within float rounding, not bit for bit). A query with no
+// allowed position gets the mean of the values over all L positions, as the softmax of equal
+// scores gives.
 //
 // AVX-512 only (kernels/small_gemm.hpp's small_gemm_supported()); `attention_applies` says when
 // the kernel may be used. exp is a polynomial (Cephes' expf), within 2 ulp of std::exp.

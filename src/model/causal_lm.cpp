@@ -602,7 +602,7 @@ void KVCache::allocate_like(const KVCache& like, int64_t rows, int64_t length) {
   const int64_t cap = std::max(length, reserved_);
   for (auto [dst, src] : {std::pair{&keys, &like.keys}, std::pair{&values, &like.values}}) {
     dst->clear();
-    for (const torch::Tensor& t : *src) dst->push_back(torch::zeros({rows, t.size(1), cap, t.size(3)}, t.options()));
+    for (const torch::Tensor& t : *src) dst->push_back(torch::empty({rows, t.size(1), cap, t.size(3)}, t.options()));
   }
   length_ = length;
 }

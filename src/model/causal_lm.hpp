@@ -59,8 +59,9 @@ class KVCache {
   // Row `src_row` of `src` (length <= this length) becomes row `row`, right-aligned; the positions
   // before it are zeroed.
   void put_row(int64_t row, const KVCache& src, int64_t src_row);
-  // Becomes `rows` rows of `length` empty positions, with the layers and head shapes of `like` and
-  // room for reserved() positions, for put_row to fill.
+  // Becomes `rows` rows of `length` positions, with the layers and head shapes of `like` and room
+  // for reserved() positions. The positions are not initialised: put_row must fill every row (the
+  // buffers of a batch's cache are hundreds of MiB, and zeroing them cost more than its prompt pass).
   void allocate_like(const KVCache& like, int64_t rows, int64_t length);
   // Keeps rows `rows` (ascending), in place: the room reserved for more positions stays. ShapeError
   // for rows out of range or not ascending.

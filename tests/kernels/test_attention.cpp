@@ -34,32 +34,44 @@ class Attention : public ::testing::Test {
   }
 };
 
+// What a mask holds besides causality.
+enum class Extra { kNone, kHoles, kWindow };
+
 // Causal masks over a padded batch ending at the last query (past positions in a cache before the
-// T new ones), random holes (or none: every row then allows all keys up to its query, the kernel's
-// unmasked path), the second row left padded (its first L/3 keys masked, which the kernel skips),
-// and one row with nothing allowed.
-torch::Tensor masks(int64_t B, int64_t T, int64_t L, uint64_t seed, bool holes) {
+// T new ones); with random holes, or a sliding window of 7 keys (each query's first allowed key
+// differs), or nothing more (every row then allows all keys up to its query, the kernels' unmasked
+// path); the second row left padded (its first L/3 keys masked, which the kernels skip), and one
+// row with nothing allowed.
+torch::Tensor masks(int64_t B, int64_t T, int64_t L, uint64_t seed, Extra extra) {
   const torch::Tensor q_idx = torch::arange(L - T, L).unsqueeze(1), k_idx = torch::arange(0, L).unsqueeze(0);
   torch::Tensor allowed = (k_idx <= q_idx).unsqueeze(0).repeat({B, 1, 1});  // [B,T,L]
-  if (holes) allowed = allowed.logical_and(torch::rand({B, 1, L}, at::detail::createCPUGenerator(seed)) > 0.3);
+  if (extra == Extra::kHoles)
+    allowed = allowed.logical_and(torch::rand({B, 1, L}, at::detail::createCPUGenerator(seed)) > 0.3);
+  if (extra == Extra::kWindow) allowed = allowed.logical_and((k_idx > q_idx - 7).unsqueeze(0));
   allowed[1].narrow(1, 0, L / 3).fill_(false);
   allowed.select(1, T - 1).select(1, L - 1).fill_(true);
   allowed[B - 1][0].fill_(false);
   return allowed;
 }
 
+// Both ways of the kernel: a query row (query head, position) at a time where there are few of
+// them (decoding: T · H / KV < 12), blocks of 12 rows against transposed keys otherwise (T = 4 with
+// 3 query heads per KV head is exactly one block; T = 70 over L = 300 is many, with keys in the
+// cache before them and L not a multiple of the 32-key panels). Head dimensions in whole and
+// partial groups of 64 (80, 256).
 TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
   uint64_t seed = 100;
-  for (int64_t D : {16, 64, 128}) {
-    for (auto [T, L] : {std::pair<int64_t, int64_t>{1, 1}, {1, 17}, {1, 100}, {3, 3}, {5, 16}, {33, 40}}) {
+  for (int64_t D : {16, 64, 80, 128, 256}) {
+    for (auto [T, L] :
+         {std::pair<int64_t, int64_t>{1, 1}, {1, 17}, {1, 100}, {3, 3}, {4, 4}, {5, 16}, {33, 40}, {70, 300}}) {
       for (auto [H, KV] : {std::pair<int64_t, int64_t>{9, 3}, {4, 4}, {8, 1}}) {
-        for (bool holes : {true, false}) {
+        for (Extra extra : {Extra::kNone, Extra::kHoles, Extra::kWindow}) {
           const int64_t B = 3;
           // q as the model makes it ([B,T,H,D] transposed), k/v as views of a longer cache buffer.
           const torch::Tensor q = normal({B, T, H, D}, ++seed).transpose(1, 2);
           const torch::Tensor k = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
           const torch::Tensor v = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
-          const torch::Tensor allowed = masks(B, T, L, ++seed, holes);
+          const torch::Tensor allowed = masks(B, T, L, ++seed, extra);
           ASSERT_TRUE(attention_applies(q, k, v, allowed));
           const double scale = 1.0 / std::sqrt(static_cast<double>(D));
           for (int threads : {1, 2}) {
@@ -69,7 +81,7 @@ TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
             ASSERT_EQ(got.sizes(), want.sizes());
             EXPECT_LT((got - want).abs().max().item<double>(), 2e-6)
                 << "D=" << D << " T=" << T << " L=" << L << " H=" << H << " KV=" << KV << " threads=" << threads
-                << " holes=" << holes;
+                << " extra=" << static_cast<int>(extra);
           }
         }
       }
