@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <tuple>
+#include <vector>
+
 #include "core/error.hpp"
 #include "model/causal_lm.hpp"
 
@@ -43,6 +47,44 @@ TEST(KVCache, KeepRowsRefusesRowsOutOfRangeOrOutOfOrder) {
   EXPECT_THROW(c.keep_rows({0, 4}), sf::ShapeError);
   EXPECT_THROW(c.keep_rows({-1}), sf::ShapeError);
   EXPECT_EQ(c.keys[0].size(0), 4) << "a refused call changes nothing";
+}
+
+// allocate_like leaves its buffers uninitialised (a batch's cache is hundreds of MiB): put_row must
+// write every position of a row up to the cache's length, zeros before a shorter source row. The
+// memory a freed NaN tensor of the same size leaves behind is what malloc hands out next, so a
+// position put_row missed would show as NaN here.
+TEST(KVCache, PutRowWritesEveryPositionOfAnAllocatedRow) {
+  const KVCache src = filled();  // length 6
+  KVCache longer = filled();
+  longer.length_ = 8;
+  for (int trial = 0; trial < 2; ++trial) {
+    {  // 21 KiB each: above malloc's per-thread cache, so their chunks go to the bins memalign reuses
+      std::vector<torch::Tensor> poison;
+      for (int i = 0; i < 4; ++i) poison.push_back(torch::full({3, 2, 300, 3}, std::nanf(""), torch::kFloat32));
+    }
+    KVCache c;
+    c.reserve(300);
+    c.allocate_like(src, 3, 8);
+    ASSERT_EQ(c.keys.size(), 2u);
+    ASSERT_EQ(c.keys[0].sizes(), (std::vector<int64_t>{3, 2, 300, 3}));
+    EXPECT_EQ(c.length(), 8);
+    c.put_row(0, src, 1);
+    c.put_row(1, longer, 3);
+    c.put_row(2, src, 0);
+    for (size_t layer = 0; layer < 2; ++layer) {
+      for (auto [got, a, b] : {std::tuple{c.keys[layer], src.keys[layer], longer.keys[layer]},
+                               std::tuple{c.values[layer], src.values[layer], longer.values[layer]}}) {
+        EXPECT_TRUE(got[0].narrow(1, 0, 2).equal(torch::zeros({2, 2, 3})));
+        EXPECT_TRUE(got[0].narrow(1, 2, 6).equal(a[1].narrow(1, 0, 6)));
+        EXPECT_TRUE(got[1].narrow(1, 0, 8).equal(b[3].narrow(1, 0, 8)));
+        EXPECT_TRUE(got[2].narrow(1, 0, 2).equal(torch::zeros({2, 2, 3})));
+        EXPECT_TRUE(got[2].narrow(1, 2, 6).equal(a[0].narrow(1, 0, 6)));
+      }
+    }
+  }
+  KVCache small;
+  small.allocate_like(src, 1, 4);
+  EXPECT_THROW(small.put_row(0, src, 0), sf::ShapeError) << "a source longer than the cache";
 }
 
 }  // namespace
