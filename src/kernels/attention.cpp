@@ -35,6 +35,20 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 exp_ps(__m512 x)
   return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_scalef_ps(p, n));
 }
 
+// s_j = e^(s_j - top) for j < n, in place; returns their sum. A masked position (the lowest float)
+// underflows to 0 unless every position is masked.
+__attribute__((target("avx512f"))) float exp_shifted(float* s, int64_t n, float top) {
+  __m512 total = _mm512_setzero_ps();
+  const __m512 shift = _mm512_set1_ps(top);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 in = avx512::lanes(n - j);
+    const __m512 p = _mm512_maskz_mov_ps(in, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, s + j), shift)));
+    _mm512_mask_storeu_ps(s + j, in, p);
+    total = _mm512_add_ps(total, p);
+  }
+  return _mm512_reduce_add_ps(total);
+}
+
 struct Strides {
   int64_t b, h, j;  // of a [B,heads,L,D] tensor (unit stride in D)
 };
@@ -93,16 +107,7 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
         top = std::max(top, s[j]);
       }
     }
-    // p_j = e^(s_j - max); a masked position underflows to 0 unless every position is masked.
-    __m512 total = _mm512_setzero_ps();
-    const __m512 shift = _mm512_set1_ps(top);
-    for (j = 0; j < L; j += 16) {
-      const __mmask16 in = avx512::lanes(L - j);
-      const __m512 p = _mm512_maskz_mov_ps(in, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, s + j), shift)));
-      _mm512_mask_storeu_ps(s + j, in, p);
-      total = _mm512_add_ps(total, p);
-    }
-    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(total));
+    const __m512 inv = _mm512_set1_ps(1.0f / exp_shifted(s, L, top));
     // Σ_j p_j v_j, 8 vectors of the head dimension at a time.
     float* o = out + r * D;
     for (int64_t c0 = 0; c0 < chunks; c0 += 8) {
@@ -317,15 +322,7 @@ __attribute__((target("avx512f"))) void attend_block(const Block& a, int64_t i0,
       s[j] = row[j] ? s[j] * scale : std::numeric_limits<float>::lowest();
       top = std::max(top, s[j]);
     }
-    __m512 total = _mm512_setzero_ps();
-    const __m512 shift = _mm512_set1_ps(top);
-    for (j = 0; j < n; j += 16) {
-      const __mmask16 in = avx512::lanes(n - j);
-      const __m512 p = _mm512_maskz_mov_ps(in, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, s + j), shift)));
-      _mm512_mask_storeu_ps(s + j, in, p);
-      total = _mm512_add_ps(total, p);
-    }
-    w.inv[static_cast<size_t>(m)] = 1.0f / _mm512_reduce_add_ps(total);
+    w.inv[static_cast<size_t>(m)] = 1.0f / exp_shifted(s, n, top);
   }
   values(w.s.data(), lds, rows, n, a.v + lo * a.vs_j, a.vs_j, D, w.inv.data(), a.out, w.offset.data());
 }
