@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/heap.hpp"
 #include "io/gguf.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/amx_gemm.hpp"
@@ -285,7 +286,8 @@ torch::Tensor swiglu(const Weights::Layer& l, const torch::Tensor& h) {
 // Ties the lm_head and makes the rotary frequencies; bf16 weights on a CPU with AMX-BF16 get their
 // tiles (kernels/amx_gemm.hpp). The weights the load copied into memory of its own, and the tiles,
 // are moved into one huge-page arena (model/weight_arena.hpp); those in `mapped`, zero-copy views of
-// a memory-mapped file, stay where they are, so that loading such a model holds no second copy.
+// a memory-mapped file, stay where they are, so that loading such a model holds no second copy. The
+// heap then gives the loading's buffers back and keeps the passes' ones for reuse (core/heap.hpp).
 void finish_weights(Weights& w, const std::set<const torch::Tensor*>& mapped = {}) {
   std::vector<torch::Tensor*> own;
   for (const Slot& s : slots(w)) {
@@ -308,6 +310,7 @@ void finish_weights(Weights& w, const std::set<const torch::Tensor*>& mapped = {
     tile(w.config.tie_word_embeddings ? w.embed : w.lm_head, w.lm_head_tiles);
   }
   pack_into_huge_pages(own);
+  heap::settle_after_load();
   if (w.config.tie_word_embeddings) w.lm_head = w.embed;
   w.inv_freq = rope_inv_freq(w.config).to(w.device);
 }
