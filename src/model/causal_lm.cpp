@@ -614,13 +614,15 @@ void KVCache::keep_rows(const std::vector<int64_t>& rows) {
   const auto n = static_cast<int64_t>(rows.size());
   const int64_t B = keys.empty() ? 0 : keys[0].size(0);
   const int64_t* r = rows.data();
+  std::vector<bool> taken(static_cast<size_t>(std::max<int64_t>(B, 0)), false);
   for (int64_t i = 0; i < n; ++i) {
-    if (r[i] < 0 || r[i] >= B || (i > 0 && r[i] <= r[i - 1]))
-      throw ShapeError("KVCache::keep_rows: rows must ascend within [0, " + std::to_string(B) + "); row " +
-                       std::to_string(i) + " is " + std::to_string(r[i]));
+    if (r[i] < i || r[i] >= B || taken[static_cast<size_t>(r[i])])
+      throw ShapeError("KVCache::keep_rows: rows must be distinct, within [0, " + std::to_string(B) +
+                       ") and row i at least i; row " + std::to_string(i) + " is " + std::to_string(r[i]));
+    taken[static_cast<size_t>(r[i])] = true;
   }
-  // Ascending rows move towards the front (r[i] >= i), in place: the buffers keep their room for the
-  // positions still to come, and only the rows that move are copied.
+  // In place, in order: row i comes from r[i] >= i, which no earlier copy (into rows < i) touched. The
+  // buffers keep their room for the positions still to come, and only the rows that move are copied.
   for (auto* buffers : {&keys, &values}) {
     for (torch::Tensor& b : *buffers) {
       for (int64_t i = 0; i < n; ++i) {

@@ -63,8 +63,9 @@ class KVCache {
   // for reserved() positions. The positions are not initialised: put_row must fill every row (the
   // buffers of a batch's cache are hundreds of MiB, and zeroing them cost more than its prompt pass).
   void allocate_like(const KVCache& like, int64_t rows, int64_t length);
-  // Keeps rows `rows` (ascending), in place: the room reserved for more positions stays. ShapeError
-  // for rows out of range or not ascending.
+  // Keeps rows `rows`, row i of the result from row rows[i] >= i (ascending rows qualify, and so do
+  // gaps filled from rows past the kept count), in place: the room reserved for more positions stays.
+  // ShapeError for rows out of range, repeated, or with rows[i] < i.
   void keep_rows(const std::vector<int64_t>& rows);
 
   // Internal to the model: [B, kv_heads, L, head_dim] per layer.

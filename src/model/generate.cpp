@@ -362,12 +362,34 @@ void splice(MemberBatch& run, const MemberBatch& fresh, const std::vector<int64_
   }
 }
 
-// Keeps slots `keep` (ascending; `slots`: the same on the model's device).
+// Keeps slots `keep` (in keep_rows' order; `slots`: the same on the model's device).
 void keep_slots(MemberBatch& run, const std::vector<int64_t>& keep, const torch::Tensor& slots) {
   run.cache.keep_rows(keep);
   run.mask = run.mask.index_select(0, slots);
   run.logits = run.logits.index_select(0, slots);
   run.hidden = run.hidden.index_select(0, slots);
+}
+
+// The kept slots (ascending) in the order that moves the fewest cache rows: a kept slot below their
+// count stays where it is, and the gaps among those take the kept slots beyond the count
+// (KVCache::keep_rows copies each moved row once; keeping the order would move every row after the
+// first gap).
+std::vector<int64_t> fill_gaps(const std::vector<int64_t>& kept) {
+  const auto n = static_cast<int64_t>(kept.size());
+  std::vector<int64_t> order(kept.size(), -1), beyond;
+  for (int64_t s : kept) {
+    if (s < n) {
+      order[static_cast<size_t>(s)] = s;
+    } else {
+      beyond.push_back(s);
+    }
+  }
+  for (int64_t& o : order) {
+    if (o >= 0) continue;
+    o = beyond.back();
+    beyond.pop_back();
+  }
+  return order;
 }
 
 // Drops the leading positions no slot attends to any more (those of finished rows).
@@ -468,6 +490,7 @@ std::vector<Generation> generate(const Ensemble& e, const MemberPrompts& prompts
       std::vector<int64_t> keep = going;
       keep.insert(keep.end(), ended.begin(), ended.begin() + static_cast<std::ptrdiff_t>(refill));
       std::sort(keep.begin(), keep.end());
+      keep = fill_gaps(keep);
       std::vector<size_t> kept_rows;
       for (int64_t b : keep) kept_rows.push_back(slot_row[static_cast<size_t>(b)]);
       std::vector<bool> is_going(static_cast<size_t>(B), false);

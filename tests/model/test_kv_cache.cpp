@@ -40,9 +40,27 @@ TEST(KVCache, KeepRowsMovesTheKeptRowsForwardInPlaceAndKeepsTheRoom) {
   EXPECT_EQ(c.length(), 6);
 }
 
+// Generation drops ended rows by filling the gaps with rows from beyond the kept count: row 1 (gone)
+// takes row 3, rows 0 and 2 stay.
+TEST(KVCache, KeepRowsFillsGapsFromBeyondTheKeptCount) {
+  KVCache c = filled();
+  const KVCache before = filled();
+  c.keep_rows({0, 3, 2});
+  for (size_t layer = 0; layer < 2; ++layer) {
+    for (auto [got, was] :
+         {std::pair{c.keys[layer], before.keys[layer]}, std::pair{c.values[layer], before.values[layer]}}) {
+      ASSERT_EQ(got.size(0), 3);
+      EXPECT_TRUE(got[0].narrow(1, 0, 6).equal(was[0].narrow(1, 0, 6)));
+      EXPECT_TRUE(got[1].narrow(1, 0, 6).equal(was[3].narrow(1, 0, 6)));
+      EXPECT_TRUE(got[2].narrow(1, 0, 6).equal(was[2].narrow(1, 0, 6)));
+    }
+  }
+}
+
 TEST(KVCache, KeepRowsRefusesRowsOutOfRangeOrOutOfOrder) {
   KVCache c = filled();
-  EXPECT_THROW(c.keep_rows({2, 1}), sf::ShapeError);
+  EXPECT_THROW(c.keep_rows({1, 0}), sf::ShapeError);  // row 1 from row 0, which row 0's copy replaced
+  EXPECT_THROW(c.keep_rows({0, 3, 1}), sf::ShapeError);
   EXPECT_THROW(c.keep_rows({1, 1}), sf::ShapeError);
   EXPECT_THROW(c.keep_rows({0, 4}), sf::ShapeError);
   EXPECT_THROW(c.keep_rows({-1}), sf::ShapeError);
