@@ -105,6 +105,19 @@ TEST_F(AmxGemm, RoundsTheInputRowsAsTheWeights) {
   EXPECT_LE(y.eq(rounded_product(x, w, {})).to(torch::kFloat64).mean().item<double>(), 0.95);
 }
 
+// x as a view: rows further apart than K (a column slice) and a transposed matrix give the products
+// of the same values laid out densely.
+TEST_F(AmxGemm, StridedAndTransposedRowsEqualTheirDenseCopy) {
+  const torch::Tensor w = normal({40, 70}, 900).to(torch::kBFloat16);
+  const AmxWeight p = amx_pack(w);
+  for (int64_t M : {3, 17, 200}) {
+    const torch::Tensor wide = normal({M, 75}, 901 + M).narrow(1, 2, 70);  // row stride 75
+    const torch::Tensor transposed = normal({70, M}, 902 + M).t();         // column stride M
+    for (const torch::Tensor& x : {wide, transposed})
+      EXPECT_TRUE(amx_gemm(x, {{&p, {}}})[0].equal(amx_gemm(x.contiguous(), {{&p, {}}})[0])) << "M=" << M;
+  }
+}
+
 TEST_F(AmxGemm, OperandsThatDoNotFitAreRefused) {
   const AmxWeight p = amx_pack(normal({8, 64}, 800));
   EXPECT_THROW(amx_gemm(normal({4, 63}, 801), {{&p, {}}}), sf::ShapeError) << "K differs";
