@@ -131,22 +131,6 @@ SF_AMX void unit(const Job& job, const AmxProjection& p, float* y, int64_t m0, i
   }
 }
 
-// Rows [r0, r1) of x (float32, row stride ldx; rows from M on and inputs from K on are zero) rounded
-// to bf16 (to nearest even) into xb [.., Kp]: one pass, where torch's copy_ into a zeroed buffer
-// took two ops and their parallel regions for every product of a decoding step.
-SF_AMX void round_rows(const float* x, int64_t ldx, int64_t M, int64_t K, uint16_t* xb, int64_t Kp, int64_t r0,
-                       int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    uint16_t* out = xb + r * Kp;
-    const int64_t n = r < M ? K : 0;
-    for (int64_t j = 0; j < Kp; j += 16) {
-      const __mmask16 lanes = j < n ? avx512::lanes(n - j) : static_cast<__mmask16>(0);
-      const __m512 v = _mm512_maskz_loadu_ps(lanes, x + r * ldx + j);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
-    }
-  }
-}
-
 SF_AMX void load_tile_config(const TileConfig& cfg) { _tile_loadconfig(&cfg); }
 SF_AMX void release_tiles() { _tile_release(); }
 
@@ -185,17 +169,14 @@ std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<Am
         (!is_cpu_float(p.bias) || p.bias.dim() != 1 || p.bias.size(0) != p.weight->out || !p.bias.is_contiguous()))
       refuse("a bias is not a contiguous float32 [N] of its weight's " + std::to_string(p.weight->out) + " outputs");
   }
-  torch::Tensor x2 = x.reshape({-1, K});  // [M,K]
-  if (x2.stride(1) != 1) x2 = x2.contiguous();
+  const torch::Tensor x2 = x.reshape({-1, K});  // [M,K]
   const int64_t M = x2.size(0);
   const int64_t Mp = (M + kTileRows - 1) / kTileRows * kTileRows, Kp = (K + kTileIn - 1) / kTileIn * kTileIn;
-  // x rounded to bf16, zero padded to whole tiles: [Mp,Kp]; a decoding step's few rows inline.
+  // x rounded to bf16, zero padded to whole tiles: [Mp,Kp]
   torch::Tensor xb = torch::empty({Mp, Kp}, x.options().dtype(torch::kBFloat16));
-  auto* xbp = reinterpret_cast<uint16_t*>(xb.data_ptr<at::BFloat16>());
-  const float* xp = x2.data_ptr<float>();
-  at::parallel_for(0, Mp, kRowBlockTiles * kTileRows,
-                   [&](int64_t r0, int64_t r1) { round_rows(xp, x2.stride(0), M, K, xbp, Kp, r0, r1); });
-  const Job job{xbp, M, Mp, Kp};
+  if (Mp > M || Kp > K) xb.zero_();
+  xb.narrow(0, 0, M).narrow(1, 0, K).copy_(x2);
+  const Job job{reinterpret_cast<const uint16_t*>(xb.data_ptr<at::BFloat16>()), M, Mp, Kp};
 
   // Units: a block of rows × a pair of weight tiles of one projection, row blocks outermost.
   std::vector<torch::Tensor> outputs;
