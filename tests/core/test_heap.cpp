@@ -31,7 +31,16 @@ long faults_of_round(int n, size_t bytes) {
 }  // namespace
 
 // glibc malloc only: a sanitizer build has its own allocator (with a quarantine of freed blocks).
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+// GCC says so with __SANITIZE_ADDRESS__, clang 14 only through __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define SF_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SF_TEST_ASAN 1
+#endif
+#endif
+
+#if defined(__GLIBC__) && !defined(SF_TEST_ASAN)
 // Rounds after the first reuse the heap's memory: 24 blocks of 4 MiB (96 MiB, under the kept free
 // top) fault nothing in again. glibc's default policy faults most pages of every such round back in
 // (mapped afresh, or trimmed and regrown), which is what the policy is for.
