@@ -11,12 +11,16 @@
 
 namespace sf::heap {
 
+bool thresholds_set_in_environment() {
+  return std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_");
+}
+
 void settle_after_load() {
 #if defined(__GLIBC__)
   malloc_trim(0);
   static std::once_flag once;
   std::call_once(once, [] {
-    if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_")) {
+    if (thresholds_set_in_environment()) {
       spdlog::debug("heap: MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ is set; glibc's thresholds left as set");
       return;
     }

@@ -19,6 +19,9 @@ namespace sf::heap {
 constexpr int kKeepBelowBytes = 32 << 20;  // blocks below this come from the heap (glibc's maximum)
 constexpr int kKeepFreeTopBytes = 128 << 20;
 
+// Whether MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ is set (then the thresholds stay as set).
+bool thresholds_set_in_environment();
+
 // Returns the freed memory to the system, then sets the thresholds above (once per process;
 // later calls only return the freed memory). Thread-safe.
 void settle_after_load();

@@ -45,8 +45,7 @@ long faults_of_round(int n, size_t bytes) {
 // top) fault nothing in again. glibc's default policy faults most pages of every such round back in
 // (mapped afresh, or trimmed and regrown), which is what the policy is for.
 TEST(Heap, ReusedBlocksAreNotFaultedInAgain) {
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_"))
-    GTEST_SKIP() << "glibc thresholds set in the environment";
+  if (sf::heap::thresholds_set_in_environment()) GTEST_SKIP() << "glibc thresholds set in the environment";
   sf::heap::settle_after_load();
   constexpr int kBlocks = 24;
   constexpr size_t kBytes = size_t{4} << 20;
@@ -57,8 +56,7 @@ TEST(Heap, ReusedBlocksAreNotFaultedInAgain) {
 
 // The thresholds are set once; calling again (a second model loaded) keeps them and still works.
 TEST(Heap, SettlingTwiceKeepsThePolicy) {
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_"))
-    GTEST_SKIP() << "glibc thresholds set in the environment";
+  if (sf::heap::thresholds_set_in_environment()) GTEST_SKIP() << "glibc thresholds set in the environment";
   sf::heap::settle_after_load();
   sf::heap::settle_after_load();
   constexpr size_t kBytes = size_t{8} << 20;
