@@ -600,14 +600,28 @@ void KVCache::put_row(int64_t row, const KVCache& src, int64_t src_row) {
   }
 }
 
-void KVCache::allocate_like(const KVCache& like, int64_t rows, int64_t length) {
-  if (rows < 0 || length < 0) throw ShapeError("KVCache::allocate_like: negative size");
-  const int64_t cap = std::max(length, reserved_);
-  for (auto [dst, src] : {std::pair{&keys, &like.keys}, std::pair{&values, &like.values}}) {
-    dst->clear();
-    for (const torch::Tensor& t : *src) dst->push_back(torch::empty({rows, t.size(1), cap, t.size(3)}, t.options()));
+KVCache KVCache::window(int64_t row, int64_t rows, int64_t position) const {
+  const int64_t B = keys.empty() ? 0 : keys[0].size(0), cap = keys.empty() ? 0 : keys[0].size(2);
+  if (row < 0 || rows < 0 || row > B - rows || position < 0 || position > cap)
+    throw ShapeError("KVCache::window: rows [" + std::to_string(row) + ", " + std::to_string(row) + " + " +
+                     std::to_string(rows) + ") from position " + std::to_string(position) + " outside " +
+                     std::to_string(B) + " rows of " + std::to_string(cap) + " positions");
+  KVCache w;
+  for (auto [dst, src] : {std::pair{&w.keys, &keys}, std::pair{&w.values, &values}}) {
+    for (const torch::Tensor& t : *src) dst->push_back(t.narrow(0, row, rows).narrow(2, position, cap - position));
   }
-  length_ = length;
+  return w;
+}
+
+void KVCache::zero_front(int64_t row, int64_t rows, int64_t n) {
+  const int64_t B = keys.empty() ? 0 : keys[0].size(0), cap = keys.empty() ? 0 : keys[0].size(2);
+  if (row < 0 || rows < 0 || row > B - rows || n < 0 || n > cap)
+    throw ShapeError("KVCache::zero_front: " + std::to_string(n) + " positions of rows [" + std::to_string(row) + ", " +
+                     std::to_string(row) + " + " + std::to_string(rows) + ") outside " + std::to_string(B) +
+                     " rows of " + std::to_string(cap) + " positions");
+  for (auto* buffers : {&keys, &values}) {
+    for (torch::Tensor& t : *buffers) t.narrow(0, row, rows).narrow(2, 0, n).zero_();
+  }
 }
 
 void KVCache::keep_rows(const std::vector<int64_t>& rows) {
@@ -631,6 +645,20 @@ void KVCache::keep_rows(const std::vector<int64_t>& rows) {
       b = b.narrow(0, 0, n);
     }
   }
+}
+
+KVCache CausalLM::make_cache(int64_t rows, int64_t capacity) const {
+  if (rows < 0 || capacity < 0)
+    throw ShapeError("make_cache: " + std::to_string(rows) + " rows of " + std::to_string(capacity) + " positions");
+  const auto options = torch::TensorOptions().dtype(w_->act_dtype()).device(w_->device);
+  const auto kv = static_cast<int64_t>(w_->shard.kv_heads.size());
+  KVCache c;
+  c.reserve(capacity);
+  for (size_t li = 0; li < w_->layers.size(); ++li) {
+    c.keys.push_back(torch::empty({rows, kv, capacity, w_->config.head_dim}, options));
+    c.values.push_back(torch::empty({rows, kv, capacity, w_->config.head_dim}, options));
+  }
+  return c;
 }
 
 const ModelConfig& CausalLM::config() const { return w_->config; }

@@ -59,10 +59,13 @@ class KVCache {
   // Row `src_row` of `src` (length <= this length) becomes row `row`, right-aligned; the positions
   // before it are zeroed.
   void put_row(int64_t row, const KVCache& src, int64_t src_row);
-  // Becomes `rows` rows of `length` positions, with the layers and head shapes of `like` and room
-  // for reserved() positions. The positions are not initialised: put_row must fill every row (the
-  // buffers of a batch's cache are hundreds of MiB, and zeroing them cost more than its prompt pass).
-  void allocate_like(const KVCache& like, int64_t rows, int64_t length);
+  // Rows [row, row + rows) from position `position` on (to the end of the room), as a cache with no
+  // positions yet whose buffers are views of this one's: a forward with it writes its keys and
+  // values here, in place (a decoding batch's prompt passes, one per group of similar lengths, fill
+  // the batch's cache without a copy). ShapeError outside the buffers.
+  KVCache window(int64_t row, int64_t rows, int64_t position) const;
+  // Zeroes positions [0, n) of rows [row, row + rows) (the left padding before a window).
+  void zero_front(int64_t row, int64_t rows, int64_t n);
   // Keeps rows `rows`, row i of the result from row rows[i] >= i (ascending rows qualify, and so do
   // gaps filled from rows past the kept count), in place: the room reserved for more positions stays.
   // ShapeError for rows out of range, repeated, or with rows[i] < i.
@@ -130,6 +133,12 @@ class CausalLM {
   // Writes config.json and model.safetensors (F32 or the compute dtype) in HF layout. ConfigError
   // for a split model.
   void save(const std::filesystem::path& dir) const;
+
+  // A KV cache for `rows` rows with room for `capacity` positions and none yet, on the model's device
+  // in the dtype its forward writes; the buffers are not initialised (a batch's cache is hundreds of
+  // MiB, and zeroing them cost more than its prompt pass): its forwards (through KVCache::window)
+  // and KVCache::zero_front must write every position that is read.
+  KVCache make_cache(int64_t rows, int64_t capacity) const;
 
   struct Weights;
 

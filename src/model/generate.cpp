@@ -299,47 +299,44 @@ struct MemberBatch {
   torch::Tensor hidden;  // [B,H] float32: the final hidden state behind them
 };
 
-// The prompt pass of `rows` (left padded) for one member in one forward; its cache has room for
-// `more` positions after the prompts.
-MemberBatch prefill_once(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
-                         const std::vector<size_t>& rows, int64_t more) {
-  MemberBatch s;
-  const auto [ids, mask] = pad(prompts, rows, /*left=*/true);
-  s.mask = mask.to(model.device());
-  s.cache.reserve(ids.size(1) + more);
-  const ForwardOutput f = model.forward(ids, s.mask, &s.cache, /*last_n=*/1);  // [B,1,V]
-  s.logits = f.logits.select(1, 0);
-  s.hidden = f.hidden.select(1, 0);
-  return s;
+// Rows `rows` in the batches of similar lengths their prompt pass takes (by the first member's
+// prompts: every member's prompt pass uses the same batches, so slots agree across members).
+std::vector<std::vector<size_t>> prompt_batches(const MemberPrompts& prompts, const std::vector<size_t>& rows) {
+  return batches_by_length(prompts[0], rows, static_cast<int64_t>(rows.size()));
 }
 
-// The prompt pass of `rows`, left padded to the longest: one forward per batch of similar lengths
-// (model/batching.hpp), assembled into one running batch whose cache has room for `more` positions.
+std::vector<size_t> concat(const std::vector<std::vector<size_t>>& batches) {
+  std::vector<size_t> rows;
+  for (const auto& batch : batches) rows.insert(rows.end(), batch.begin(), batch.end());
+  return rows;
+}
+
+// The prompt pass of the rows of `batches` (in that order: slot b of the running batch is their
+// b-th row), left padded to the longest, one forward per batch, into one running batch whose cache
+// has room for `more` positions. Each forward writes its keys and values straight into the rows
+// and the last positions of the batch's cache that its batch takes.
 MemberBatch prefill(const CausalLM& model, const std::vector<std::vector<int32_t>>& prompts,
-                    const std::vector<size_t>& rows, int64_t more = 0) {
-  const auto batches = batches_by_length(prompts, rows, static_cast<int64_t>(rows.size()));
-  if (batches.size() == 1) return prefill_once(model, prompts, rows, more);
+                    const std::vector<std::vector<size_t>>& batches, int64_t more = 0) {
   MemberBatch s;
-  s.mask = pad(prompts, rows, /*left=*/true).second.to(model.device());  // [B,P]
+  s.mask = pad(prompts, concat(batches), /*left=*/true).second.to(model.device());  // [B,P]
   const int64_t B = s.mask.size(0), P = s.mask.size(1);
-  s.cache.reserve(P + more);
-  std::vector<int64_t> slot(prompts.size());
-  for (size_t b = 0; b < rows.size(); ++b) slot[rows[b]] = static_cast<int64_t>(b);
+  s.cache = model.make_cache(B, P + more);
+  int64_t first = 0;  // the batch's first slot
   for (const std::vector<size_t>& batch : batches) {
-    const MemberBatch part = prefill_once(model, prompts, batch, 0);
+    const auto [ids, mask] = pad(prompts, batch, /*left=*/true);  // [n,Pb]
+    const int64_t n = ids.size(0), Pb = ids.size(1);
+    s.cache.zero_front(first, n, P - Pb);
+    KVCache part = s.cache.window(first, n, P - Pb);
+    const ForwardOutput f = model.forward(ids, mask.to(model.device()), &part, /*last_n=*/1);  // [n,1,V]
     if (!s.logits.defined()) {
-      s.cache.allocate_like(part.cache, B, P);
-      s.logits = torch::empty({B, part.logits.size(1)}, part.logits.options());
-      s.hidden = torch::empty({B, part.hidden.size(1)}, part.hidden.options());
+      s.logits = torch::empty({B, f.logits.size(2)}, f.logits.options());
+      s.hidden = torch::empty({B, f.hidden.size(2)}, f.hidden.options());
     }
-    for (size_t j = 0; j < batch.size(); ++j) {
-      const auto jj = static_cast<int64_t>(j);
-      const int64_t b = slot[batch[j]];
-      s.cache.put_row(b, part.cache, jj);
-      s.logits[b].copy_(part.logits[jj]);
-      s.hidden[b].copy_(part.hidden[jj]);
-    }
+    s.logits.narrow(0, first, n).copy_(f.logits.select(1, 0));
+    s.hidden.narrow(0, first, n).copy_(f.hidden.select(1, 0));
+    first += n;
   }
+  s.cache.length_ = P;
   return s;
 }
 
@@ -433,14 +430,15 @@ std::vector<Generation> generate(const Ensemble& e, const MemberPrompts& prompts
   std::vector<MemberBatch> run(M);
   std::vector<size_t> slot_row;  // the row decoded in each slot
   size_t waiting = std::min(rows, static_cast<size_t>(opts.batch_size));
-  slot_row = range(0, waiting);
+  const std::vector<std::vector<size_t>> first_batches = prompt_batches(prompts, range(0, waiting));
+  slot_row = concat(first_batches);
   const auto admit = [&](const std::vector<size_t>& new_rows) {
     for (size_t r : new_rows) {
       if (!opts.greedy) gens[r] = at::detail::createCPUGenerator(mix_seed(opts.seed, r));
     }
   };
   admit(slot_row);
-  for (size_t m = 0; m < M; ++m) run[m] = prefill(*e.members[m].model, prompts[m], slot_row, opts.max_new_tokens);
+  for (size_t m = 0; m < M; ++m) run[m] = prefill(*e.members[m].model, prompts[m], first_batches, opts.max_new_tokens);
 
   while (!slot_row.empty()) {
     const auto B = static_cast<int64_t>(slot_row.size());
@@ -520,10 +518,11 @@ std::vector<Generation> generate(const Ensemble& e, const MemberPrompts& prompts
       }
     }
     if (!ended.empty()) {
-      const std::vector<size_t> new_rows = range(waiting, waiting + ended.size());
+      const std::vector<std::vector<size_t>> batches = prompt_batches(prompts, range(waiting, waiting + ended.size()));
+      const std::vector<size_t> new_rows = concat(batches);
       waiting += ended.size();
       admit(new_rows);
-      for (size_t m = 0; m < M; ++m) splice(run[m], prefill(*e.members[m].model, prompts[m], new_rows), ended);
+      for (size_t m = 0; m < M; ++m) splice(run[m], prefill(*e.members[m].model, prompts[m], batches), ended);
       for (size_t i = 0; i < ended.size(); ++i) slot_row[static_cast<size_t>(ended[i])] = new_rows[i];
     }
     for (MemberBatch& mb : run) trim(mb);

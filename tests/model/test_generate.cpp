@@ -193,11 +193,11 @@ TEST(Ensemble, ProxyContinuationLogprobsEqualTheSumComputedSeparately) {
   }
 }
 
-TEST(Ensemble, ProxyGreedyEqualsStepByStepArgmaxOfTheSum) {
-  torch::NoGradGuard no_grad;
-  const Proxy p;
-  const std::vector<std::vector<int32_t>> pm = {{5, 6, 7, 8}, {20}}, pe = {{1, 5, 6, 7, 8}, {2, 20}},
-                                          pa = {{5, 8}, {3, 3, 20}};
+// Greedy decoding of the proxy ensemble equals the step-by-step argmax of the summed logits, each
+// member's forward run on its own prompt alone.
+using Prompts = std::vector<std::vector<int32_t>>;
+
+void check_proxy_greedy(const Proxy& p, const Prompts& pm, const Prompts& pe, const Prompts& pa) {
   GenerateOptions opts;
   opts.max_new_tokens = 6;
   opts.record_top_k = 4;
@@ -216,7 +216,29 @@ TEST(Ensemble, ProxyGreedyEqualsStepByStepArgmaxOfTheSum) {
     }
     EXPECT_EQ(gens[i].tokens, tokens) << "row " << i;
   }
+}
+
+// Each member's prompts have their own lengths. The first set is one prompt pass per member; in the
+// second, the first member's lengths cut the rows into two prompt passes (the 40-token prompt alone),
+// which every member's prompt pass follows, so that the slots agree although the other members'
+// long prompts are other rows.
+TEST(Ensemble, ProxyGreedyEqualsStepByStepArgmaxOfTheSum) {
+  torch::NoGradGuard no_grad;
+  const Proxy p;
+  const auto run = [](int32_t first, int32_t n) {
+    std::vector<int32_t> r;
+    for (int32_t t = 0; t < n; ++t) r.push_back(first + t % 50);
+    return r;
+  };
+  for (const auto& [pm, pe, pa] :
+       {std::tuple<Prompts, Prompts, Prompts>{{{5, 6, 7, 8}, {20}}, {{1, 5, 6, 7, 8}, {2, 20}}, {{5, 8}, {3, 3, 20}}},
+        {{run(5, 40), {20}, {7, 9}}, {{5}, run(6, 40), {7, 9, 11}}, {{5, 8}, {3, 3, 20}, run(9, 40)}}}) {
+    check_proxy_greedy(p, pm, pe, pa);
+  }
   // A member of another vocabulary is refused.
+  const Prompts pm = {{5, 6, 7, 8}, {20}};
+  GenerateOptions opts;
+  opts.max_new_tokens = 6;
   auto other = p.m.config();
   other.vocab_size += 1;
   const CausalLM wide = CausalLM::random(other, 3);
