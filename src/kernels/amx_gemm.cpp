@@ -59,15 +59,31 @@ TileConfig full_tiles() {
 
 #define SF_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
 
-// Result tile c [16,16] → rows [0, rows) and columns [0, cols) of y: each sum rounded to bf16 (to
-// nearest even), then the bias added.
+// 16 sums rounded to bf16 (to nearest even), back in float32.
+SF_AMX inline __m512 round_bf16(__m512 v) {
+  const __m256i r = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(r), 16));
+}
+
+// Result tile c [16,16] → rows [0, rows) and columns [0, cols) of y: each sum rounded to bf16, then
+// the bias added.
 SF_AMX void store_tile(const float* c, int64_t rows, int64_t cols, const float* bias, float* y, int64_t ldy) {
   const __mmask16 lanes = avx512::lanes(cols);
   const __m512 b = bias ? _mm512_maskz_loadu_ps(lanes, bias) : _mm512_setzero_ps();
+  for (int64_t i = 0; i < rows; ++i)
+    _mm512_mask_storeu_ps(y + i * ldy, lanes, _mm512_add_ps(round_bf16(_mm512_load_ps(c + i * kTileOut)), b));
+}
+
+// Result tiles g and u [16,16] of the same outputs of two products → rows [0, rows) and columns
+// [0, cols) of y: silu(g) ⊙ u, g and u each rounded to bf16 first, silu(g) = g / (1 + e^(−g)).
+SF_AMX void store_swiglu_tile(const float* g, const float* u, int64_t rows, int64_t cols, float* y, int64_t ldy) {
+  const __mmask16 lanes = avx512::lanes(cols);
+  const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < rows; ++i) {
-    const __m256i r = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_load_ps(c + i * kTileOut)));
-    const __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(r), 16));
-    _mm512_mask_storeu_ps(y + i * ldy, lanes, _mm512_add_ps(v, b));
+    const __m512 gv = round_bf16(_mm512_load_ps(g + i * kTileOut));
+    const __m512 uv = round_bf16(_mm512_load_ps(u + i * kTileOut));
+    const __m512 silu = _mm512_div_ps(gv, _mm512_add_ps(one, avx512::exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+    _mm512_mask_storeu_ps(y + i * ldy, lanes, _mm512_mul_ps(silu, uv));
   }
 }
 
@@ -131,6 +147,26 @@ SF_AMX void unit(const Job& job, const AmxProjection& p, float* y, int64_t m0, i
   }
 }
 
+// Rows [m0, m1) of the padded x times tile n of gate and of up (the same 16 outputs) into y [M, N]
+// as silu(gate) ⊙ up.
+SF_AMX void swiglu_unit(const Job& job, const AmxWeight& gate, const AmxWeight& up, float* y, int64_t m0, int64_t m1,
+                        int64_t n) {
+  const int64_t kt = gate.tiles.size(1);
+  const uint16_t* g = reinterpret_cast<const uint16_t*>(gate.tiles.data_ptr<at::BFloat16>()) + n * kt * kTileElems;
+  const uint16_t* u = reinterpret_cast<const uint16_t*>(up.tiles.data_ptr<at::BFloat16>()) + n * kt * kTileElems;
+  const int64_t col = n * kTileOut, cols = std::min(kTileOut, gate.out - col);
+  alignas(64) float c[4][kTileRows * kTileOut];
+  for (int64_t m = m0; m < m1; m += 2 * kTileRows) {
+    const bool two_rows = m + kTileRows < m1;
+    const uint16_t* a = job.x + m * job.Kp;
+    two_rows ? multiply<2, 2>(a, job.Kp, g, u, kt, c) : multiply<1, 2>(a, job.Kp, g, u, kt, c);
+    for (int64_t i = 0; i < (two_rows ? 2 : 1); ++i) {
+      const int64_t r0 = m + i * kTileRows, rows = std::min(kTileRows, job.M - r0);
+      if (rows > 0) store_swiglu_tile(c[2 * i], c[2 * i + 1], rows, cols, y + r0 * gate.out + col, gate.out);
+    }
+  }
+}
+
 SF_AMX void load_tile_config(const TileConfig& cfg) { _tile_loadconfig(&cfg); }
 SF_AMX void release_tiles() { _tile_release(); }
 
@@ -155,12 +191,39 @@ AmxWeight amx_pack(const torch::Tensor& weight) {
   return {tiles, N, K};
 }
 
-std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<AmxProjection>& projections) {
-  const auto refuse = [&](const std::string& why) { throw ShapeError("amx_gemm: " + why); };
+namespace {
+
+// x [..., K] as the kernels read it: checked (ShapeError naming `what`), rounded to bf16, zero padded
+// to whole tiles ([Mp,Kp], kept alive in `xb`).
+Job rounded_rows(const torch::Tensor& x, const char* what, torch::Tensor& xb) {
+  const auto refuse = [&](const std::string& why) { throw ShapeError(std::string(what) + ": " + why); };
   if (!amx_gemm_supported()) refuse("this CPU or OS has no AMX-BF16");
   if (!is_cpu_float(x) || x.dim() < 1 || x.size(-1) == 0 || x.requires_grad())
     refuse("x must be a float32 CPU tensor [..., K] with K > 0, without autograd");
   const int64_t K = x.size(-1);
+  const torch::Tensor x2 = x.reshape({-1, K});  // [M,K]
+  const int64_t M = x2.size(0);
+  const int64_t Mp = (M + kTileRows - 1) / kTileRows * kTileRows, Kp = (K + kTileIn - 1) / kTileIn * kTileIn;
+  xb = torch::empty({Mp, Kp}, x.options().dtype(torch::kBFloat16));
+  if (Mp > M || Kp > K) xb.zero_();
+  xb.narrow(0, 0, M).narrow(1, 0, K).copy_(x2);
+  return {reinterpret_cast<const uint16_t*>(xb.data_ptr<at::BFloat16>()), M, Mp, Kp};
+}
+
+// y [M, N] viewed with x's leading dimensions: [..., N].
+torch::Tensor like_rows_of(const torch::Tensor& y, const torch::Tensor& x) {
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = y.size(1);
+  return y.view(shape);
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<AmxProjection>& projections) {
+  const auto refuse = [&](const std::string& why) { throw ShapeError("amx_gemm: " + why); };
+  torch::Tensor xb;
+  const Job job = rounded_rows(x, "amx_gemm", xb);
+  const int64_t K = x.size(-1), M = job.M, Mp = job.Mp;
   for (const AmxProjection& p : projections) {
     if (!p.weight || !p.weight->tiles.defined() || p.weight->in != K)
       refuse("a weight's inputs (" + std::to_string(p.weight ? p.weight->in : 0) + ") differ from x's K (" +
@@ -169,14 +232,6 @@ std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<Am
         (!is_cpu_float(p.bias) || p.bias.dim() != 1 || p.bias.size(0) != p.weight->out || !p.bias.is_contiguous()))
       refuse("a bias is not a contiguous float32 [N] of its weight's " + std::to_string(p.weight->out) + " outputs");
   }
-  const torch::Tensor x2 = x.reshape({-1, K});  // [M,K]
-  const int64_t M = x2.size(0);
-  const int64_t Mp = (M + kTileRows - 1) / kTileRows * kTileRows, Kp = (K + kTileIn - 1) / kTileIn * kTileIn;
-  // x rounded to bf16, zero padded to whole tiles: [Mp,Kp]
-  torch::Tensor xb = torch::empty({Mp, Kp}, x.options().dtype(torch::kBFloat16));
-  if (Mp > M || Kp > K) xb.zero_();
-  xb.narrow(0, 0, M).narrow(1, 0, K).copy_(x2);
-  const Job job{reinterpret_cast<const uint16_t*>(xb.data_ptr<at::BFloat16>()), M, Mp, Kp};
 
   // Units: a block of rows × a pair of weight tiles of one projection, row blocks outermost.
   std::vector<torch::Tensor> outputs;
@@ -200,12 +255,34 @@ std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<Am
     }
     release_tiles();
   });
-  for (torch::Tensor& y : outputs) {
-    std::vector<int64_t> shape = x.sizes().vec();
-    shape.back() = y.size(1);
-    y = y.view(shape);
-  }
+  for (torch::Tensor& y : outputs) y = like_rows_of(y, x);
   return outputs;
+}
+
+torch::Tensor amx_swiglu(const torch::Tensor& x, const AmxWeight& gate, const AmxWeight& up) {
+  torch::Tensor xb;
+  const Job job = rounded_rows(x, "amx_swiglu", xb);
+  const int64_t K = x.size(-1);
+  for (const AmxWeight* w : {&gate, &up}) {
+    if (!w->tiles.defined() || w->in != K || w->out != gate.out)
+      throw ShapeError("amx_swiglu: gate (" + std::to_string(gate.out) + " × " + std::to_string(gate.in) +
+                       ") and up (" + std::to_string(up.out) + " × " + std::to_string(up.in) +
+                       ") must be packed, of one shape, with x's K (" + std::to_string(K) + ")");
+  }
+  torch::Tensor y = torch::empty({job.M, gate.out}, x.options());
+  const int64_t tiles = gate.tiles.size(0), block = kRowBlockTiles * kTileRows;
+  const int64_t blocks = (job.Mp + block - 1) / block;
+  static const TileConfig cfg = full_tiles();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, blocks * tiles, 1, [&](int64_t begin, int64_t end) {
+    load_tile_config(cfg);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t b = u / tiles;
+      swiglu_unit(job, gate, up, yp, b * block, std::min(job.Mp, (b + 1) * block), u % tiles);
+    }
+    release_tiles();
+  });
+  return like_rows_of(y, x);
 }
 
 }  // namespace sf::kernels

@@ -47,4 +47,12 @@ struct AmxProjection {
 // amx_gemm_supported() must hold. No autograd.
 std::vector<torch::Tensor> amx_gemm(const torch::Tensor& x, const std::vector<AmxProjection>& projections);
 
+// The gated activation of a SwiGLU MLP in one pass: x [..., K] → silu(g) ⊙ u [..., N] float32, g and
+// u the products with `gate` and `up` as amx_gemm makes them (bf16-rounded sums, no bias), silu(g) =
+// g / (1 + e^(−g)) in float32 with a polynomial exp (within 2 ulp of std::exp; torch::silu's formula
+// with Sleef's exp). Each unit of work computes the same 16 outputs of both products and writes only
+// their activation: the [M, 2N] products are never stored, read back, activated and multiplied by
+// separate passes. gate and up must be packed, of one shape [N,K]; ShapeError otherwise.
+torch::Tensor amx_swiglu(const torch::Tensor& x, const AmxWeight& gate, const AmxWeight& up);
+
 }  // namespace sf::kernels

@@ -207,13 +207,16 @@ constexpr int64_t kAmxMinRows = 5;
 //   products in one parallel region.
 // - One row elsewhere on a CPU: a matrix-vector product (for a one-row GEMM OpenBLAS packs the whole
 //   weight matrix). Otherwise torch::linear.
+// Whether the AMX kernel runs these products of x (above).
+bool amx_runs(const torch::Tensor& x, const std::vector<Product>& products) {
+  return !products.empty() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && !x.requires_grad() &&
+         x.numel() / std::max<int64_t>(1, x.size(-1)) >= kAmxMinRows &&
+         std::all_of(products.begin(), products.end(),
+                     [](const Product& p) { return p.tiles && p.tiles->tiles.defined() && !p.weight.requires_grad(); });
+}
+
 std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<Product>& products) {
-  const bool amx = !products.empty() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
-                   !x.requires_grad() && x.numel() / std::max<int64_t>(1, x.size(-1)) >= kAmxMinRows &&
-                   std::all_of(products.begin(), products.end(), [](const Product& p) {
-                     return p.tiles && p.tiles->tiles.defined() && !p.weight.requires_grad();
-                   });
-  if (amx) {
+  if (amx_runs(x, products)) {
     std::vector<kernels::AmxProjection> ap;
     for (const Product& p : products) ap.push_back({p.tiles, p.bias});
     return kernels::amx_gemm(x, ap);
@@ -254,29 +257,31 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const kern
 }
 
 // down(silu(gate·h) ⊙ up·h): [..., Hd] → [..., Hd]. Without autograd on a CPU, many rows (prompt
-// and scoring passes) go through in blocks of kMlpRows, so that each block's [rows, 2I]
-// intermediate is still in cache when the activation and the down projection read it.
+// and scoring passes) go through in blocks of kMlpRows, so that each block's intermediate ([rows,
+// 2I] products, or [rows, I] activations from the AMX kernel) is still in cache when the activation
+// and the down projection read it.
 constexpr int64_t kMlpRows = 256;
 
-// silu(gate) ⊙ up, in gate's own memory when autograd does not need gate kept.
-torch::Tensor activate(torch::Tensor gate, const torch::Tensor& up) {
-  if (torch::GradMode::is_enabled()) return torch::silu(gate) * up;
-  return torch::silu_(gate).mul_(up);
+// silu(gate·x) ⊙ up·x: [..., Hd] → [..., I]. Where the AMX kernel runs the products, in one pass of
+// it (kernels::amx_swiglu); otherwise the two products, then the activation in gate's own memory
+// when autograd does not need gate kept.
+torch::Tensor activated(const Weights::Layer& l, const torch::Tensor& x) {
+  const std::vector<Product> products{{l.gate, {}, &l.gate_tiles}, {l.up, {}, &l.up_tiles}};
+  if (amx_runs(x, products)) return kernels::amx_swiglu(x, l.gate_tiles, l.up_tiles);
+  std::vector<torch::Tensor> gate_up = project(x, products);
+  if (torch::GradMode::is_enabled()) return torch::silu(gate_up[0]) * gate_up[1];
+  return torch::silu_(gate_up[0]).mul_(gate_up[1]);
 }
 
 torch::Tensor swiglu(const Weights::Layer& l, const torch::Tensor& h) {
   const int64_t Hd = h.size(-1), N = h.numel() / Hd;
-  if (N <= kMlpRows || !h.device().is_cpu() || torch::GradMode::is_enabled()) {
-    const std::vector<torch::Tensor> gate_up = project(h, {{l.gate, {}, &l.gate_tiles}, {l.up, {}, &l.up_tiles}});
-    return project(activate(gate_up[0], gate_up[1]), l.down, l.down_tiles);
-  }
+  if (N <= kMlpRows || !h.device().is_cpu() || torch::GradMode::is_enabled())
+    return project(activated(l, h), l.down, l.down_tiles);
   const torch::Tensor x = h.reshape({N, Hd});
   torch::Tensor out = torch::empty({N, l.down.size(0)}, h.options());  // [N,Hd]
   for (int64_t r = 0; r < N; r += kMlpRows) {
     const int64_t n = std::min(kMlpRows, N - r);
-    const std::vector<torch::Tensor> gate_up =
-        project(x.narrow(0, r, n), {{l.gate, {}, &l.gate_tiles}, {l.up, {}, &l.up_tiles}});
-    out.narrow(0, r, n).copy_(project(activate(gate_up[0], gate_up[1]), l.down, l.down_tiles));
+    out.narrow(0, r, n).copy_(project(activated(l, x.narrow(0, r, n)), l.down, l.down_tiles));
   }
   std::vector<int64_t> shape = h.sizes().vec();
   shape.back() = out.size(1);

@@ -118,6 +118,47 @@ TEST_F(AmxGemm, StridedAndTransposedRowsEqualTheirDenseCopy) {
   }
 }
 
+// The fused activation equals silu of the gate product times the up product, each as amx_gemm makes
+// it, within the few ulp (5) by which its polynomial exp differs from torch's (Sleef's): for every tail
+// of rows, inputs and outputs, 1 and 2 threads, and x's leading dimensions kept.
+TEST_F(AmxGemm, SwigluEqualsSiluOfTheGateProductTimesTheUpProduct) {
+  using sf::kernels::amx_swiglu;
+  uint64_t seed = 1000;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (int64_t M : {1, 5, 16, 17, 33, 129, 300}) {
+      for (int64_t K : {31, 64, 100}) {
+        for (int64_t N : {1, 16, 17, 70}) {
+          const torch::Tensor x = normal({M, K}, ++seed) * 2;
+          const AmxWeight gate = amx_pack(normal({N, K}, ++seed)), up = amx_pack(normal({N, K}, ++seed));
+          const torch::Tensor got = amx_swiglu(x, gate, up);
+          ASSERT_EQ(got.sizes(), (std::vector<int64_t>{M, N}));
+          const torch::Tensor want = torch::silu(amx_gemm(x, {{&gate, {}}})[0]) * amx_gemm(x, {{&up, {}}})[0];
+          const double err = ((got - want).abs() / (want.abs() + 1e-30)).max().item<double>();
+          EXPECT_LT(err, 6e-7) << "M=" << M << " K=" << K << " N=" << N << " threads=" << threads;
+        }
+      }
+    }
+  }
+  const torch::Tensor x = normal({2, 9, 64}, 1100);
+  const AmxWeight gate = amx_pack(normal({40, 64}, 1101)), up = amx_pack(normal({40, 64}, 1102));
+  EXPECT_EQ(amx_swiglu(x, gate, up).sizes(), (std::vector<int64_t>{2, 9, 40}));
+  const torch::Tensor big = torch::tensor({{-200.0f, -90.0f, -20.0f, -1.0f, 1.0f, 20.0f, 90.0f, 200.0f}});
+  const AmxWeight one = amx_pack(torch::ones({1, 1}));
+  const torch::Tensor silu_big = amx_swiglu(big.t().contiguous(), one, one).view({-1}) / big.view({-1});
+  EXPECT_TRUE(torch::allclose(silu_big, torch::silu(big.view({-1})), 1e-6, 1e-30)) << "far tails: 0 and x";
+}
+
+TEST_F(AmxGemm, SwigluRefusesGateAndUpOfOtherShapes) {
+  using sf::kernels::amx_swiglu;
+  const AmxWeight gate = amx_pack(normal({8, 64}, 1200)), up = amx_pack(normal({8, 64}, 1201));
+  EXPECT_THROW(amx_swiglu(normal({4, 64}, 1202), gate, amx_pack(normal({9, 64}, 1203))), sf::ShapeError);
+  EXPECT_THROW(amx_swiglu(normal({4, 64}, 1204), gate, amx_pack(normal({8, 32}, 1205))), sf::ShapeError);
+  EXPECT_THROW(amx_swiglu(normal({4, 63}, 1206), gate, up), sf::ShapeError) << "K differs";
+  EXPECT_THROW(amx_swiglu(normal({4, 64}, 1207).to(torch::kBFloat16), gate, up), sf::ShapeError);
+  EXPECT_THROW(amx_swiglu(normal({4, 64}, 1208), gate, AmxWeight{}), sf::ShapeError) << "not packed";
+}
+
 TEST_F(AmxGemm, OperandsThatDoNotFitAreRefused) {
   const AmxWeight p = amx_pack(normal({8, 64}, 800));
   EXPECT_THROW(amx_gemm(normal({4, 63}, 801), {{&p, {}}}), sf::ShapeError) << "K differs";
