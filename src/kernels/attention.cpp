@@ -3,7 +3,9 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -377,20 +379,32 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     });
     return out;
   }
-  // Tasks ordered so that query positions alternate from the front and the back: with causal masks
-  // any contiguous range of tasks (one thread's share) holds about the same number of keys.
-  at::parallel_for(0, groups * T, 1, [&](int64_t begin, int64_t end) {
+  // Tasks (row, KV head, query position) longest first (by the keys from the query's first allowed
+  // one to its last), each thread taking the next one when done: the rows of a decoding batch differ
+  // several-fold in length, and sorted slots would give one thread's contiguous share all the long ones.
+  std::vector<int64_t> last(static_cast<size_t>(B * T)), cost(static_cast<size_t>(B * T));
+  for (int64_t bt = 0; bt < B * T; ++bt) {
+    const bool* row = mp + bt * L;
+    int64_t keys = L;  // up to the last allowed position; all L when none is allowed
+    while (keys > 0 && !row[keys - 1]) --keys;
+    if (keys == 0) keys = L;
+    last[static_cast<size_t>(bt)] = keys;
+    cost[static_cast<size_t>(bt)] = keys - std::min<int64_t>(std::find(row, row + keys, true) - row, keys - 1);
+  }
+  std::vector<int64_t> order(static_cast<size_t>(B * T * KV));
+  std::iota(order.begin(), order.end(), 0);  // task = bt · KV + g
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    return cost[static_cast<size_t>(x / KV)] > cost[static_cast<size_t>(y / KV)];
+  });
+  std::atomic<int64_t> next{0};
+  const auto tasks = static_cast<int64_t>(order.size());
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), tasks), 1, [&](int64_t, int64_t) {
     std::vector<float> scores;
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task / groups, b = (task % groups) / KV, g = task % KV;
-      const int64_t t = i % 2 == 0 ? i / 2 : T - 1 - i / 2;
-      const bool* row = mp + (b * T + t) * L;
-      int64_t keys = L;  // up to the last allowed position; all L when none is allowed
-      while (keys > 0 && !row[keys - 1]) --keys;
-      if (keys == 0) keys = L;
+    for (int64_t i = next++; i < tasks; i = next++) {
+      const int64_t task = order[static_cast<size_t>(i)], bt = task / KV, g = task % KV, b = bt / T, t = bt % T;
       attend(qp + b * q.stride(0) + g * rep * q.stride(1) + t * q.stride(2), q.stride(1), kp + b * ks.b + g * ks.h,
-             vp + b * vs.b + g * vs.h, ks, vs, row, keys, D, rep, static_cast<float>(scale),
-             op + ((b * T + t) * H + g * rep) * D, scores);
+             vp + b * vs.b + g * vs.h, ks, vs, mp + bt * L, last[static_cast<size_t>(bt)], D, rep,
+             static_cast<float>(scale), op + (bt * H + g * rep) * D, scores);
     }
   });
   return out;
