@@ -389,7 +389,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     while (keys > 0 && !row[keys - 1]) --keys;
     if (keys == 0) keys = L;
     last[static_cast<size_t>(bt)] = keys;
-    cost[static_cast<size_t>(bt)] = keys - std::min<int64_t>(std::find(row, row + keys, true) - row, keys - 1);
+    const int64_t first = std::find(row, row + keys, true) - row;  // attend skips the masked ones before it
+    cost[static_cast<size_t>(bt)] = keys - (first < keys ? first : 0);
   }
   std::vector<int64_t> order(static_cast<size_t>(B * T * KV));
   std::iota(order.begin(), order.end(), 0);  // task = bt · KV + g

@@ -198,6 +198,15 @@ struct Product {
 // configuration) outweighs their gain, which `bench gemm-small` puts at 1.0-1.2x for 1-4 rows.
 constexpr int64_t kAmxMinRows = 5;
 
+// Whether the AMX kernel runs these products of x (see `project` below): float32 x on a CPU without
+// autograd, at least kAmxMinRows rows, every weight packed.
+bool amx_runs(const torch::Tensor& x, const std::vector<Product>& products) {
+  return !products.empty() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && !x.requires_grad() &&
+         x.numel() / std::max<int64_t>(1, x.size(-1)) >= kAmxMinRows &&
+         std::all_of(products.begin(), products.end(),
+                     [](const Product& p) { return p.tiles && p.tiles->tiles.defined() && !p.weight.requires_grad(); });
+}
+
 // x · wᵀ (+ bias) for each product of the same input x [..., Hd].
 // - bf16 weights, float32 x (bf16 on a CPU): every product is that of bf16 operands (x rounded),
 //   summed in float32 and rounded to bf16, whichever kernel runs it; the bias is added in float32.
@@ -207,14 +216,6 @@ constexpr int64_t kAmxMinRows = 5;
 //   products in one parallel region.
 // - One row elsewhere on a CPU: a matrix-vector product (for a one-row GEMM OpenBLAS packs the whole
 //   weight matrix). Otherwise torch::linear.
-// Whether the AMX kernel runs these products of x (above).
-bool amx_runs(const torch::Tensor& x, const std::vector<Product>& products) {
-  return !products.empty() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && !x.requires_grad() &&
-         x.numel() / std::max<int64_t>(1, x.size(-1)) >= kAmxMinRows &&
-         std::all_of(products.begin(), products.end(),
-                     [](const Product& p) { return p.tiles && p.tiles->tiles.defined() && !p.weight.requires_grad(); });
-}
-
 std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<Product>& products) {
   if (amx_runs(x, products)) {
     std::vector<kernels::AmxProjection> ap;
@@ -605,25 +606,26 @@ void KVCache::put_row(int64_t row, const KVCache& src, int64_t src_row) {
   }
 }
 
-KVCache KVCache::window(int64_t row, int64_t rows, int64_t position) const {
+void KVCache::check_span(const char* what, int64_t row, int64_t rows, int64_t positions) const {
   const int64_t B = keys.empty() ? 0 : keys[0].size(0), cap = keys.empty() ? 0 : keys[0].size(2);
-  if (row < 0 || rows < 0 || row > B - rows || position < 0 || position > cap)
-    throw ShapeError("KVCache::window: rows [" + std::to_string(row) + ", " + std::to_string(row) + " + " +
-                     std::to_string(rows) + ") from position " + std::to_string(position) + " outside " +
+  if (row < 0 || rows < 0 || row > B - rows || positions < 0 || positions > cap)
+    throw ShapeError(std::string("KVCache::") + what + ": rows [" + std::to_string(row) + ", " + std::to_string(row) +
+                     " + " + std::to_string(rows) + ") and " + std::to_string(positions) + " positions outside " +
                      std::to_string(B) + " rows of " + std::to_string(cap) + " positions");
+}
+
+KVCache KVCache::window(int64_t row, int64_t rows, int64_t position) const {
+  check_span("window", row, rows, position);
   KVCache w;
   for (auto [dst, src] : {std::pair{&w.keys, &keys}, std::pair{&w.values, &values}}) {
-    for (const torch::Tensor& t : *src) dst->push_back(t.narrow(0, row, rows).narrow(2, position, cap - position));
+    for (const torch::Tensor& t : *src)
+      dst->push_back(t.narrow(0, row, rows).narrow(2, position, t.size(2) - position));
   }
   return w;
 }
 
 void KVCache::zero_front(int64_t row, int64_t rows, int64_t n) {
-  const int64_t B = keys.empty() ? 0 : keys[0].size(0), cap = keys.empty() ? 0 : keys[0].size(2);
-  if (row < 0 || rows < 0 || row > B - rows || n < 0 || n > cap)
-    throw ShapeError("KVCache::zero_front: " + std::to_string(n) + " positions of rows [" + std::to_string(row) + ", " +
-                     std::to_string(row) + " + " + std::to_string(rows) + ") outside " + std::to_string(B) +
-                     " rows of " + std::to_string(cap) + " positions");
+  check_span("zero_front", row, rows, n);
   for (auto* buffers : {&keys, &values}) {
     for (torch::Tensor& t : *buffers) t.narrow(0, row, rows).narrow(2, 0, n).zero_();
   }

@@ -77,6 +77,9 @@ class KVCache {
   int64_t length_ = 0;
 
  private:
+  // ShapeError (naming `what`) unless rows [row, row + rows) and `positions` positions lie within the
+  // buffers.
+  void check_span(const char* what, int64_t row, int64_t rows, int64_t positions) const;
   int64_t reserved_ = 0;
 };
 
