@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.hpp"
@@ -120,9 +121,10 @@ __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_st
 constexpr int64_t kBlockRows = 12;  // query rows scored together: 12 × 2 accumulators + 2 key vectors
 constexpr int64_t kPanel = 32;      // keys per score tile (two vectors)
 
-// Keys [0, L) of one (row, KV head) as kt[d * Lp + j], Lp = L rounded up to kPanel, zeros beyond L.
-void transpose_keys(const float* k, int64_t ks_j, int64_t L, int64_t D, int64_t Lp, float* kt) {
-  for (int64_t j0 = 0; j0 < Lp; j0 += 16) {
+// Keys [from, L) of one (row, KV head) as kt[d * Lp + j], Lp = L rounded up to kPanel, zeros beyond
+// L; `from` a multiple of 16 (columns before it are not written).
+void transpose_keys(const float* k, int64_t ks_j, int64_t from, int64_t L, int64_t D, int64_t Lp, float* kt) {
+  for (int64_t j0 = from; j0 < Lp; j0 += 16) {
     for (int64_t d = 0; d < D; ++d) {
       float* dst = kt + d * Lp + j0;
       for (int64_t u = 0; u < 16; ++u) dst[u] = j0 + u < L ? k[(j0 + u) * ks_j + d] : 0.0f;
@@ -232,7 +234,8 @@ __attribute__((target("avx512f"))) void values(const float* p, int64_t ldp, int6
 }
 
 // One block of query rows of row b and KV head g: rows [i0, i1) of that head's T · rep rows, row i
-// being position i / rep and query head g · rep + i % rep.
+// being position i / rep and query head g · rep + i % rep; keys [lo, hi) (lo a multiple of kPanel)
+// hold every key a present row of the block may attend to.
 struct Block {
   const float* q;  // query (b, head g·rep, position 0)
   int64_t q_head, q_pos;
@@ -241,7 +244,8 @@ struct Block {
   const float* v;  // values of (b, g)
   int64_t vs_j;
   const bool* allowed;  // allowed[b] [T,L]
-  int64_t T, L, D, rep;
+  const bool* present;  // present[b] [T], or null: every position holds a query
+  int64_t L, D, rep;
   float* out;  // out[b] [T, H*D], at head g·rep
   int64_t H;
 };
@@ -252,36 +256,22 @@ struct Scratch {
   std::vector<int64_t> offset;
 };
 
-__attribute__((target("avx512f"))) void attend_block(const Block& a, int64_t i0, int64_t i1, float scale, Scratch& w) {
+__attribute__((target("avx512f"))) void attend_block(const Block& a, int64_t i0, int64_t i1, int64_t lo, int64_t hi,
+                                                     float scale, Scratch& w) {
   const int64_t rows = i1 - i0, D = a.D, L = a.L;
-  const int64_t t0 = i0 / a.rep, t1 = (i1 - 1) / a.rep + 1;
-  // The keys any row of the block may attend to, from a multiple of kPanel (all L when some row
-  // may attend to none: such a row gets the mean of all values).
-  int64_t lo = L, hi = 0;
-  for (int64_t t = t0; t < t1; ++t) {
-    const bool* row = a.allowed + t * L;
-    const int64_t first = std::find(row, row + L, true) - row;
-    if (first == L) {
-      lo = 0;
-      hi = L;
-      break;
-    }
-    int64_t last = L;
-    while (!row[last - 1]) --last;
-    lo = std::min(lo, first);
-    hi = std::max(hi, last);
+  w.offset.resize(static_cast<size_t>(rows));
+  for (int64_t m = 0; m < rows; ++m) {
+    const int64_t i = i0 + m, t = i / a.rep, r = i % a.rep;
+    w.offset[static_cast<size_t>(m)] = t * a.H * D + r * D;
   }
-  lo -= lo % kPanel;
   const int64_t n = hi - lo, panels = (n + kPanel - 1) / kPanel, lds = panels * kPanel;
   w.qt.resize(static_cast<size_t>(D * kBlockRows));
   w.s.resize(static_cast<size_t>(rows * lds));
   w.inv.resize(static_cast<size_t>(rows));
-  w.offset.resize(static_cast<size_t>(rows));
   for (int64_t m = 0; m < rows; ++m) {
     const int64_t i = i0 + m, t = i / a.rep, r = i % a.rep;
     const float* qm = a.q + r * a.q_head + t * a.q_pos;
     for (int64_t d = 0; d < D; ++d) w.qt[static_cast<size_t>(d * kBlockRows + m)] = qm[d];
-    w.offset[static_cast<size_t>(m)] = t * a.H * D + r * D;
   }
   for (int64_t pnl = 0; pnl < panels; ++pnl)
     score_tile_of(rows, w.qt.data(), a.kt + lo + pnl * kPanel, a.Lp, D, w.s.data() + pnl * kPanel, lds);
@@ -307,6 +297,13 @@ __attribute__((target("avx512f"))) void attend_block(const Block& a, int64_t i0,
     w.inv[static_cast<size_t>(m)] = 1.0f / exp_shifted(s, n, top);
   }
   values(w.s.data(), lds, rows, n, a.v + lo * a.vs_j, a.vs_j, D, w.inv.data(), a.out, w.offset.data());
+  // Rows of absent positions (padding) next to present ones: zeros.
+  if (a.present) {
+    for (int64_t m = 0; m < rows; ++m) {
+      if (!a.present[(i0 + m) / a.rep])
+        std::fill_n(a.out + w.offset[static_cast<size_t>(m)], static_cast<size_t>(D), 0.0f);
+    }
+  }
 }
 
 bool cpu_float(const torch::Tensor& t) {
@@ -316,19 +313,22 @@ bool cpu_float(const torch::Tensor& t) {
 }  // namespace
 
 bool attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                       const torch::Tensor& allowed) {
+                       const torch::Tensor& allowed, const torch::Tensor& present) {
   if (!small_gemm_supported() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || allowed.dim() != 3) return false;
   if (!cpu_float(q) || !cpu_float(k) || !cpu_float(v)) return false;
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1), L = k.size(2);
   if (D % 16 != 0 || KV == 0 || H % KV != 0 || k.sizes() != v.sizes()) return false;
   if (k.size(0) != B || k.size(3) != D || L == 0 || T == 0) return false;
+  if (present.defined() && (present.dim() != 2 || present.scalar_type() != torch::kBool || !present.device().is_cpu() ||
+                            present.size(0) != B || present.size(1) != T))
+    return false;
   return allowed.scalar_type() == torch::kBool && allowed.device().is_cpu() && allowed.size(0) == B &&
          allowed.size(1) == T && allowed.size(2) == L;
 }
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& allowed, double scale) {
-  if (!attention_applies(q, k, v, allowed)) {
+                        const torch::Tensor& allowed, double scale, const torch::Tensor& present) {
+  if (!attention_applies(q, k, v, allowed, present)) {
     throw ShapeError("attention: operands do not fit the kernel: q " + std::to_string(q.dim()) + "-d, k " +
                      std::to_string(k.dim()) + "-d, allowed " + std::to_string(allowed.dim()) + "-d");
   }
@@ -339,26 +339,79 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   const float* qp = q.data_ptr<float>();
   const float *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const bool* mp = mask.data_ptr<bool>();
+  const torch::Tensor held = present.defined() ? present.contiguous() : torch::Tensor();
+  const bool* pp = held.defined() ? held.data_ptr<bool>() : nullptr;
   float* op = out.data_ptr<float>();
   const Strides ks{k.stride(0), k.stride(1), k.stride(2)}, vs{v.stride(0), v.stride(1), v.stride(2)};
+  // Each query position's keys: from its first allowed one to one past its last ([0, L) when none is
+  // allowed: such a query gets the mean of all values); an empty span for an absent position.
+  std::vector<int64_t> first(static_cast<size_t>(B * T)), last(static_cast<size_t>(B * T));
+  for (int64_t bt = 0; bt < B * T; ++bt) {
+    const bool* row = mp + bt * L;
+    int64_t f = std::find(row, row + L, true) - row, l = L;
+    if (f == L) {
+      f = 0;
+    } else {
+      while (!row[l - 1]) --l;
+    }
+    if (pp && !pp[bt]) f = l = 0;
+    first[static_cast<size_t>(bt)] = f;
+    last[static_cast<size_t>(bt)] = l;
+  }
   if (T * rep >= kBlockRows) {
-    // Each (row, KV head)'s keys transposed once, then blocks of its T · rep query rows, ordered so
-    // that blocks alternate from the front and the back (a thread's share holds about as many keys
-    // as the other's under causal masks).
+    // Blocks of kBlockRows query rows of one (row b, KV head); each block's keys [lo, hi) cover its
+    // present rows' spans. Row b's keys are transposed once per KV head from the least lo of its
+    // blocks on. Blocks are taken longest first (rows × keys) from a shared counter: causal masks
+    // make late blocks long, padding makes some empty.
     const int64_t Lp = (L + kPanel - 1) / kPanel * kPanel, blocks = (T * rep + kBlockRows - 1) / kBlockRows;
+    std::vector<int64_t> lo(static_cast<size_t>(B * blocks), L), hi(static_cast<size_t>(B * blocks), 0);
+    std::vector<int64_t> from(static_cast<size_t>(B), Lp);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const size_t x = static_cast<size_t>(b * blocks + blk);
+        const int64_t t0 = blk * kBlockRows / rep, t1 = (std::min(T * rep, (blk + 1) * kBlockRows) - 1) / rep + 1;
+        for (int64_t t = t0; t < t1; ++t) {
+          const size_t bt = static_cast<size_t>(b * T + t);
+          if (first[bt] >= last[bt]) continue;
+          lo[x] = std::min(lo[x], first[bt]);
+          hi[x] = std::max(hi[x], last[bt]);
+        }
+        if (hi[x] == 0) continue;
+        lo[x] -= lo[x] % kPanel;
+        from[static_cast<size_t>(b)] = std::min(from[static_cast<size_t>(b)], lo[x]);
+      }
+    }
     const torch::Tensor kt = torch::empty({groups, D, Lp}, q.options());  // [B·KV, D, Lp]
     float* ktp = kt.data_ptr<float>();
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
       for (int64_t grp = begin; grp < end; ++grp) {
         const int64_t b = grp / KV, g = grp % KV;
-        transpose_keys(kp + b * ks.b + g * ks.h, ks.j, L, D, Lp, ktp + grp * D * Lp);
+        transpose_keys(kp + b * ks.b + g * ks.h, ks.j, from[static_cast<size_t>(b)], L, D, Lp, ktp + grp * D * Lp);
       }
     });
-    at::parallel_for(0, groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    // task = (b · blocks + blk) · KV + g. The blocks of one (b, g) follow each other, so its keys
+    // and values stay in cache while they run; (b, g) longest first, their blocks too.
+    std::vector<int64_t> keys(static_cast<size_t>(B * blocks), 0), row_keys(static_cast<size_t>(B), 0);
+    for (int64_t x = 0; x < B * blocks; ++x) {
+      keys[static_cast<size_t>(x)] = hi[static_cast<size_t>(x)] > lo[static_cast<size_t>(x)]
+                                         ? hi[static_cast<size_t>(x)] - lo[static_cast<size_t>(x)]
+                                         : 0;
+      row_keys[static_cast<size_t>(x / blocks)] += keys[static_cast<size_t>(x)];
+    }
+    std::vector<int64_t> order(static_cast<size_t>(B * blocks * KV));
+    std::iota(order.begin(), order.end(), 0);
+    auto rank = [&](int64_t task) {
+      const int64_t x = task / KV, b = x / blocks;
+      return std::make_tuple(-row_keys[static_cast<size_t>(b)], b, task % KV, -keys[static_cast<size_t>(x)]);
+    };
+    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return rank(x) < rank(y); });
+    std::atomic<int64_t> next{0};
+    const auto tasks = static_cast<int64_t>(order.size());
+    at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), tasks), 1, [&](int64_t, int64_t) {
       Scratch scratch;
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t i = task / groups, grp = task % groups, b = grp / KV, g = grp % KV;
-        const int64_t blk = i % 2 == 0 ? i / 2 : blocks - 1 - i / 2;
+      for (int64_t i = next++; i < tasks; i = next++) {
+        const int64_t task = order[static_cast<size_t>(i)], x = task / KV, g = task % KV, b = x / blocks,
+                      blk = x % blocks, grp = b * KV + g;
         const Block a{qp + b * q.stride(0) + g * rep * q.stride(1),
                       q.stride(1),
                       q.stride(2),
@@ -367,42 +420,44 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                       vp + b * vs.b + g * vs.h,
                       vs.j,
                       mp + b * T * L,
-                      T,
+                      pp ? pp + b * T : nullptr,
                       L,
                       D,
                       rep,
                       op + b * T * H * D + g * rep * D,
                       H};
-        const int64_t i0 = blk * kBlockRows;
-        attend_block(a, i0, std::min(i0 + kBlockRows, T * rep), static_cast<float>(scale), scratch);
+        const int64_t i0 = blk * kBlockRows, i1 = std::min(i0 + kBlockRows, T * rep);
+        if (hi[static_cast<size_t>(x)] == 0) {  // no present row: zeros
+          for (int64_t r = i0; r < i1; ++r)
+            std::fill_n(a.out + (r / rep) * H * D + (r % rep) * D, static_cast<size_t>(D), 0.0f);
+          continue;
+        }
+        attend_block(a, i0, i1, lo[static_cast<size_t>(x)], hi[static_cast<size_t>(x)], static_cast<float>(scale),
+                     scratch);
       }
     });
     return out;
   }
-  // Tasks (row, KV head, query position) longest first (by the keys from the query's first allowed
-  // one to its last), each thread taking the next one when done: the rows of a decoding batch differ
-  // several-fold in length, and sorted slots would give one thread's contiguous share all the long ones.
-  std::vector<int64_t> last(static_cast<size_t>(B * T)), cost(static_cast<size_t>(B * T));
-  for (int64_t bt = 0; bt < B * T; ++bt) {
-    const bool* row = mp + bt * L;
-    int64_t keys = L;  // up to the last allowed position; all L when none is allowed
-    while (keys > 0 && !row[keys - 1]) --keys;
-    if (keys == 0) keys = L;
-    last[static_cast<size_t>(bt)] = keys;
-    const int64_t first = std::find(row, row + keys, true) - row;  // attend skips the masked ones before it
-    cost[static_cast<size_t>(bt)] = keys - (first < keys ? first : 0);
-  }
+  // Tasks (row, KV head, query position) longest first (by their keys), each thread taking the next
+  // one when done: the rows of a decoding batch differ several-fold in length, and sorted slots
+  // would give one thread's contiguous share all the long ones.
   std::vector<int64_t> order(static_cast<size_t>(B * T * KV));
   std::iota(order.begin(), order.end(), 0);  // task = bt · KV + g
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
-    return cost[static_cast<size_t>(x / KV)] > cost[static_cast<size_t>(y / KV)];
-  });
+  auto keys = [&](int64_t task) {
+    const size_t bt = static_cast<size_t>(task / KV);
+    return last[bt] - first[bt];
+  };
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return keys(x) > keys(y); });
   std::atomic<int64_t> next{0};
   const auto tasks = static_cast<int64_t>(order.size());
   at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), tasks), 1, [&](int64_t, int64_t) {
     std::vector<float> scores;
     for (int64_t i = next++; i < tasks; i = next++) {
       const int64_t task = order[static_cast<size_t>(i)], bt = task / KV, g = task % KV, b = bt / T, t = bt % T;
+      if (last[static_cast<size_t>(bt)] == 0) {  // absent
+        std::fill_n(op + (bt * H + g * rep) * D, static_cast<size_t>(rep * D), 0.0f);
+        continue;
+      }
       attend(qp + b * q.stride(0) + g * rep * q.stride(1) + t * q.stride(2), q.stride(1), kp + b * ks.b + g * ks.h,
              vp + b * vs.b + g * vs.h, ks, vs, mp + bt * L, last[static_cast<size_t>(bt)], D, rep,
              static_cast<float>(scale), op + (bt * H + g * rep) * D, scores);

@@ -14,7 +14,8 @@
 //   loaded once per block, not once per query head and position).
 // The sums of the two ways differ in order (within float rounding, not bit for bit). A query with no
 // allowed position gets the mean of the values over all L positions, as the softmax of equal
-// scores gives.
+// scores gives. Positions that hold no query (a padded batch's padding, `present` false) are not
+// computed: their output rows are zeros.
 //
 // AVX-512 only (kernels/small_gemm.hpp's small_gemm_supported()); `attention_applies` says when
 // the kernel may be used. exp is a polynomial (Cephes' expf), within 2 ulp of std::exp.
@@ -24,15 +25,17 @@ namespace sf::kernels {
 
 // Whether the kernel takes these operands: float32 CPU tensors with unit stride in the last
 // dimension, head_dim a multiple of 16, query heads a multiple of KV heads, allowed [B,T,L] bool,
+// present [B,T] bool on the CPU when defined,
 // no autograd.
 bool attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                       const torch::Tensor& allowed);
+                       const torch::Tensor& allowed, const torch::Tensor& present = {});
 
 // q [B,H,T,D], k and v [B,KV,L,D] (any strides with unit stride in D; e.g. views of a KV cache),
-// allowed [B,T,L] bool (true: query t may attend to key position j). Query head h reads KV head
-// h / (H / KV). → [B,T,H*D]. ShapeError when attention_applies is false.
+// allowed [B,T,L] bool (true: query t may attend to key position j); present [B,T] bool or
+// undefined (every position holds a query). Query head h reads KV head h / (H / KV). → [B,T,H*D].
+// ShapeError when attention_applies is false.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& allowed, double scale);
+                        const torch::Tensor& allowed, double scale, const torch::Tensor& present = {});
 
 // e^x for 16 floats at once, as the kernel computes it (exposed for its accuracy test).
 void exp16(const float* x, float* y);

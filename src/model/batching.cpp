@@ -7,6 +7,10 @@
 
 namespace sf::model {
 
+int64_t forward_cost(int64_t rows, int64_t longest, int64_t tokens) {
+  return 2 * tokens + (rows * longest - tokens) + 2 * kForwardCostTokens;
+}
+
 std::vector<std::vector<size_t>> length_batches(const std::vector<int64_t>& lengths, const std::vector<size_t>& order,
                                                 int64_t max_rows) {
   if (max_rows <= 0) throw ShapeError("length_batches: max_rows must be positive");
@@ -21,10 +25,12 @@ std::vector<std::vector<size_t>> length_batches(const std::vector<int64_t>& leng
   std::vector<size_t> cut(n + 1, 0);
   best[0] = 0;
   const auto rows = static_cast<size_t>(max_rows);
+  std::vector<int64_t> sum(n + 1, 0);  // sum[j]: tokens of the first j sequences
+  for (size_t j = 0; j < n; ++j) sum[j + 1] = sum[j] + lengths[order[j]];
   for (size_t j = 1; j <= n; ++j) {
     for (size_t i = j > rows ? j - rows : 0; i < j; ++i) {
       // Batch [i, j): padded to its first (longest) sequence.
-      const int64_t c = best[i] + static_cast<int64_t>(j - i) * lengths[order[i]] + kForwardCostTokens;
+      const int64_t c = best[i] + forward_cost(static_cast<int64_t>(j - i), lengths[order[i]], sum[j] - sum[i]);
       if (c < best[j]) {
         best[j] = c;
         cut[j] = i;

@@ -340,6 +340,42 @@ torch::Tensor embed_tokens(const Weights& w, const torch::Tensor& input) {
   return x;
 }
 
+// The positions of a [B,T] batch that hold a token, and moves between the batch's layout and the
+// packed one [N,...] of those positions alone (row-major order). Without padding both are one
+// layout: pack and spread are views.
+class Packing {
+ public:
+  explicit Packing(const torch::Tensor& present)  // [B,T] bool
+      : B_(present.size(0)), T_(present.size(1)) {
+    const torch::Tensor flat = present.reshape({B_ * T_});
+    const int64_t n = flat.sum().item<int64_t>();
+    if (n > 0 && n < B_ * T_) {
+      rows_ = flat.nonzero().squeeze(1);  // [N]
+      present_ = present;
+    }
+  }
+  // [B,T] bool where positions hold a token; undefined without padding.
+  const torch::Tensor& present() const { return present_; }
+  // [B,T,...] → [N,...]
+  torch::Tensor pack(const torch::Tensor& t) const {
+    std::vector<int64_t> shape = t.sizes().slice(2).vec();
+    shape.insert(shape.begin(), B_ * T_);
+    const torch::Tensor flat = t.reshape(shape);
+    return rows_.defined() ? flat.index_select(0, rows_) : flat;
+  }
+  // [N,C] → [B,T,C], zeros at the padding.
+  torch::Tensor spread(const torch::Tensor& p) const {
+    const int64_t C = p.size(-1);
+    if (!rows_.defined()) return p.view({B_, T_, C});
+    return torch::zeros({B_ * T_, C}, p.options()).index_copy_(0, rows_, p).view({B_, T_, C});
+  }
+
+ private:
+  int64_t B_, T_;
+  torch::Tensor rows_;     // [N] int64: indices of the token positions in B*T; undefined without padding
+  torch::Tensor present_;  // [B,T] bool; undefined without padding
+};
+
 }  // namespace
 
 CausalLM CausalLM::load(const std::filesystem::path& dir, const LoadOptions& opts) {
@@ -517,18 +553,26 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     cache->keys.resize(w.layers.size());
     cache->values.resize(w.layers.size());
   }
-  torch::Tensor x = embed_tokens(w, input);                                  // [B,T,Hd]
-  torch::Tensor h = rms_norm(x, w.layers.at(0).input_norm, c.rms_norm_eps);  // [B,T,Hd]
+  // The N positions that hold a token (mask 1 among the T new ones). With padding, the products,
+  // norms and the MLP run on those rows only, packed [N,Hd] (padding costs them nothing, so a pass
+  // may take sequences of any lengths at once); attention and the cache see the [B,T] layout, with
+  // zeros at the padding.
+  const Packing packing(mask.narrow(1, past, T));
+  const torch::Tensor cos_rows = packing.pack(cos_half).unsqueeze(0);  // [1,N,D/2]
+  const torch::Tensor sin_rows = packing.pack(sin_half).unsqueeze(0);
+  torch::Tensor x = embed_tokens(w, packing.pack(input));                    // [N,Hd]
+  torch::Tensor h = rms_norm(x, w.layers.at(0).input_norm, c.rms_norm_eps);  // [N,Hd]
   for (size_t li = 0; li < w.layers.size(); ++li) {
     const auto& l = w.layers[li];
     const std::vector<torch::Tensor> qkv =
         project(h, {{l.q, l.q_bias, &l.q_tiles}, {l.k, l.k_bias, &l.k_tiles}, {l.v, l.v_bias, &l.v_tiles}});
+    const torch::Tensor qr = qkv[0].unsqueeze(0), kr = qkv[1].unsqueeze(0);  // [1,N,H*D] [1,N,KV*D]
     const bool fused_rope =
-        kernels::rope_applies(qkv[0], H, cos_half, sin_half) && kernels::rope_applies(qkv[1], KV, cos_half, sin_half);
-    if (fused_rope) kernels::rope_({{qkv[0], H}, {qkv[1], KV}}, cos_half, sin_half);
-    torch::Tensor q = qkv[0].view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
-    torch::Tensor k = qkv[1].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
-    torch::Tensor v = qkv[2].view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+        kernels::rope_applies(qr, H, cos_rows, sin_rows) && kernels::rope_applies(kr, KV, cos_rows, sin_rows);
+    if (fused_rope) kernels::rope_({{qr, H}, {kr, KV}}, cos_rows, sin_rows);
+    torch::Tensor q = packing.spread(qkv[0]).view({B, T, H, D}).transpose(1, 2);   // [B,H,T,D]
+    torch::Tensor k = packing.spread(qkv[1]).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
+    torch::Tensor v = packing.spread(qkv[2]).view({B, T, KV, D}).transpose(1, 2);  // [B,KV,T,D]
     if (!fused_rope) {
       if (!cos.defined()) {
         cos = torch::cat({cos_half, cos_half}, -1).unsqueeze(1).to(w.act_dtype());
@@ -542,8 +586,8 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
       v = cache_append(cache->values[li], v, past, cache->reserved());
     }
     torch::Tensor attn;  // [B,T,H*D]
-    if (kernels::attention_applies(q, k, v, allowed)) {
-      attn = kernels::attention(q, k, v, allowed, scale);
+    if (kernels::attention_applies(q, k, v, allowed, packing.present())) {
+      attn = kernels::attention(q, k, v, allowed, scale, packing.present());
     } else {
       // Grouped-query attention without repeating K/V: the `rep` query heads of one KV head are
       // stacked along the query axis.
@@ -555,10 +599,10 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
       torch::Tensor probs = torch::softmax(scores, -1).to(w.act_dtype()).view({B, KV, rep * T, L});
       attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
     }
-    torch::Tensor o = project(attn, l.o, l.o_tiles);  // [B,T,Hd], partial when split
+    torch::Tensor o = project(packing.pack(attn), l.o, l.o_tiles);  // [N,Hd], partial when split
     reduce(w, o);
     h = add_rms_norm(x, o, l.post_norm, c.rms_norm_eps);
-    torch::Tensor mlp = swiglu(l, h);  // [B,T,Hd], partial when split
+    torch::Tensor mlp = swiglu(l, h);  // [N,Hd], partial when split
     reduce(w, mlp);
     if (li + 1 < w.layers.size()) {
       h = add_rms_norm(x, mlp, w.layers[li + 1].input_norm, c.rms_norm_eps);
@@ -567,6 +611,7 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     }
   }
   if (cache) cache->length_ = L;
+  x = packing.spread(x);  // [B,T,Hd]
   if (last_n > 0) x = x.narrow(1, T - last_n, last_n);
   return rms_norm(x, w.norm, c.rms_norm_eps);  // [B,T,Hd] or [B,last_n,Hd]
 }

@@ -89,6 +89,40 @@ TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
   }
 }
 
+// Positions that hold no query (a padded batch's padding) are skipped: their rows are zeros, and
+// the other rows are those of the call without `present`, bit for bit (the keys a block reads start
+// at the same multiple of the panel; masked keys add exact zeros). Left padding (the first positions
+// absent, their keys masked), right padding (the last positions absent) and scattered holes, in
+// both ways of the kernel.
+TEST_F(Attention, AbsentQueriesAreZerosAndTheOthersUnchanged) {
+  uint64_t seed = 500;
+  for (auto [T, L] : {std::pair<int64_t, int64_t>{1, 9}, {3, 20}, {40, 40}, {70, 300}}) {
+    const int64_t B = 4, H = 9, KV = 3, D = 64;
+    const torch::Tensor q = normal({B, T, H, D}, ++seed).transpose(1, 2);
+    const torch::Tensor k = normal({B, KV, L, D}, ++seed), v = normal({B, KV, L, D}, ++seed);
+    const torch::Tensor q_idx = torch::arange(L - T, L).unsqueeze(1), k_idx = torch::arange(0, L).unsqueeze(0);
+    torch::Tensor allowed = (k_idx <= q_idx).unsqueeze(0).repeat({B, 1, 1});  // [B,T,L]
+    torch::Tensor present = torch::ones({B, T}, torch::kBool);
+    // Row 0 left padded by T/2 + 1 (its padding's keys masked for every query), row 1 right padded,
+    // row 2 with holes, row 3 whole.
+    const int64_t pad = T / 2 + 1;
+    present[0].narrow(0, 0, std::min(pad, T)).fill_(false);
+    allowed[0].narrow(1, L - T, std::min(pad, T)).fill_(false);
+    present[1].narrow(0, T - std::min(pad, T), std::min(pad, T)).fill_(false);
+    present[2] = torch::rand({T}, at::detail::createCPUGenerator(++seed)) > 0.4;
+    const double scale = 0.125;
+    for (int threads : {1, 2}) {
+      at::set_num_threads(threads);
+      ASSERT_TRUE(attention_applies(q, k, v, allowed, present));
+      const torch::Tensor got = attention(q, k, v, allowed, scale, present);  // [B,T,H*D]
+      const torch::Tensor all = attention(q, k, v, allowed, scale);
+      const torch::Tensor held = present.unsqueeze(-1).expand_as(got);
+      EXPECT_TRUE(torch::equal(got.masked_select(held), all.masked_select(held))) << "T=" << T << " L=" << L;
+      EXPECT_EQ(got.masked_select(held.logical_not()).abs().sum().item<double>(), 0.0) << "T=" << T << " L=" << L;
+    }
+  }
+}
+
 TEST_F(Attention, OtherOperandsAreNotTakenAndAreRefused) {
   const torch::Tensor q = normal({2, 4, 1, 16}, 1), k = normal({2, 2, 5, 16}, 2), v = normal({2, 2, 5, 16}, 3);
   const torch::Tensor allowed = torch::ones({2, 1, 5}, torch::kBool);
@@ -105,6 +139,11 @@ TEST_F(Attention, OtherOperandsAreNotTakenAndAreRefused) {
   for (const auto& [what, t] : refused) {
     EXPECT_FALSE(attention_applies(t[0], t[1], t[2], t[3])) << what;
     EXPECT_THROW(attention(t[0], t[1], t[2], t[3], 0.25), sf::ShapeError) << what;
+  }
+  for (const torch::Tensor& present :
+       {torch::ones({2, 2}, torch::kBool), torch::ones({2}, torch::kBool), torch::ones({2, 1}, torch::kInt64)}) {
+    EXPECT_FALSE(attention_applies(q, k, v, allowed, present)) << present.sizes();
+    EXPECT_THROW(attention(q, k, v, allowed, 0.25, present), sf::ShapeError) << present.sizes();
   }
 }
 

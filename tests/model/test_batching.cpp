@@ -1,5 +1,6 @@
-// length_batches: contiguous batches of the length-sorted sequences that minimise padded tokens
-// plus a fixed cost per forward, checked against every partition of small cases.
+// length_batches: contiguous batches of the length-sorted sequences that minimise the sum of their
+// forward costs (tokens, padding, a fixed part per forward), checked against every partition of
+// small cases.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,12 +12,17 @@
 
 namespace {
 
+using sf::model::forward_cost;
 using sf::model::kForwardCostTokens;
 using sf::model::length_batches;
 
 int64_t cost(const std::vector<int64_t>& lengths, const std::vector<std::vector<size_t>>& batches) {
   int64_t c = 0;
-  for (const auto& b : batches) c += static_cast<int64_t>(b.size()) * lengths[b.front()] + kForwardCostTokens;
+  for (const auto& b : batches) {
+    int64_t tokens = 0;
+    for (size_t i : b) tokens += lengths[i];
+    c += forward_cost(static_cast<int64_t>(b.size()), lengths[b.front()], tokens);
+  }
   return c;
 }
 
@@ -67,6 +73,11 @@ TEST(LengthBatches, SeparatesLongFromShortAndKeepsSimilarTogether) {
   ASSERT_EQ(b.size(), 2u);
   EXPECT_EQ(b[0], (std::vector<size_t>{0}));
   EXPECT_TRUE(length_batches({}, {}, 4).empty());
+  // A padded position costs half a token: short sequences join a longer one's forward while their
+  // padding costs less than another forward (here 256 half tokens).
+  EXPECT_EQ(forward_cost(3, 100, 190), 2 * 190 + 110 + 2 * kForwardCostTokens);
+  EXPECT_EQ(length_batches({100, 60, 30}, {0, 1, 2}, 8).size(), 1u);
+  EXPECT_EQ(length_batches({1000, 60, 30}, {0, 1, 2}, 8).size(), 2u);
 }
 
 TEST(LengthBatches, RejectsBadInput) {
