@@ -361,8 +361,9 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (T * rep >= kBlockRows) {
     // Blocks of kBlockRows query rows of one (row b, KV head); each block's keys [lo, hi) cover its
     // present rows' spans. Row b's keys are transposed once per KV head from the least lo of its
-    // blocks on. Blocks are taken longest first (rows × keys) from a shared counter: causal masks
-    // make late blocks long, padding makes some empty.
+    // blocks on. Threads take blocks from a shared counter: the (b, KV head) pairs with the most
+    // keys first, the blocks of one pair one after another (its keys and values stay in cache),
+    // the longest first within it (causal masks make late blocks long; padding makes some empty).
     const int64_t Lp = (L + kPanel - 1) / kPanel * kPanel, blocks = (T * rep + kBlockRows - 1) / kBlockRows;
     std::vector<int64_t> lo(static_cast<size_t>(B * blocks), L), hi(static_cast<size_t>(B * blocks), 0);
     std::vector<int64_t> from(static_cast<size_t>(B), Lp);
@@ -389,14 +390,11 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
         transpose_keys(kp + b * ks.b + g * ks.h, ks.j, from[static_cast<size_t>(b)], L, D, Lp, ktp + grp * D * Lp);
       }
     });
-    // task = (b · blocks + blk) · KV + g. The blocks of one (b, g) follow each other, so its keys
-    // and values stay in cache while they run; (b, g) longest first, their blocks too.
-    std::vector<int64_t> keys(static_cast<size_t>(B * blocks), 0), row_keys(static_cast<size_t>(B), 0);
-    for (int64_t x = 0; x < B * blocks; ++x) {
-      keys[static_cast<size_t>(x)] = hi[static_cast<size_t>(x)] > lo[static_cast<size_t>(x)]
-                                         ? hi[static_cast<size_t>(x)] - lo[static_cast<size_t>(x)]
-                                         : 0;
-      row_keys[static_cast<size_t>(x / blocks)] += keys[static_cast<size_t>(x)];
+    // task = (b · blocks + blk) · KV + g
+    std::vector<int64_t> keys(lo.size(), 0), row_keys(static_cast<size_t>(B), 0);
+    for (size_t x = 0; x < lo.size(); ++x) {
+      keys[x] = hi[x] > 0 ? hi[x] - lo[x] : 0;
+      row_keys[x / static_cast<size_t>(blocks)] += keys[x];
     }
     std::vector<int64_t> order(static_cast<size_t>(B * blocks * KV));
     std::iota(order.begin(), order.end(), 0);
