@@ -37,19 +37,17 @@ struct Strides {
 };
 
 // One row b, one query position and one KV head: its `rep` query heads against key positions
-// [0, L), allowed[j] saying which may be attended to.
+// [lo, L), allowed[j] saying which may be attended to. The positions before lo (a left-padded
+// row's padding, which may not be attended to and would add nothing) are skipped, so that the rest
+// of such a row takes the unmasked path below.
 __attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_stride, const float* k, const float* v,
-                                               Strides ks, Strides vs, const bool* allowed, int64_t L, int64_t D,
-                                               int64_t rep, float scale, float* out, std::vector<float>& scores) {
-  // Leading positions that may not be attended to (a left-padded row's padding) add nothing: they
-  // are skipped, so that the rest of such a row takes the unmasked path below. Unless none may be.
-  const int64_t lo = std::find(allowed, allowed + L, true) - allowed;
-  if (lo < L) {
-    k += lo * ks.j;
-    v += lo * vs.j;
-    allowed += lo;
-    L -= lo;
-  }
+                                               Strides ks, Strides vs, const bool* allowed, int64_t lo, int64_t L,
+                                               int64_t D, int64_t rep, float scale, float* out,
+                                               std::vector<float>& scores) {
+  k += lo * ks.j;
+  v += lo * vs.j;
+  allowed += lo;
+  L -= lo;
   scores.resize(static_cast<size_t>(L + 16));
   const int64_t chunks = D / 16;
   const bool all_allowed = std::find(allowed, allowed + L, false) == allowed + L;
@@ -244,7 +242,6 @@ struct Block {
   const float* v;  // values of (b, g)
   int64_t vs_j;
   const bool* allowed;  // allowed[b] [T,L]
-  const bool* present;  // present[b] [T], or null: every position holds a query
   int64_t L, D, rep;
   float* out;  // out[b] [T, H*D], at head g·rep
   int64_t H;
@@ -297,13 +294,6 @@ __attribute__((target("avx512f"))) void attend_block(const Block& a, int64_t i0,
     w.inv[static_cast<size_t>(m)] = 1.0f / exp_shifted(s, n, top);
   }
   values(w.s.data(), lds, rows, n, a.v + lo * a.vs_j, a.vs_j, D, w.inv.data(), a.out, w.offset.data());
-  // Rows of absent positions (padding) next to present ones: zeros.
-  if (a.present) {
-    for (int64_t m = 0; m < rows; ++m) {
-      if (!a.present[(i0 + m) / a.rep])
-        std::fill_n(a.out + w.offset[static_cast<size_t>(m)], static_cast<size_t>(D), 0.0f);
-    }
-  }
 }
 
 bool cpu_float(const torch::Tensor& t) {
@@ -418,49 +408,47 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                       vp + b * vs.b + g * vs.h,
                       vs.j,
                       mp + b * T * L,
-                      pp ? pp + b * T : nullptr,
                       L,
                       D,
                       rep,
                       op + b * T * H * D + g * rep * D,
                       H};
         const int64_t i0 = blk * kBlockRows, i1 = std::min(i0 + kBlockRows, T * rep);
-        if (hi[static_cast<size_t>(x)] == 0) {  // no present row: zeros
-          for (int64_t r = i0; r < i1; ++r)
-            std::fill_n(a.out + (r / rep) * H * D + (r % rep) * D, static_cast<size_t>(D), 0.0f);
-          continue;
-        }
+        if (hi[static_cast<size_t>(x)] == 0) continue;  // no present row
         attend_block(a, i0, i1, lo[static_cast<size_t>(x)], hi[static_cast<size_t>(x)], static_cast<float>(scale),
                      scratch);
       }
     });
-    return out;
-  }
-  // Tasks (row, KV head, query position) longest first (by their keys), each thread taking the next
-  // one when done: the rows of a decoding batch differ several-fold in length, and sorted slots
-  // would give one thread's contiguous share all the long ones.
-  std::vector<int64_t> order(static_cast<size_t>(B * T * KV));
-  std::iota(order.begin(), order.end(), 0);  // task = bt · KV + g
-  auto keys = [&](int64_t task) {
-    const size_t bt = static_cast<size_t>(task / KV);
-    return last[bt] - first[bt];
-  };
-  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return keys(x) > keys(y); });
-  std::atomic<int64_t> next{0};
-  const auto tasks = static_cast<int64_t>(order.size());
-  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), tasks), 1, [&](int64_t, int64_t) {
-    std::vector<float> scores;
-    for (int64_t i = next++; i < tasks; i = next++) {
-      const int64_t task = order[static_cast<size_t>(i)], bt = task / KV, g = task % KV, b = bt / T, t = bt % T;
-      if (last[static_cast<size_t>(bt)] == 0) {  // absent
-        std::fill_n(op + (bt * H + g * rep) * D, static_cast<size_t>(rep * D), 0.0f);
-        continue;
+  } else {
+    // Tasks (row, KV head, query position) longest first (by their keys), each thread taking the next
+    // one when done: the rows of a decoding batch differ several-fold in length, and sorted slots
+    // would give one thread's contiguous share all the long ones.
+    std::vector<int64_t> order(static_cast<size_t>(B * T * KV));
+    std::iota(order.begin(), order.end(), 0);  // task = bt · KV + g
+    auto keys = [&](int64_t task) {
+      const size_t bt = static_cast<size_t>(task / KV);
+      return last[bt] - first[bt];
+    };
+    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return keys(x) > keys(y); });
+    std::atomic<int64_t> next{0};
+    const auto tasks = static_cast<int64_t>(order.size());
+    at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), tasks), 1, [&](int64_t, int64_t) {
+      std::vector<float> scores;
+      for (int64_t i = next++; i < tasks; i = next++) {
+        const int64_t task = order[static_cast<size_t>(i)], bt = task / KV, g = task % KV, b = bt / T, t = bt % T;
+        if (last[static_cast<size_t>(bt)] == 0) continue;  // absent
+        attend(qp + b * q.stride(0) + g * rep * q.stride(1) + t * q.stride(2), q.stride(1), kp + b * ks.b + g * ks.h,
+               vp + b * vs.b + g * vs.h, ks, vs, mp + bt * L, first[static_cast<size_t>(bt)],
+               last[static_cast<size_t>(bt)], D, rep, static_cast<float>(scale), op + (bt * H + g * rep) * D, scores);
       }
-      attend(qp + b * q.stride(0) + g * rep * q.stride(1) + t * q.stride(2), q.stride(1), kp + b * ks.b + g * ks.h,
-             vp + b * vs.b + g * vs.h, ks, vs, mp + bt * L, last[static_cast<size_t>(bt)], D, rep,
-             static_cast<float>(scale), op + (bt * H + g * rep) * D, scores);
+    });
+  }
+  // Absent positions' rows: zeros (neither way computes them, except beside present rows in a block).
+  if (pp) {
+    for (int64_t bt = 0; bt < B * T; ++bt) {
+      if (!pp[bt]) std::fill_n(op + bt * H * D, static_cast<size_t>(H * D), 0.0f);
     }
-  });
+  }
   return out;
 }
 
