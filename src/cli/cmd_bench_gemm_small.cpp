@@ -3,6 +3,9 @@
 // from memory (1 GiB of copies used in turn), and the machine's memory read bandwidth measured in the same run (a sum
 // over 512 MiB). Prints one JSON object; per shape and row
 // count the best of --runs: GFLOP/s and weight GB/s of both, and kernel / BLAS.
+// With --dtype bfloat16 also, for up to 1024 rows (128 for the lm_head): kernels/widened_gemm.hpp (the
+// products of CPUs without bf16 arithmetic) and float32 BLAS on float32 copies of the same weights,
+// its peer; kernel_sums says which way small_gemm summed (native or widened).
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -15,6 +18,7 @@
 #include "core/dtype.hpp"
 #include "kernels/amx_gemm.hpp"
 #include "kernels/small_gemm.hpp"
+#include "kernels/widened_gemm.hpp"
 
 namespace {
 
@@ -32,8 +36,10 @@ void bench_gemm_small(const GemmOptions& o) {
   out["threads"] = at::get_num_threads();
   const torch::ScalarType wtype = sf::parse_dtype(o.dtype, "bench gemm-small --dtype");
   out["weight_dtype"] = o.dtype;
+  const bool bf16 = wtype == torch::kBFloat16;
   out["kernel_supported"] =
-      wtype == torch::kBFloat16 ? sf::kernels::small_gemm_bf16_supported() : sf::kernels::small_gemm_supported();
+      bf16 ? sf::kernels::small_gemm_bf16_supported(sf::kernels::bf16_sums()) : sf::kernels::small_gemm_supported();
+  if (bf16) out["kernel_sums"] = sf::kernels::bf16_sums() == sf::kernels::Bf16Sums::kNative ? "native" : "widened";
 
   const torch::Tensor big = torch::ones({int64_t{128} << 20}, torch::kFloat32);  // 512 MiB
   const double read_s = sf::cli::best_seconds(5, [&] { big.sum(); });
@@ -54,9 +60,17 @@ void bench_gemm_small(const GemmOptions& o) {
     std::vector<sf::kernels::AmxWeight> amx;
     if (wtype == torch::kBFloat16 && sf::kernels::amx_gemm_supported())
       for (const torch::Tensor& w : copies) amx.push_back(sf::kernels::amx_pack(w));
+    // bf16: float32 copies of the same weights for the float32 peer of the widened products.
+    std::vector<torch::Tensor> copies32;
+    if (bf16) {
+      const torch::Tensor w32 = w0.to(torch::kFloat32);
+      while (static_cast<int64_t>(copies32.size()) * wbytes * 2 < (int64_t{1} << 30)) copies32.push_back(w32.clone());
+    }
     size_t turn = 0;
     const auto next = [&]() -> const torch::Tensor& { return copies[turn++ % copies.size()]; };
-    for (int64_t M : {1, 2, 4, 8, 12, 16, 24, 32, 64, 128}) {
+    const bool lm_head = N > 8192;
+    for (int64_t M : {1, 2, 4, 8, 12, 16, 24, 32, 64, 128, 256, 1024}) {
+      if (M > 128 && (!bf16 || lm_head)) continue;
       const torch::Tensor x = torch::randn({M, K}, at::detail::createCPUGenerator(2), torch::kFloat32);
       const double flop = 2.0 * static_cast<double>(M * N * K), bytes = static_cast<double>(wbytes);
       nlohmann::json row{{"shape", name}, {"rows", M}};
@@ -76,11 +90,21 @@ void bench_gemm_small(const GemmOptions& o) {
         row["amx_gflops"] = flop / amx_s / 1e9;
         row["amx_vs_blas"] = blas_s / amx_s;
       }
+      double f32_s = 0;
+      if (bf16) {
+        const double widened_s = sf::cli::best_seconds(o.runs, [&] { sf::kernels::widened_gemm(x, {next(), {}}); });
+        f32_s = sf::cli::best_seconds(o.runs, [&] { torch::linear(x, copies32[turn++ % copies32.size()]); });
+        row["widened_gflops"] = flop / widened_s / 1e9;
+        row["widened_vs_blas"] = blas_s / widened_s;
+        row["float32_blas_gflops"] = flop / f32_s / 1e9;
+        row["widened_vs_float32_blas"] = f32_s / widened_s;
+      }
       if (sf::kernels::small_gemm_applies(x, {w0, {}})) {
         const double kernel_s = sf::cli::best_seconds(o.runs, [&] { sf::kernels::small_gemm(x, {{next(), {}}}); });
         row["kernel_gflops"] = flop / kernel_s / 1e9;
         row["kernel_weight_gb_per_s"] = bytes / kernel_s / 1e9;
         row["kernel_vs_blas"] = blas_s / kernel_s;
+        if (bf16) row["kernel_vs_float32_blas"] = f32_s / kernel_s;
       }
       rows.push_back(row);
     }

@@ -19,8 +19,9 @@ constexpr int kPrefetchTiles = 4;   // weight rows are prefetched into L2 this m
 constexpr int64_t kBlockRows = 24;  // weight rows per unit of parallel work: a multiple of every tile height
 
 struct Operand {
-  const void* x;  // [M,K] row-major: float32, or bf16 for bf16 weights
+  const void* x;  // [M,K] row-major: float32 (rounded to bf16 for widened bf16 sums), or bf16 for native ones
   int64_t M, K;
+  bool widened = false;  // bf16 weights, summed as Bf16Sums::kWidened
 };
 
 // The sums of an MR × R tile of accumulators (16 lanes each) into y (+ bias); with kRound, each sum
@@ -118,6 +119,48 @@ SF_AVX512_BF16 __attribute__((always_inline)) inline void tile_bf16(const uint16
   store<MR, R, true>(acc, bias, y, ldy);
 }
 
+// The same for float32 x (already rounded to bf16) and bf16 w (their bits as uint16_t), K in steps of
+// 16: each step's weights widened to float32 (a bf16 value is the high half of a float32's bits), the
+// products added by float32 FMAs, each sum rounded to bf16 at the end. One prefetch per 64-byte line
+// of weights (every other step).
+#define SF_AVX512_BW __attribute__((target("avx512f,avx512bw,avx512vl")))
+SF_AVX512_BW __attribute__((always_inline)) inline __m512 widen(__m256i bits) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+}
+
+template <int MR, int R>
+SF_AVX512_BW __attribute__((always_inline)) inline void tile_widened(const float* x, int64_t K, const uint16_t* w,
+                                                                     const uint16_t* ahead, const float* bias, float* y,
+                                                                     int64_t ldy) {
+  __m512 acc[MR][R];
+  for (int m = 0; m < MR; ++m) {
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) {
+      wv[r] = widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * K + k)));
+      if ((k & 31) == 0) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * K + k), _MM_HINT_T1);
+    }
+    for (int m = 0; m < MR; ++m) {
+      __m512 xv = _mm512_loadu_ps(x + m * K + k);
+      asm("" : "+v"(xv));  // as in tile: one load of x per step
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm512_fmadd_ps(xv, wv[r], acc[m][r]);
+    }
+  }
+  if (k < K) {
+    const __mmask16 tail = avx512::lanes(K - k);
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = widen(_mm256_maskz_loadu_epi16(tail, w + r * K + k));
+    for (int m = 0; m < MR; ++m) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + m * K + k);
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm512_fmadd_ps(xv, wv[r], acc[m][r]);
+    }
+  }
+  store<MR, R, true>(acc, bias, y, ldy);
+}
+
 // tile<mr, R> for a run-time mr in [1, MR].
 template <int R, int MR = kTileInputs>
 __attribute__((target("avx512f"), always_inline)) inline void tile_of(int64_t mr, const float* x, int64_t K,
@@ -152,11 +195,41 @@ SF_AVX512_BF16 __attribute__((always_inline)) inline void tile_bf16_of(int64_t m
 }
 
 template <int R>
-SF_AVX512_BF16 void rows(const Operand& a, const uint16_t* w, const uint16_t* ahead, const float* bias, float* y,
-                         int64_t ldy) {
+SF_AVX512_BF16 void rows_bf16(const Operand& a, const uint16_t* w, const uint16_t* ahead, const float* bias, float* y,
+                              int64_t ldy) {
   const auto* x = static_cast<const uint16_t*>(a.x);
   for (int64_t m = 0; m < a.M; m += kTileInputs) {
     tile_bf16_of<R>(std::min<int64_t>(kTileInputs, a.M - m), x + m * a.K, a.K, w, ahead, bias, y + m * ldy, ldy);
+  }
+}
+
+// tile_widened<mr, R> for a run-time mr in [1, MR].
+template <int R, int MR = kTileInputs>
+SF_AVX512_BW __attribute__((always_inline)) inline void tile_widened_of(int64_t mr, const float* x, int64_t K,
+                                                                        const uint16_t* w, const uint16_t* ahead,
+                                                                        const float* bias, float* y, int64_t ldy) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return tile_widened_of<R, MR - 1>(mr, x, K, w, ahead, bias, y, ldy);
+  }
+  tile_widened<MR, R>(x, K, w, ahead, bias, y, ldy);
+}
+
+template <int R>
+SF_AVX512_BW void rows_widened(const Operand& a, const uint16_t* w, const uint16_t* ahead, const float* bias, float* y,
+                               int64_t ldy) {
+  const auto* x = static_cast<const float*>(a.x);
+  for (int64_t m = 0; m < a.M; m += kTileInputs) {
+    tile_widened_of<R>(std::min<int64_t>(kTileInputs, a.M - m), x + m * a.K, a.K, w, ahead, bias, y + m * ldy, ldy);
+  }
+}
+
+// bf16 weights, either way of summing.
+template <int R>
+void rows(const Operand& a, const uint16_t* w, const uint16_t* ahead, const float* bias, float* y, int64_t ldy) {
+  if (a.widened) {
+    rows_widened<R>(a, w, ahead, bias, y, ldy);
+  } else {
+    rows_bf16<R>(a, w, ahead, bias, y, ldy);
   }
 }
 
@@ -200,6 +273,14 @@ bool small_gemm_bf16_supported() {
   return supported;
 }
 
+Bf16Sums bf16_sums() { return small_gemm_bf16_supported() ? Bf16Sums::kNative : Bf16Sums::kWidened; }
+
+bool small_gemm_bf16_supported(Bf16Sums sums) {
+  static const bool widened =
+      small_gemm_supported() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return sums == Bf16Sums::kNative ? small_gemm_bf16_supported() : widened;
+}
+
 namespace {
 
 bool cpu_bf16(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kBFloat16; }
@@ -219,10 +300,10 @@ void block(const Operand& a, const Projection& p, torch::Tensor& y, int64_t n0, 
 
 }  // namespace
 
-bool small_gemm_applies(const torch::Tensor& x, const Projection& p) {
+bool small_gemm_applies(const torch::Tensor& x, const Projection& p, Bf16Sums sums) {
   const torch::Tensor& w = p.weight;
   if (!small_gemm_supported() || !is_cpu_float(x)) return false;
-  if (!is_cpu_float(w) && !(cpu_bf16(w) && small_gemm_bf16_supported())) return false;
+  if (!is_cpu_float(w) && !(cpu_bf16(w) && small_gemm_bf16_supported(sums))) return false;
   if (x.requires_grad() || w.requires_grad() || x.dim() < 1 || w.dim() != 2 || !w.is_contiguous()) return false;
   if (x.size(-1) != w.size(1) || x.size(-1) == 0 || x.numel() / x.size(-1) > kSmallGemmMaxRows) return false;
   if (!p.bias.defined()) return true;
@@ -230,17 +311,20 @@ bool small_gemm_applies(const torch::Tensor& x, const Projection& p) {
          p.bias.is_contiguous();
 }
 
-std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections) {
+std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections,
+                                      Bf16Sums sums) {
   const bool bf16 = !projections.empty() && cpu_bf16(projections[0].weight);
   for (const Projection& p : projections) {
-    if (!small_gemm_applies(x, p) || cpu_bf16(p.weight) != bf16) {
+    if (!small_gemm_applies(x, p, sums) || cpu_bf16(p.weight) != bf16) {
       throw ShapeError("small_gemm: operands do not fit the kernel: x " + std::to_string(x.dim()) + "-d with " +
                        std::to_string(x.numel()) + " elements, weight of " + std::to_string(p.weight.numel()));
     }
   }
   const torch::Tensor x2 = x.reshape({-1, x.size(-1)}).contiguous();  // [M,K]
-  const torch::Tensor xk = bf16 ? x2.to(torch::kBFloat16) : x2;       // the kernel's x: rounded for bf16 weights
-  const Operand a{xk.data_ptr(), x2.size(0), x2.size(1)};
+  const bool widened = bf16 && sums == Bf16Sums::kWidened;
+  // The kernel's x: rounded to bf16 for bf16 weights, and widened back to float32 for widened sums.
+  const torch::Tensor xk = !bf16 ? x2 : widened ? x2.to(torch::kBFloat16).to(torch::kFloat32) : x2.to(torch::kBFloat16);
+  const Operand a{xk.data_ptr(), x2.size(0), x2.size(1), widened};
 
   // Blocks of weight rows over all projections, split over the threads.
   constexpr int64_t block_rows = kBlockRows;

@@ -1,9 +1,10 @@
 #pragma once
 // Products of a few activation rows with weight matrices on CPU: y_i = x · W_iᵀ (+ b_i), x, b_i and
 // y_i float32, the W_i float32 or all bf16. With bf16 weights, x is rounded to bf16 (to nearest even),
-// the products of bf16 pairs are summed in float32 (AVX-512 BF16's vdpbf16ps) and each sum is rounded
-// to bf16 before the bias is added: the arithmetic of a bf16 matmul (torch::linear on bf16 operands),
-// at half the weight traffic of float32.
+// the products of bf16 pairs are summed in float32 and each sum is rounded to bf16 before the bias is
+// added: the arithmetic of a bf16 matmul (torch::linear on bf16 operands), at half the weight traffic
+// of float32. The sums are made one of two ways (Bf16Sums): by AVX-512 BF16's dot products where the
+// CPU has them, else by widening both operands to float32 and adding each product with a float32 FMA.
 //
 // Decoding multiplies 1 to 64 rows by every weight of the model. A BLAS GEMM packs the whole weight
 // matrix for that (OpenBLAS 0.3.21 does so even for one row on x86-64) and runs a kernel shaped for
@@ -28,9 +29,22 @@ constexpr int64_t kSmallGemmMaxRows = 64;
 
 // Whether this CPU has the instructions the kernel needs (AVX-512F).
 bool small_gemm_supported();
-// Whether it also has those of bf16 weights (AVX-512 BW and BF16: Cooper Lake, Sapphire Rapids and
-// later Xeons, Zen 4 and later).
+// Whether it also has bf16 arithmetic (AVX-512 BW and BF16: Cooper Lake, Sapphire Rapids and later
+// Xeons, Zen 4 and later).
 bool small_gemm_bf16_supported();
+
+// How the products with bf16 weights are summed.
+// - kNative: AVX-512 BF16's vdpbf16ps, which adds two products of bf16 pairs to each float32 lane
+//   (denormal inputs and results count as zero).
+// - kWidened: both operands widened to float32, exactly (a bf16 value is a float32 whose low 16 bits
+//   are zero), each product added by a float32 FMA. A product of two bf16 values is exact in float32,
+//   so the two ways differ only in the order of the sums (and in denormals). Needs AVX-512 BW and VL
+//   only: Skylake to Ice Lake Xeons, which have no bf16 arithmetic.
+enum class Bf16Sums { kNative, kWidened };
+// This CPU's way: kNative where small_gemm_bf16_supported(), else kWidened.
+Bf16Sums bf16_sums();
+// Whether this CPU can sum bf16 products that way.
+bool small_gemm_bf16_supported(Bf16Sums sums);
 
 struct Projection {
   torch::Tensor weight;  // [N,K]
@@ -38,13 +52,14 @@ struct Projection {
 };
 
 // Whether x · weightᵀ + bias may use the kernel: CPU support; x and bias float32, weight float32 or
-// (where small_gemm_bf16_supported()) bf16, all on the CPU;
+// (where small_gemm_bf16_supported(sums)) bf16, all on the CPU;
 // weight a contiguous matrix [N,K] with x's last dimension K; bias contiguous [N]; at most
 // kSmallGemmMaxRows rows of x; no autograd.
-bool small_gemm_applies(const torch::Tensor& x, const Projection& p);
+bool small_gemm_applies(const torch::Tensor& x, const Projection& p, Bf16Sums sums = bf16_sums());
 
 // x [..., K] → one [..., N_i] per projection, computed together. Every projection must satisfy
-// small_gemm_applies(x, projection), and their weights share one dtype (ShapeError otherwise).
-std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections);
+// small_gemm_applies(x, projection, sums), and their weights share one dtype (ShapeError otherwise).
+std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections,
+                                      Bf16Sums sums = bf16_sums());
 
 }  // namespace sf::kernels

@@ -16,6 +16,7 @@
 #include "kernels/rms_norm.hpp"
 #include "kernels/rope.hpp"
 #include "kernels/small_gemm.hpp"
+#include "kernels/widened_gemm.hpp"
 #include "model/gguf_model.hpp"
 #include "model/shard.hpp"
 #include "model/weight_arena.hpp"
@@ -211,7 +212,9 @@ bool amx_runs(const torch::Tensor& x, const std::vector<Product>& products) {
 // - bf16 weights, float32 x (bf16 on a CPU): every product is that of bf16 operands (x rounded),
 //   summed in float32 and rounded to bf16, whichever kernel runs it; the bias is added in float32.
 //   With AMX-BF16, from kAmxMinRows rows: kernels/amx_gemm.hpp on the packed weights. Fewer rows, or
-//   no AMX: small_gemm (below) as far as it applies, then oneDNN's bf16 matmul behind torch::linear.
+//   no AMX: small_gemm (below) as far as it applies; then, on a CPU without bf16 arithmetic,
+//   kernels/widened_gemm.hpp (float32 BLAS on widened operands), else oneDNN's bf16 matmul behind
+//   torch::linear (and wherever autograd runs).
 // - Without autograd, a few rows on a CPU with AVX-512 (decoding): kernels/small_gemm.hpp, all
 //   products in one parallel region.
 // - One row elsewhere on a CPU: a matrix-vector product (for a one-row GEMM OpenBLAS packs the whole
@@ -228,6 +231,13 @@ std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<Pro
   const bool small = std::all_of(ps.begin(), ps.end(),
                                  [&](const kernels::Projection& p) { return kernels::small_gemm_applies(x, p); });
   if (small) return kernels::small_gemm(x, ps);
+  if (mixed && !kernels::small_gemm_bf16_supported() &&
+      std::all_of(ps.begin(), ps.end(),
+                  [&](const kernels::Projection& p) { return kernels::widened_gemm_applies(x, p); })) {
+    std::vector<torch::Tensor> out;
+    for (const kernels::Projection& p : ps) out.push_back(kernels::widened_gemm(x, p));
+    return out;
+  }
   if (mixed) {
     const torch::Tensor xr = x.to(ps[0].weight.scalar_type());
     std::vector<torch::Tensor> out;

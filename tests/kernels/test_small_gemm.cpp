@@ -147,3 +147,58 @@ TEST_F(SmallGemmBf16, WeightsOfMixedDtypesInOneCallAreRefused) {
   EXPECT_THROW(small_gemm(x, {f32, bf16}), sf::ShapeError);
   EXPECT_FALSE(small_gemm_applies(x.to(torch::kBFloat16), bf16)) << "x must be float32";
 }
+
+// The same arithmetic summed the other way (Bf16Sums::kWidened: both operands widened to float32,
+// float32 FMAs), as CPUs without AVX-512 BF16 run it; taken wherever AVX-512 BW and VL are.
+class SmallGemmWidened : public SmallGemm {
+ protected:
+  void SetUp() override {
+    SmallGemm::SetUp();
+    if (!sf::kernels::small_gemm_bf16_supported(kWidened)) GTEST_SKIP() << "this CPU has no AVX-512 BW and VL";
+  }
+  static constexpr sf::kernels::Bf16Sums kWidened = sf::kernels::Bf16Sums::kWidened;
+};
+
+TEST_F(SmallGemmWidened, EqualsTheRoundedProductOfRoundedOperandsForRaggedShapes) {
+  uint64_t seed = 400;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (int64_t M : {1, 2, 7, 8, 9, 16, 33, 64}) {
+      for (int64_t K : {1, 15, 16, 17, 31, 32, 33, 100, 576}) {
+        for (int64_t N : {1, 3, 5, 70}) {
+          const torch::Tensor x = normal({M, K}, ++seed);
+          const Projection p{normal({N, K}, ++seed).to(torch::kBFloat16), normal({N}, ++seed)};
+          ASSERT_TRUE(small_gemm_applies(x, p, kWidened));
+          const torch::Tensor y = small_gemm(x, {p}, kWidened)[0];
+          EXPECT_EQ(y.scalar_type(), torch::kFloat32);
+          const torch::Tensor xr = x.to(torch::kBFloat16).to(torch::kFloat32);
+          EXPECT_GE(share_equal(y, rounded_product(xr, p), p.bias, K), 0.97) << "M=" << M << " K=" << K << " N=" << N;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(SmallGemmWidened, RoundsTheInputRowsAsTheWeights) {
+  const torch::Tensor x = normal({16, 256}, 500) * (1 + 1.0 / 512);
+  const Projection p{normal({256, 256}, 501).to(torch::kBFloat16), {}};
+  const torch::Tensor y = small_gemm(x, {p}, kWidened)[0];
+  EXPECT_GE(share_equal(y, rounded_product(x.to(torch::kBFloat16).to(torch::kFloat32), p), p.bias, 256), 0.99);
+  EXPECT_LE(y.eq(rounded_product(x, p)).to(torch::kFloat64).mean().item<double>(), 0.95);
+}
+
+TEST_F(SmallGemmWidened, SeveralProjectionsAtOnceEqualEachAloneAndTheNativeSums) {
+  const torch::Tensor x = normal({3, 5, 96}, 600);  // [B,T,K]: 15 rows
+  const std::vector<Projection> ps{{normal({96, 96}, 601).to(torch::kBFloat16), normal({96}, 602)},
+                                   {normal({40, 96}, 603).to(torch::kBFloat16), {}}};
+  at::set_num_threads(2);
+  const std::vector<torch::Tensor> together = small_gemm(x, ps, kWidened);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    EXPECT_TRUE(together[i].equal(small_gemm(x, {ps[i]}, kWidened)[0])) << "projection " << i;
+    if (sf::kernels::small_gemm_bf16_supported(sf::kernels::Bf16Sums::kNative)) {
+      EXPECT_GE(share_equal(together[i], small_gemm(x, {ps[i]}, sf::kernels::Bf16Sums::kNative)[0], ps[i].bias, 96),
+                0.97)
+          << "projection " << i;
+    }
+  }
+}
