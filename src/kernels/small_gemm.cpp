@@ -283,14 +283,12 @@ bool small_gemm_bf16_supported(Bf16Sums sums) {
 
 namespace {
 
-bool cpu_bf16(const torch::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == torch::kBFloat16; }
-
 // One block of weight rows [n0, n1) of p into y, R rows per tile.
 template <int R>
 void block(const Operand& a, const Projection& p, torch::Tensor& y, int64_t n0, int64_t n1) {
   const int64_t N = p.weight.size(0);
   const float* bias = p.bias.defined() ? p.bias.data_ptr<float>() : nullptr;
-  if (cpu_bf16(p.weight)) {
+  if (is_cpu_bf16(p.weight)) {
     const auto* w = reinterpret_cast<const uint16_t*>(p.weight.data_ptr<at::BFloat16>());
     row_range<R>(a, w, bias, y.data_ptr<float>(), N, n0, n1);
   } else {
@@ -303,19 +301,17 @@ void block(const Operand& a, const Projection& p, torch::Tensor& y, int64_t n0, 
 bool small_gemm_applies(const torch::Tensor& x, const Projection& p, Bf16Sums sums) {
   const torch::Tensor& w = p.weight;
   if (!small_gemm_supported() || !is_cpu_float(x)) return false;
-  if (!is_cpu_float(w) && !(cpu_bf16(w) && small_gemm_bf16_supported(sums))) return false;
+  if (!is_cpu_float(w) && !(is_cpu_bf16(w) && small_gemm_bf16_supported(sums))) return false;
   if (x.requires_grad() || w.requires_grad() || x.dim() < 1 || w.dim() != 2 || !w.is_contiguous()) return false;
   if (x.size(-1) != w.size(1) || x.size(-1) == 0 || x.numel() / x.size(-1) > kSmallGemmMaxRows) return false;
-  if (!p.bias.defined()) return true;
-  return is_cpu_float(p.bias) && !p.bias.requires_grad() && p.bias.dim() == 1 && p.bias.size(0) == w.size(0) &&
-         p.bias.is_contiguous();
+  return bias_fits(p.bias, w.size(0));
 }
 
 std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections,
                                       Bf16Sums sums) {
-  const bool bf16 = !projections.empty() && cpu_bf16(projections[0].weight);
+  const bool bf16 = !projections.empty() && is_cpu_bf16(projections[0].weight);
   for (const Projection& p : projections) {
-    if (!small_gemm_applies(x, p, sums) || cpu_bf16(p.weight) != bf16) {
+    if (!small_gemm_applies(x, p, sums) || is_cpu_bf16(p.weight) != bf16) {
       throw ShapeError("small_gemm: operands do not fit the kernel: x " + std::to_string(x.dim()) + "-d with " +
                        std::to_string(x.numel()) + " elements, weight of " + std::to_string(p.weight.numel()));
     }

@@ -43,19 +43,13 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void round_add(floa
   }
 }
 
-bool cpu_bf16_matrix(const torch::Tensor& w) {
-  return w.device().is_cpu() && w.scalar_type() == torch::kBFloat16 && w.dim() == 2 && w.is_contiguous();
-}
-
 }  // namespace
 
 bool widened_gemm_applies(const torch::Tensor& x, const Projection& p) {
   const torch::Tensor& w = p.weight;
-  if (!is_cpu_float(x) || !cpu_bf16_matrix(w) || x.requires_grad() || w.requires_grad()) return false;
-  if (x.dim() < 1 || x.size(-1) != w.size(1)) return false;
-  if (!p.bias.defined()) return true;
-  return is_cpu_float(p.bias) && !p.bias.requires_grad() && p.bias.dim() == 1 && p.bias.size(0) == w.size(0) &&
-         p.bias.is_contiguous();
+  if (!is_cpu_float(x) || !is_cpu_bf16(w) || w.dim() != 2 || !w.is_contiguous()) return false;
+  if (x.requires_grad() || w.requires_grad() || x.dim() < 1 || x.size(-1) != w.size(1)) return false;
+  return bias_fits(p.bias, w.size(0));
 }
 
 torch::Tensor widened_gemm(const torch::Tensor& x, const Projection& p) {
