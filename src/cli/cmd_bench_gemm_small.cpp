@@ -1,11 +1,12 @@
 // `superficial bench gemm-small`: the decoding kernel (kernels/small_gemm.hpp) against torch::linear
-// (BLAS) on SmolLM2-135M's projection shapes, for 1 to 128 rows (the kernel up to kSmallGemmMaxRows), each weight read
-// from memory (1 GiB of copies used in turn), and the machine's memory read bandwidth measured in the same run (a sum
-// over 512 MiB). Prints one JSON object; per shape and row
-// count the best of --runs: GFLOP/s and weight GB/s of both, and kernel / BLAS.
-// With --dtype bfloat16 also, for up to 1024 rows (128 for the lm_head): kernels/widened_gemm.hpp (the
-// products of CPUs without bf16 arithmetic) and float32 BLAS on float32 copies of the same weights,
-// its peer; kernel_sums says which way small_gemm summed (native or widened).
+// (BLAS) on SmolLM2-135M's projection shapes, for 1 to 128 rows (the kernel up to small_gemm_max_rows), each weight
+// read from memory (1 GiB of copies used in turn), and the machine's memory read bandwidth measured in the same run (a
+// sum over 512 MiB). Prints one JSON object; per shape and row count the best of --runs: GFLOP/s and weight GB/s of
+// both, and kernel / BLAS. With --dtype bfloat16 also, for up to 1024 rows (128 for the lm_head):
+// kernels/widened_gemm.hpp (the products of CPUs without bf16 arithmetic) and float32 BLAS on float32 copies of the
+// same weights, its peer; kernel_sums says which way small_gemm summed (native or widened). --isa avx2 runs the
+// kernel's AVX2 tiles on an AVX-512 CPU (kernel_isa says which ran); to give BLAS the same
+// instructions, run with OPENBLAS_CORETYPE=Haswell (OpenBLAS's AVX2 kernels).
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@ struct GemmOptions {
   int runs = 20;
   int threads = 2;
   std::string dtype = "float32";  // of the weights; x is float32 either way
+  std::string isa;                // of small_gemm: avx512 or avx2; empty: the CPU's best
 };
 
 void bench_gemm_small(const GemmOptions& o) {
@@ -37,9 +39,15 @@ void bench_gemm_small(const GemmOptions& o) {
   const torch::ScalarType wtype = sf::parse_dtype(o.dtype, "bench gemm-small --dtype");
   out["weight_dtype"] = o.dtype;
   const bool bf16 = wtype == torch::kBFloat16;
-  out["kernel_supported"] =
-      bf16 ? sf::kernels::small_gemm_bf16_supported(sf::kernels::bf16_sums()) : sf::kernels::small_gemm_supported();
-  if (bf16) out["kernel_sums"] = sf::kernels::bf16_sums() == sf::kernels::Bf16Sums::kNative ? "native" : "widened";
+  const sf::kernels::Isa isa = o.isa.empty()     ? sf::kernels::small_gemm_isa()
+                               : o.isa == "avx2" ? sf::kernels::Isa::kAvx2
+                                                 : sf::kernels::Isa::kAvx512;
+  // Native bf16 sums only on AVX-512.
+  const sf::kernels::Bf16Sums sums =
+      isa == sf::kernels::Isa::kAvx2 ? sf::kernels::Bf16Sums::kWidened : sf::kernels::bf16_sums();
+  out["kernel_isa"] = sf::kernels::isa_name(isa);
+  out["kernel_supported"] = bf16 ? sf::kernels::small_gemm_bf16_supported(sums, isa) : sf::kernels::cpu_has(isa);
+  if (bf16) out["kernel_sums"] = sums == sf::kernels::Bf16Sums::kNative ? "native" : "widened";
 
   const torch::Tensor big = torch::ones({int64_t{128} << 20}, torch::kFloat32);  // 512 MiB
   const double read_s = sf::cli::best_seconds(5, [&] { big.sum(); });
@@ -99,8 +107,10 @@ void bench_gemm_small(const GemmOptions& o) {
         row["float32_blas_gflops"] = flop / f32_s / 1e9;
         row["widened_vs_float32_blas"] = f32_s / widened_s;
       }
-      if (sf::kernels::small_gemm_applies(x, {w0, {}})) {
-        const double kernel_s = sf::cli::best_seconds(o.runs, [&] { sf::kernels::small_gemm(x, {{next(), {}}}); });
+      if (sf::kernels::small_gemm_applies(x, {w0, {}}, sums, isa)) {
+        const double kernel_s = sf::cli::best_seconds(o.runs, [&] {
+          sf::kernels::small_gemm(x, {{next(), {}}}, sums, isa);
+        });
         row["kernel_gflops"] = flop / kernel_s / 1e9;
         row["kernel_weight_gb_per_s"] = bytes / kernel_s / 1e9;
         row["kernel_vs_blas"] = blas_s / kernel_s;
@@ -124,6 +134,8 @@ void setup(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "Weight dtype: float32 or bfloat16 (x stays float32)")
       ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
+  cmd->add_option("--isa", o->isa, "Instruction set of the kernel's tiles (default: the CPU's best)")
+      ->check(CLI::IsMember({"avx512", "avx2"}));
   cmd->add_option("--threads", o->threads, "Torch intra-op threads")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->callback([o] { bench_gemm_small(*o); });
 }

@@ -12,7 +12,7 @@
 
 #include "core/error.hpp"
 #include "kernels/avx512.hpp"
-#include "kernels/small_gemm.hpp"
+#include "kernels/isa.hpp"
 
 namespace sf::kernels {
 
@@ -304,7 +304,7 @@ bool cpu_float(const torch::Tensor& t) {
 
 bool attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                        const torch::Tensor& allowed, const torch::Tensor& present) {
-  if (!small_gemm_supported() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || allowed.dim() != 3) return false;
+  if (!cpu_has(Isa::kAvx512) || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || allowed.dim() != 3) return false;
   if (!cpu_float(q) || !cpu_float(k) || !cpu_float(v)) return false;
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1), L = k.size(2);
   if (D % 16 != 0 || KV == 0 || H % KV != 0 || k.sizes() != v.sizes()) return false;

@@ -17,7 +17,7 @@
 // scores gives. Positions that hold no query (a padded batch's padding, `present` false) are not
 // computed: their output rows are zeros.
 //
-// AVX-512 only (kernels/small_gemm.hpp's small_gemm_supported()); `attention_applies` says when
+// AVX-512 only (kernels/isa.hpp: cpu_has(Isa::kAvx512)); `attention_applies` says when
 // the kernel may be used. exp is a polynomial (Cephes' expf), within 2 ulp of std::exp.
 #include <torch/torch.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 // AVX-512 helpers shared by the kernels of this folder. Include only from their .cpp files: every
-// function here is compiled for AVX-512F and may run only where small_gemm_supported() holds.
+// function here is compiled for AVX-512F and may run only where cpu_has(Isa::kAvx512) holds (kernels/isa.hpp).
 
 // gcc 12 reports the self-initialised placeholders of its AVX-512 headers (_mm256_undefined_ps and
 // the like, used by every shuffle) as uninitialised once they are inlined (gcc bug 105593).

@@ -7,8 +7,8 @@
 
 #include "core/error.hpp"
 #include "kernels/avx512.hpp"
+#include "kernels/isa.hpp"
 #include "kernels/operands.hpp"
-#include "kernels/small_gemm.hpp"
 
 namespace sf::kernels {
 
@@ -59,7 +59,7 @@ torch::Tensor norm_rows(torch::Tensor& x, const torch::Tensor& delta, const torc
 }  // namespace
 
 bool rms_norm_applies(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& delta) {
-  if (!small_gemm_supported() || torch::GradMode::is_enabled()) return false;
+  if (!cpu_has(Isa::kAvx512) || torch::GradMode::is_enabled()) return false;
   if (!cpu_float_contiguous(x) || !cpu_float_contiguous(weight) || x.dim() < 1 || weight.dim() != 1) return false;
   if (x.size(-1) != weight.size(0) || x.size(-1) == 0) return false;
   return !delta.defined() || (cpu_float_contiguous(delta) && delta.sizes() == x.sizes());

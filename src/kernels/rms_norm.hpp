@@ -5,7 +5,7 @@
 // x += delta that precedes every norm of a decoder layer. Decoding runs two norms per layer on a
 // few rows, where each torch op costs more to start than to compute.
 //
-// AVX-512 only (kernels/small_gemm.hpp's small_gemm_supported()); `rms_norm_applies` says when the
+// AVX-512 only (kernels/isa.hpp: cpu_has(Isa::kAvx512)); `rms_norm_applies` says when the
 // kernel may be used. The sum of squares runs in a different order than torch's mean: results
 // agree with the torch ops to rounding (tests/kernels).
 #include <torch/torch.h>

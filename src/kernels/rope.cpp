@@ -6,8 +6,8 @@
 
 #include "core/error.hpp"
 #include "kernels/avx512.hpp"
+#include "kernels/isa.hpp"
 #include "kernels/operands.hpp"
-#include "kernels/small_gemm.hpp"
 
 namespace sf::kernels {
 
@@ -31,7 +31,7 @@ __attribute__((target("avx512f"))) void rotate(float* x, int64_t heads, int64_t 
 }  // namespace
 
 bool rope_applies(const torch::Tensor& x, int64_t heads, const torch::Tensor& cos, const torch::Tensor& sin) {
-  if (!small_gemm_supported() || torch::GradMode::is_enabled()) return false;
+  if (!cpu_has(Isa::kAvx512) || torch::GradMode::is_enabled()) return false;
   if (!cpu_float_contiguous(x) || !cpu_float_contiguous(cos) || !cpu_float_contiguous(sin)) return false;
   if (x.dim() != 3 || cos.dim() != 3 || cos.sizes() != sin.sizes() || heads <= 0) return false;
   const int64_t half = cos.size(2);

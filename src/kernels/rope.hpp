@@ -4,7 +4,7 @@
 // `x * cos + rotate_half(x) * sin` in model/causal_lm.cpp computes with five tensor ops and two
 // temporaries. Queries and keys of a layer are rotated in one parallel region.
 //
-// AVX-512 only (kernels/small_gemm.hpp's small_gemm_supported()); `rope_applies` says when the
+// AVX-512 only (kernels/isa.hpp: cpu_has(Isa::kAvx512)); `rope_applies` says when the
 // kernel may be used. Results agree with the torch ops to rounding (tests/kernels).
 #include <torch/torch.h>
 

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "kernels/avx512.hpp"
+#include "kernels/isa.hpp"
 #include "kernels/operands.hpp"
-#include "kernels/small_gemm.hpp"
 
 namespace sf::kernels {
 
@@ -65,7 +65,7 @@ __attribute__((target("avx512f"))) bool row_topk(const float* x, int64_t V, int6
 }  // namespace
 
 bool topk_rows(const torch::Tensor& x, int64_t k, RowTopK& out) {
-  if (!small_gemm_supported() || !cpu_float_contiguous(x) || x.dim() != 2 || k < 1 || k > x.size(1)) return false;
+  if (!cpu_has(Isa::kAvx512) || !cpu_float_contiguous(x) || x.dim() != 2 || k < 1 || k > x.size(1)) return false;
   const int64_t N = x.size(0), V = x.size(1);
   torch::Tensor values = torch::empty({N, k}, x.options());
   torch::Tensor ids = torch::empty({N, k}, x.options().dtype(torch::kInt64));

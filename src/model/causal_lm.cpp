@@ -215,8 +215,8 @@ bool amx_runs(const torch::Tensor& x, const std::vector<Product>& products) {
 //   no AMX: small_gemm (below) as far as it applies; then, on a CPU without bf16 arithmetic,
 //   kernels/widened_gemm.hpp (float32 BLAS on widened operands), else oneDNN's bf16 matmul behind
 //   torch::linear (and wherever autograd runs).
-// - Without autograd, a few rows on a CPU with AVX-512 (decoding): kernels/small_gemm.hpp, all
-//   products in one parallel region.
+// - Without autograd, a few rows on a CPU with AVX-512 or AVX2 (decoding): kernels/small_gemm.hpp,
+//   all products in one parallel region.
 // - One row elsewhere on a CPU: a matrix-vector product (for a one-row GEMM OpenBLAS packs the whole
 //   weight matrix). Otherwise torch::linear.
 std::vector<torch::Tensor> project(const torch::Tensor& x, const std::vector<Product>& products) {

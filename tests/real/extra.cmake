@@ -10,3 +10,9 @@ add_test(NAME real_generate_paris
                  $<TARGET_FILE:superficial> ${CMAKE_SOURCE_DIR}/scripts/fetch-models.sh)
 set_tests_properties(real_generate_paris PROPERTIES LABELS real FIXTURES_REQUIRED real_models TIMEOUT 300
                      PASS_REGULAR_EXPRESSION "Paris")
+
+# The real model's log-probs and greedy answers again with the hand-written kernels held to AVX2
+# (SUPERFICIAL_MAX_ISA), as an AVX2-only CPU runs them.
+add_test(NAME real_max_isa_avx2 COMMAND test_real --gtest_filter=Real.LogprobsMatchTransformers:Real.GreedyAnswersMatchTransformers)
+set_tests_properties(real_max_isa_avx2 PROPERTIES LABELS real FIXTURES_REQUIRED real_models TIMEOUT 300
+                     ENVIRONMENT SUPERFICIAL_MAX_ISA=avx2)
