@@ -114,6 +114,13 @@ void bench_gemm_small(const GemmOptions& o) {
         row["kernel_gflops"] = flop / kernel_s / 1e9;
         row["kernel_weight_gb_per_s"] = bytes / kernel_s / 1e9;
         row["kernel_vs_blas"] = blas_s / kernel_s;
+        if (M == 1 && !bf16) {
+          // One row: the matrix-vector product the model runs where the kernel does not apply.
+          const torch::Tensor x1 = x.reshape({-1});
+          const double mv_s = sf::cli::best_seconds(o.runs, [&] { torch::mv(next(), x1); });
+          row["mv_gflops"] = flop / mv_s / 1e9;
+          row["kernel_vs_mv"] = mv_s / kernel_s;
+        }
         if (bf16) row["kernel_vs_float32_blas"] = f32_s / kernel_s;
       }
       rows.push_back(row);
