@@ -137,8 +137,6 @@ bool has_avx512_bw_vl() {
 
 Isa small_gemm_isa() { return cpu_has(Isa::kAvx512) ? Isa::kAvx512 : Isa::kAvx2; }
 
-bool small_gemm_supported() { return cpu_has(small_gemm_isa()); }
-
 bool small_gemm_bf16_supported() {
   static const bool supported = has_avx512_bw_vl() && __builtin_cpu_supports("avx512bf16");
   return supported;

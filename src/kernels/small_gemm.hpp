@@ -34,8 +34,6 @@ constexpr int64_t small_gemm_max_rows(Isa isa) { return isa == Isa::kAvx512 ? 64
 
 // The instruction set the kernel uses by default: AVX-512 where the CPU has it, else AVX2.
 Isa small_gemm_isa();
-// Whether this CPU has the instructions the kernel needs (AVX2 and FMA at least).
-bool small_gemm_supported();
 // Whether it also has bf16 arithmetic (AVX-512 BW and BF16: Cooper Lake, Sapphire Rapids and later
 // Xeons, Zen 4 and later).
 bool small_gemm_bf16_supported();

@@ -6,7 +6,7 @@
 
 #include "core/error.hpp"
 #include "kernels/attention.hpp"
-#include "kernels/small_gemm.hpp"
+#include "kernels/isa.hpp"
 
 namespace {
 
@@ -30,7 +30,7 @@ torch::Tensor reference(const torch::Tensor& q, const torch::Tensor& k, const to
 class Attention : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!sf::kernels::small_gemm_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
+    if (!sf::kernels::cpu_has(sf::kernels::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512F";
   }
 };
 

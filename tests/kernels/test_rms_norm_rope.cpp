@@ -2,9 +2,9 @@
 #include <torch/torch.h>
 
 #include "core/error.hpp"
+#include "kernels/isa.hpp"
 #include "kernels/rms_norm.hpp"
 #include "kernels/rope.hpp"
-#include "kernels/small_gemm.hpp"
 
 namespace {
 
@@ -28,7 +28,7 @@ torch::Tensor reference_rope(const torch::Tensor& x, int64_t heads, const torch:
 class Fused : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!sf::kernels::small_gemm_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
+    if (!sf::kernels::cpu_has(sf::kernels::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512F";
   }
   torch::InferenceMode guard;
 };

@@ -3,7 +3,7 @@
 
 #include <limits>
 
-#include "kernels/small_gemm.hpp"
+#include "kernels/isa.hpp"
 #include "kernels/topk.hpp"
 
 namespace {
@@ -20,7 +20,7 @@ RowTopK by_sort(const torch::Tensor& x, int64_t k) {
 class TopKRows : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!sf::kernels::small_gemm_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
+    if (!sf::kernels::cpu_has(sf::kernels::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512F";
   }
 };
 
