@@ -220,10 +220,44 @@ SF_AVX2 __attribute__((always_inline)) inline void tail_step(__m256 (&acc)[MR][R
   }
 }
 
-// float32 x and w, K in steps of 8 (the last step masked); one prefetch per 64-byte line.
-template <int MR, int R>
-struct Avx2Float {
-  SF_AVX2 static void run(const float* x, int64_t K, const float* w, const float* ahead, const float* bias, float* y,
+// How an AVX2 tile reads its weights: float32 as they are, one prefetch per 64-byte line (every
+// other step), the last step masked.
+struct Avx2FloatWeights {
+  using W = float;
+  static constexpr bool kRound = false;
+  static constexpr int64_t kPrefetchMask = 15;
+  SF_AVX2 __attribute__((always_inline)) static __m256 load(const float* w) { return _mm256_loadu_ps(w); }
+  SF_AVX2 __attribute__((always_inline)) static __m256 load_tail(const float* w, int64_t n) {
+    return _mm256_maskload_ps(w, lanes8(n));
+  }
+};
+
+// bf16 (Bf16Sums::kWidened): 8 values widened to float32, one prefetch per 64-byte line (every fourth
+// step); AVX2 has no 16-bit masked load, so the last step's weights are copied into a zeroed buffer.
+// Each sum is rounded to bf16.
+struct Avx2WidenedWeights {
+  using W = uint16_t;
+  static constexpr bool kRound = true;
+  static constexpr int64_t kPrefetchMask = 31;
+  SF_AVX2 __attribute__((always_inline)) static __m256 widen8(__m128i bits) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+  }
+  SF_AVX2 __attribute__((always_inline)) static __m256 load(const uint16_t* w) {
+    return widen8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+  }
+  SF_AVX2 __attribute__((always_inline)) static __m256 load_tail(const uint16_t* w, int64_t n) {
+    uint16_t last[8] = {};
+    std::memcpy(last, w, static_cast<size_t>(n) * sizeof(uint16_t));
+    return load(last);
+  }
+};
+
+// float32 x (rounded to bf16 for widened weights) and the weights as Weights reads them, K in steps
+// of 8 (the last step masked).
+template <int MR, int R, typename Weights>
+struct Avx2Tile {
+  using W = typename Weights::W;
+  SF_AVX2 static void run(const float* x, int64_t K, const W* w, const W* ahead, const float* bias, float* y,
                           int64_t ldy) {
     __m256 acc[MR][R];
     for (int m = 0; m < MR; ++m) {
@@ -233,57 +267,25 @@ struct Avx2Float {
     for (; k + 8 <= K; k += 8) {
       __m256 wv[R];
       for (int r = 0; r < R; ++r) {
-        wv[r] = _mm256_loadu_ps(w + r * K + k);
-        if ((k & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * K + k), _MM_HINT_T1);
+        wv[r] = Weights::load(w + r * K + k);
+        if ((k & Weights::kPrefetchMask) == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + r * K + k), _MM_HINT_T1);
       }
       step<MR, R>(acc, wv, x, K, k);
     }
     if (k < K) {
       __m256 wv[R];
-      for (int r = 0; r < R; ++r) wv[r] = _mm256_maskload_ps(w + r * K + k, lanes8(K - k));
+      for (int r = 0; r < R; ++r) wv[r] = Weights::load_tail(w + r * K + k, K - k);
       tail_step<MR, R>(acc, wv, x, K, k);
     }
-    store<MR, R, false>(acc, bias, y, ldy);
+    store<MR, R, Weights::kRound>(acc, bias, y, ldy);
   }
 };
 
-// 8 bf16 values widened to float32.
-SF_AVX2 __attribute__((always_inline)) inline __m256 widen8(__m128i bits) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
-}
-
-// float32 x (rounded to bf16) and bf16 w (Bf16Sums::kWidened), K in steps of 8; one prefetch per
-// 64-byte line of weights (every fourth step). AVX2 has no 16-bit masked load: the last step's
-// weights are copied into a zeroed buffer.
 template <int MR, int R>
-struct Avx2Widened {
-  SF_AVX2 static void run(const float* x, int64_t K, const uint16_t* w, const uint16_t* ahead, const float* bias,
-                          float* y, int64_t ldy) {
-    __m256 acc[MR][R];
-    for (int m = 0; m < MR; ++m) {
-      for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
-    }
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-      __m256 wv[R];
-      for (int r = 0; r < R; ++r) {
-        wv[r] = widen8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * K + k)));
-        if ((k & 31) == 0) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * K + k), _MM_HINT_T1);
-      }
-      step<MR, R>(acc, wv, x, K, k);
-    }
-    if (k < K) {
-      __m256 wv[R];
-      for (int r = 0; r < R; ++r) {
-        uint16_t last[8] = {};
-        std::memcpy(last, w + r * K + k, static_cast<size_t>(K - k) * sizeof(uint16_t));
-        wv[r] = widen8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(last)));
-      }
-      tail_step<MR, R>(acc, wv, x, K, k);
-    }
-    store<MR, R, true>(acc, bias, y, ldy);
-  }
-};
+using Avx2Float = Avx2Tile<MR, R, Avx2FloatWeights>;
+template <int MR, int R>
+using Avx2Widened = Avx2Tile<MR, R, Avx2WidenedWeights>;
 
 #undef SF_AVX512F
 #undef SF_AVX512_BF16
