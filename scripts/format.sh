@@ -3,7 +3,7 @@
 # file would change). ctest runs the check (test `clang_format`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(find src tests -name '*.cpp' -o -name '*.hpp' | sort)
+mapfile -t files < <(find src tests -name '*.cpp' -o -name '*.hpp' -o -name '*.inc' | sort)
 if [[ ${1:-} == --check ]]; then
   clang-format --dry-run --Werror "${files[@]}"
 else

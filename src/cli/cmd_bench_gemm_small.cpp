@@ -39,7 +39,7 @@ void bench_gemm_small(const GemmOptions& o) {
   const torch::ScalarType wtype = sf::parse_dtype(o.dtype, "bench gemm-small --dtype");
   out["weight_dtype"] = o.dtype;
   const bool bf16 = wtype == torch::kBFloat16;
-  const sf::kernels::Isa isa = o.isa.empty()     ? sf::kernels::small_gemm_isa()
+  const sf::kernels::Isa isa = o.isa.empty()     ? sf::kernels::best_isa()
                                : o.isa == "avx2" ? sf::kernels::Isa::kAvx2
                                                  : sf::kernels::Isa::kAvx512;
   // Native bf16 sums only on AVX-512.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/avx2.hpp"
 #include "kernels/avx512.hpp"
 #include "kernels/isa.hpp"
 
@@ -18,95 +19,9 @@ namespace sf::kernels {
 
 namespace {
 
-// s_j = e^(s_j - top) for j < n, in place; returns their sum. A masked position (the lowest float)
-// underflows to 0 unless every position is masked.
-__attribute__((target("avx512f"))) float exp_shifted(float* s, int64_t n, float top) {
-  __m512 total = _mm512_setzero_ps();
-  const __m512 shift = _mm512_set1_ps(top);
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 in = avx512::lanes(n - j);
-    const __m512 p = _mm512_maskz_mov_ps(in, avx512::exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(in, s + j), shift)));
-    _mm512_mask_storeu_ps(s + j, in, p);
-    total = _mm512_add_ps(total, p);
-  }
-  return _mm512_reduce_add_ps(total);
-}
-
 struct Strides {
   int64_t b, h, j;  // of a [B,heads,L,D] tensor (unit stride in D)
 };
-
-// One row b, one query position and one KV head: its `rep` query heads against key positions
-// [lo, L), allowed[j] saying which may be attended to. The positions before lo (a left-padded
-// row's padding, which may not be attended to and would add nothing) are skipped, so that the rest
-// of such a row takes the unmasked path below.
-__attribute__((target("avx512f"))) void attend(const float* q, int64_t q_head_stride, const float* k, const float* v,
-                                               Strides ks, Strides vs, const bool* allowed, int64_t lo, int64_t L,
-                                               int64_t D, int64_t rep, float scale, float* out,
-                                               std::vector<float>& scores) {
-  k += lo * ks.j;
-  v += lo * vs.j;
-  allowed += lo;
-  L -= lo;
-  scores.resize(static_cast<size_t>(L + 16));
-  const int64_t chunks = D / 16;
-  const bool all_allowed = std::find(allowed, allowed + L, false) == allowed + L;
-  for (int64_t r = 0; r < rep; ++r) {
-    const float* qh = q + r * q_head_stride;
-    float* s = scores.data();
-    // Scores of 8 positions at a time, their lane sums taken together (sum8).
-    int64_t j = 0;
-    for (; j + 8 <= L; j += 8) {
-      __m512 acc[8];
-      for (int u = 0; u < 8; ++u) acc[u] = _mm512_setzero_ps();
-      for (int64_t c = 0; c < chunks; ++c) {
-        const __m512 qc = _mm512_loadu_ps(qh + 16 * c);
-        for (int u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_ps(qc, _mm512_loadu_ps(k + (j + u) * ks.j + 16 * c), acc[u]);
-      }
-      avx512::sum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7], s + j);
-    }
-    for (; j < L; ++j) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t c = 0; c < chunks; ++c)
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), _mm512_loadu_ps(k + j * ks.j + 16 * c), acc);
-      s[j] = _mm512_reduce_add_ps(acc);
-    }
-    float top = std::numeric_limits<float>::lowest();
-    if (all_allowed) {  // 16 at a time, masked lanes past L loaded as 0 and kept out of the max
-      const __m512 sc = _mm512_set1_ps(scale);
-      __m512 most = _mm512_set1_ps(top);
-      for (j = 0; j < L; j += 16) {
-        const __mmask16 in = avx512::lanes(L - j);
-        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, s + j), sc);
-        _mm512_mask_storeu_ps(s + j, in, v);
-        most = _mm512_mask_max_ps(most, in, most, v);
-      }
-      top = _mm512_reduce_max_ps(most);
-    } else {
-      for (j = 0; j < L; ++j) {
-        s[j] = allowed[j] ? s[j] * scale : std::numeric_limits<float>::lowest();
-        top = std::max(top, s[j]);
-      }
-    }
-    const __m512 inv = _mm512_set1_ps(1.0f / exp_shifted(s, L, top));
-    // Σ_j p_j v_j, 8 vectors of the head dimension at a time.
-    float* o = out + r * D;
-    for (int64_t c0 = 0; c0 < chunks; c0 += 8) {
-      const int64_t n = std::min<int64_t>(8, chunks - c0);
-      __m512 acc[8];
-      for (int u = 0; u < 8; ++u) acc[u] = _mm512_setzero_ps();
-      for (j = 0; j < L; ++j) {
-        if (s[j] == 0.0f) continue;
-        const __m512 p = _mm512_set1_ps(s[j]);
-        const float* vj = v + j * vs.j + 16 * c0;
-        for (int u = 0; u < 8; ++u) {
-          if (u < n) acc[u] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vj + 16 * u), acc[u]);
-        }
-      }
-      for (int64_t u = 0; u < n; ++u) _mm512_storeu_ps(o + 16 * (c0 + u), _mm512_mul_ps(acc[u], inv));
-    }
-  }
-}
 
 // ---- Many queries against the same keys (prompt and scoring passes) ----------------------------
 //
@@ -126,107 +41,6 @@ void transpose_keys(const float* k, int64_t ks_j, int64_t from, int64_t L, int64
     for (int64_t d = 0; d < D; ++d) {
       float* dst = kt + d * Lp + j0;
       for (int64_t u = 0; u < 16; ++u) dst[u] = j0 + u < L ? k[(j0 + u) * ks_j + d] : 0.0f;
-    }
-  }
-}
-
-// s[m * lds + u] = Σ_d qt[d * kBlockRows + m] · kt[d * Lp + u] for MR rows and kPanel keys.
-template <int MR>
-__attribute__((target("avx512f"), always_inline)) inline void score_tile(const float* qt, const float* kt, int64_t Lp,
-                                                                         int64_t D, float* s, int64_t lds) {
-  __m512 acc[MR][2];
-  for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
-  for (int64_t d = 0; d < D; ++d) {
-    const __m512 k0 = _mm512_loadu_ps(kt + d * Lp), k1 = _mm512_loadu_ps(kt + d * Lp + 16);
-    const float* qd = qt + d * kBlockRows;
-    for (int m = 0; m < MR; ++m) {
-      const __m512 qm = _mm512_set1_ps(qd[m]);
-      acc[m][0] = _mm512_fmadd_ps(qm, k0, acc[m][0]);
-      acc[m][1] = _mm512_fmadd_ps(qm, k1, acc[m][1]);
-    }
-  }
-  for (int m = 0; m < MR; ++m) {
-    _mm512_storeu_ps(s + m * lds, acc[m][0]);
-    _mm512_storeu_ps(s + m * lds + 16, acc[m][1]);
-  }
-}
-
-template <int MR = kBlockRows>
-__attribute__((target("avx512f"))) void score_tile_of(int64_t mr, const float* qt, const float* kt, int64_t Lp,
-                                                      int64_t D, float* s, int64_t lds) {
-  if constexpr (MR > 1) {
-    if (mr < MR) return score_tile_of<MR - 1>(mr, qt, kt, Lp, D, s, lds);
-  }
-  score_tile<MR>(qt, kt, Lp, D, s, lds);
-}
-
-// out[m * H*D + 16 c + lane] = inv[m] · Σ_{j<n} p[m * ldp + j] · v[j * vs_j + 16 c + lane] for MR rows
-// and NV vectors of the head dimension.
-template <int MR, int NV>
-__attribute__((target("avx512f"), always_inline)) inline void value_tile(const float* p, int64_t ldp, int64_t n,
-                                                                         const float* v, int64_t vs_j, const float* inv,
-                                                                         float* out, int64_t ldo) {
-  __m512 acc[MR][NV];
-  for (int m = 0; m < MR; ++m) {
-    for (int c = 0; c < NV; ++c) acc[m][c] = _mm512_setzero_ps();
-  }
-  for (int64_t j = 0; j < n; ++j) {
-    __m512 vj[NV];
-    for (int c = 0; c < NV; ++c) vj[c] = _mm512_loadu_ps(v + j * vs_j + 16 * c);
-    for (int m = 0; m < MR; ++m) {
-      const __m512 pm = _mm512_set1_ps(p[m * ldp + j]);
-      for (int c = 0; c < NV; ++c) acc[m][c] = _mm512_fmadd_ps(pm, vj[c], acc[m][c]);
-    }
-  }
-  for (int m = 0; m < MR; ++m) {
-    const __m512 scale = _mm512_set1_ps(inv[m]);
-    for (int c = 0; c < NV; ++c) _mm512_storeu_ps(out + m * ldo + 16 * c, _mm512_mul_ps(acc[m][c], scale));
-  }
-}
-
-// Rows of one value tile: 24 accumulators at most, 8 rows at most.
-constexpr int value_rows(int nv) { return std::min(8, 24 / nv); }
-
-template <int NV, int MR = value_rows(NV)>
-__attribute__((target("avx512f"))) void value_tile_of(int64_t mr, const float* p, int64_t ldp, int64_t n,
-                                                      const float* v, int64_t vs_j, const float* inv, float* out,
-                                                      int64_t ldo) {
-  if constexpr (MR > 1) {
-    if (mr < MR) return value_tile_of<NV, MR - 1>(mr, p, ldp, n, v, vs_j, inv, out, ldo);
-  }
-  value_tile<MR, NV>(p, ldp, n, v, vs_j, inv, out, ldo);
-}
-
-// Σ_j p_j v_j for `rows` rows (p row-major with ldp), all of the head dimension D, into out rows
-// ldo apart (row m of the block goes to out + offset[m]).
-__attribute__((target("avx512f"))) void values(const float* p, int64_t ldp, int64_t rows, int64_t n, const float* v,
-                                               int64_t vs_j, int64_t D, const float* inv, float* out,
-                                               const int64_t* offset) {
-  // The rows of a block are not evenly spaced in out (heads of one position, then the next
-  // position): each tile's rows go through a small contiguous buffer.
-  float tile[8 * 64];
-  for (int64_t c0 = 0; c0 < D; c0 += 64) {
-    const int nv = static_cast<int>(std::min<int64_t>(4, (D - c0) / 16));
-    const int64_t step = value_rows(nv);
-    for (int64_t m = 0; m < rows; m += step) {
-      const int64_t mr = std::min(step, rows - m);
-      const float* pm = p + m * ldp;
-      const float* vm = v + c0;
-      switch (nv) {
-        case 4:
-          value_tile_of<4>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
-          break;
-        case 3:
-          value_tile_of<3>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
-          break;
-        case 2:
-          value_tile_of<2>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
-          break;
-        default:
-          value_tile_of<1>(mr, pm, ldp, n, vm, vs_j, inv + m, tile, 64);
-          break;
-      }
-      for (int64_t u = 0; u < mr; ++u) std::copy(tile + u * 64, tile + u * 64 + nv * 16, out + offset[m + u] + c0);
     }
   }
 }
@@ -253,47 +67,32 @@ struct Scratch {
   std::vector<int64_t> offset;
 };
 
-__attribute__((target("avx512f"))) void attend_block(const Block& a, int64_t i0, int64_t i1, int64_t lo, int64_t hi,
-                                                     float scale, Scratch& w) {
-  const int64_t rows = i1 - i0, D = a.D, L = a.L;
-  w.offset.resize(static_cast<size_t>(rows));
-  for (int64_t m = 0; m < rows; ++m) {
-    const int64_t i = i0 + m, t = i / a.rep, r = i % a.rep;
-    w.offset[static_cast<size_t>(m)] = t * a.H * D + r * D;
-  }
-  const int64_t n = hi - lo, panels = (n + kPanel - 1) / kPanel, lds = panels * kPanel;
-  w.qt.resize(static_cast<size_t>(D * kBlockRows));
-  w.s.resize(static_cast<size_t>(rows * lds));
-  w.inv.resize(static_cast<size_t>(rows));
-  for (int64_t m = 0; m < rows; ++m) {
-    const int64_t i = i0 + m, t = i / a.rep, r = i % a.rep;
-    const float* qm = a.q + r * a.q_head + t * a.q_pos;
-    for (int64_t d = 0; d < D; ++d) w.qt[static_cast<size_t>(d * kBlockRows + m)] = qm[d];
-  }
-  for (int64_t pnl = 0; pnl < panels; ++pnl)
-    score_tile_of(rows, w.qt.data(), a.kt + lo + pnl * kPanel, a.Lp, D, w.s.data() + pnl * kPanel, lds);
-  // Softmax of each row over keys [lo, hi): scaled scores where allowed, the lowest float elsewhere.
-  const __m512 sc = _mm512_set1_ps(scale), lowest = _mm512_set1_ps(std::numeric_limits<float>::lowest());
-  for (int64_t m = 0; m < rows; ++m) {
-    float* s = w.s.data() + m * lds;
-    const bool* row = a.allowed + ((i0 + m) / a.rep) * L + lo;
-    __m512 most = lowest;
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-      const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j)));
-      const __mmask16 in = _mm512_test_epi32_mask(bytes, bytes);
-      const __m512 v = _mm512_mask_blend_ps(in, lowest, _mm512_mul_ps(_mm512_loadu_ps(s + j), sc));
-      _mm512_storeu_ps(s + j, v);
-      most = _mm512_max_ps(most, v);
-    }
-    float top = _mm512_reduce_max_ps(most);
-    for (; j < n; ++j) {
-      s[j] = row[j] ? s[j] * scale : std::numeric_limits<float>::lowest();
-      top = std::max(top, s[j]);
-    }
-    w.inv[static_cast<size_t>(m)] = 1.0f / exp_shifted(s, n, top);
-  }
-  values(w.s.data(), lds, rows, n, a.v + lo * a.vs_j, a.vs_j, D, w.inv.data(), a.out, w.offset.data());
+// The arithmetic (attention_math.inc), compiled once per instruction set.
+namespace on_avx512 {
+namespace simd = avx512;
+#define SF_TARGET __attribute__((target("avx512f")))
+#include "kernels/attention_math.inc"
+#undef SF_TARGET
+}  // namespace on_avx512
+
+namespace on_avx2 {
+namespace simd = avx2;
+#define SF_TARGET __attribute__((target("avx2,fma")))
+#include "kernels/attention_math.inc"
+#undef SF_TARGET
+}  // namespace on_avx2
+
+// One instruction set's functions of attention_math.inc.
+struct Math {
+  decltype(&on_avx512::attend) attend;
+  decltype(&on_avx512::attend_block) attend_block;
+  decltype(&on_avx512::exp_lanes) exp_lanes;
+};
+
+const Math& math(Isa isa) {
+  static const Math avx512{on_avx512::attend, on_avx512::attend_block, on_avx512::exp_lanes};
+  static const Math avx2{on_avx2::attend, on_avx2::attend_block, on_avx2::exp_lanes};
+  return isa == Isa::kAvx512 ? avx512 : avx2;
 }
 
 bool cpu_float(const torch::Tensor& t) {
@@ -303,8 +102,8 @@ bool cpu_float(const torch::Tensor& t) {
 }  // namespace
 
 bool attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                       const torch::Tensor& allowed, const torch::Tensor& present) {
-  if (!cpu_has(Isa::kAvx512) || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || allowed.dim() != 3) return false;
+                       const torch::Tensor& allowed, const torch::Tensor& present, Isa isa) {
+  if (!cpu_has(isa) || q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || allowed.dim() != 3) return false;
   if (!cpu_float(q) || !cpu_float(k) || !cpu_float(v)) return false;
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1), L = k.size(2);
   if (D % 16 != 0 || KV == 0 || H % KV != 0 || k.sizes() != v.sizes()) return false;
@@ -317,8 +116,8 @@ bool attention_applies(const torch::Tensor& q, const torch::Tensor& k, const tor
 }
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& allowed, double scale, const torch::Tensor& present) {
-  if (!attention_applies(q, k, v, allowed, present)) {
+                        const torch::Tensor& allowed, double scale, const torch::Tensor& present, Isa isa) {
+  if (!attention_applies(q, k, v, allowed, present, isa)) {
     throw ShapeError("attention: operands do not fit the kernel: q " + std::to_string(q.dim()) + "-d, k " +
                      std::to_string(k.dim()) + "-d, allowed " + std::to_string(allowed.dim()) + "-d");
   }
@@ -333,6 +132,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   const bool* pp = held.defined() ? held.data_ptr<bool>() : nullptr;
   float* op = out.data_ptr<float>();
   const Strides ks{k.stride(0), k.stride(1), k.stride(2)}, vs{v.stride(0), v.stride(1), v.stride(2)};
+  const Math& m = math(isa);
   // Each query position's keys: from its first allowed one to one past its last ([0, L) when none is
   // allowed: such a query gets the mean of all values); an empty span for an absent position.
   std::vector<int64_t> first(static_cast<size_t>(B * T)), last(static_cast<size_t>(B * T));
@@ -415,8 +215,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                       H};
         const int64_t i0 = blk * kBlockRows, i1 = std::min(i0 + kBlockRows, T * rep);
         if (hi[static_cast<size_t>(x)] == 0) continue;  // no present row
-        attend_block(a, i0, i1, lo[static_cast<size_t>(x)], hi[static_cast<size_t>(x)], static_cast<float>(scale),
-                     scratch);
+        m.attend_block(a, i0, i1, lo[static_cast<size_t>(x)], hi[static_cast<size_t>(x)], static_cast<float>(scale),
+                       scratch);
       }
     });
   } else {
@@ -437,9 +237,9 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
       for (int64_t i = next++; i < tasks; i = next++) {
         const int64_t task = order[static_cast<size_t>(i)], bt = task / KV, g = task % KV, b = bt / T, t = bt % T;
         if (last[static_cast<size_t>(bt)] == 0) continue;  // absent
-        attend(qp + b * q.stride(0) + g * rep * q.stride(1) + t * q.stride(2), q.stride(1), kp + b * ks.b + g * ks.h,
-               vp + b * vs.b + g * vs.h, ks, vs, mp + bt * L, first[static_cast<size_t>(bt)],
-               last[static_cast<size_t>(bt)], D, rep, static_cast<float>(scale), op + (bt * H + g * rep) * D, scores);
+        m.attend(qp + b * q.stride(0) + g * rep * q.stride(1) + t * q.stride(2), q.stride(1), kp + b * ks.b + g * ks.h,
+                 vp + b * vs.b + g * vs.h, ks, vs, mp + bt * L, first[static_cast<size_t>(bt)],
+                 last[static_cast<size_t>(bt)], D, rep, static_cast<float>(scale), op + (bt * H + g * rep) * D, scores);
       }
     });
   }
@@ -452,8 +252,9 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   return out;
 }
 
-__attribute__((target("avx512f"))) void exp16(const float* x, float* y) {
-  _mm512_storeu_ps(y, avx512::exp_ps(_mm512_loadu_ps(x)));
+void exp16(const float* x, float* y, Isa isa) {
+  if (!cpu_has(isa)) throw ShapeError(std::string("exp16: this CPU has no ") + isa_name(isa));
+  math(isa).exp_lanes(x, y, 16);
 }
 
 }  // namespace sf::kernels

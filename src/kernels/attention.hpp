@@ -17,27 +17,32 @@
 // scores gives. Positions that hold no query (a padded batch's padding, `present` false) are not
 // computed: their output rows are zeros.
 //
-// AVX-512 only (kernels/isa.hpp: cpu_has(Isa::kAvx512)); `attention_applies` says when
-// the kernel may be used. exp is a polynomial (Cephes' expf), within 2 ulp of std::exp.
+// For AVX-512 and AVX2 (kernels/isa.hpp; the arithmetic in attention_math.inc, compiled for each):
+// `isa` picks one, by default the best this CPU has, and `attention_applies` says when the kernel
+// may be used. The two differ only in the order of float additions. exp is a polynomial (Cephes'
+// expf), within 2 ulp of std::exp, with the same values on both.
 #include <torch/torch.h>
+
+#include "kernels/isa.hpp"
 
 namespace sf::kernels {
 
 // Whether the kernel takes these operands: float32 CPU tensors with unit stride in the last
 // dimension, head_dim a multiple of 16, query heads a multiple of KV heads, allowed [B,T,L] bool,
-// present [B,T] bool on the CPU when defined,
-// no autograd.
+// present [B,T] bool on the CPU when defined, no autograd; and a CPU with `isa`.
 bool attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                       const torch::Tensor& allowed, const torch::Tensor& present = {});
+                       const torch::Tensor& allowed, const torch::Tensor& present = {}, Isa isa = best_isa());
 
 // q [B,H,T,D], k and v [B,KV,L,D] (any strides with unit stride in D; e.g. views of a KV cache),
 // allowed [B,T,L] bool (true: query t may attend to key position j); present [B,T] bool or
 // undefined (every position holds a query). Query head h reads KV head h / (H / KV). → [B,T,H*D].
 // ShapeError when attention_applies is false.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& allowed, double scale, const torch::Tensor& present = {});
+                        const torch::Tensor& allowed, double scale, const torch::Tensor& present = {},
+                        Isa isa = best_isa());
 
-// e^x for 16 floats at once, as the kernel computes it (exposed for its accuracy test).
-void exp16(const float* x, float* y);
+// e^x for 16 floats, as the kernel computes it with `isa` (exposed for its accuracy test).
+// ShapeError on a CPU without it.
+void exp16(const float* x, float* y, Isa isa = best_isa());
 
 }  // namespace sf::kernels

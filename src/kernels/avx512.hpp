@@ -14,6 +14,38 @@
 
 namespace sf::kernels::avx512 {
 
+#define SF_AVX512_INLINE __attribute__((target("avx512f"), always_inline)) inline
+
+// ---- The vocabulary that kernels written once for several instruction sets use (kernels/avx2.hpp
+// has the same names for AVX2): a vector of kLanes floats, the lanes of a step that hold data, and
+// the operations on them. Such a kernel is compiled once per instruction set with that set's
+// target attribute (attention_math.inc).
+
+using Vec = __m512;
+using Lanes = __mmask16;
+constexpr int64_t kLanes = 16;
+constexpr int kRegisters = 32;  // vector registers
+
+SF_AVX512_INLINE Vec zero() { return _mm512_setzero_ps(); }
+SF_AVX512_INLINE Vec set1(float x) { return _mm512_set1_ps(x); }
+SF_AVX512_INLINE Vec load(const float* p) { return _mm512_loadu_ps(p); }
+SF_AVX512_INLINE Vec load(Lanes in, const float* p) { return _mm512_maskz_loadu_ps(in, p); }  // 0 elsewhere
+SF_AVX512_INLINE void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+SF_AVX512_INLINE void store(float* p, Lanes in, Vec v) { _mm512_mask_storeu_ps(p, in, v); }
+SF_AVX512_INLINE Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+SF_AVX512_INLINE Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+SF_AVX512_INLINE Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+SF_AVX512_INLINE Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+SF_AVX512_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }  // a·b + c
+SF_AVX512_INLINE Vec select(Lanes in, Vec yes, Vec no) { return _mm512_mask_blend_ps(in, no, yes); }
+SF_AVX512_INLINE float reduce_add(Vec v) { return _mm512_reduce_add_ps(v); }
+SF_AVX512_INLINE float reduce_max(Vec v) { return _mm512_reduce_max_ps(v); }
+// The lanes whose byte of flags[0, kLanes) is non-zero (a bool mask row).
+SF_AVX512_INLINE Lanes nonzero(const bool* flags) {
+  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(flags)));
+  return _mm512_test_epi32_mask(bytes, bytes);
+}
+
 // The lanes of a 16-float step that hold data when `remaining` floats are left: all 16, or the first
 // `remaining` of them at a row's tail (for masked loads and stores).
 __attribute__((target("avx512f"), always_inline)) inline __mmask16 lanes(int64_t remaining) {
@@ -71,5 +103,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 exp_ps(__m512 x)
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_scalef_ps(p, n));
 }
+
+#undef SF_AVX512_INLINE
 
 }  // namespace sf::kernels::avx512

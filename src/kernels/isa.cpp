@@ -29,6 +29,8 @@ bool cpu_has(Isa isa) {
   return isa == Isa::kAvx512 ? avx512 : avx2;
 }
 
+Isa best_isa() { return cpu_has(Isa::kAvx512) ? Isa::kAvx512 : Isa::kAvx2; }
+
 const char* isa_name(Isa isa) { return isa == Isa::kAvx512 ? "avx512" : "avx2"; }
 
 }  // namespace sf::kernels

@@ -16,6 +16,10 @@ enum class Isa {
 // compiled for several instruction sets and follow the CPU, not this setting.)
 bool cpu_has(Isa isa);
 
+// The widest of them that cpu_has: kAvx512, else kAvx2 (which cpu_has may deny too: the kernels
+// then leave everything to torch).
+Isa best_isa();
+
 // "avx2" or "avx512", as benchmarks print it.
 const char* isa_name(Isa isa);
 

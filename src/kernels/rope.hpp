@@ -4,18 +4,22 @@
 // `x * cos + rotate_half(x) * sin` in model/causal_lm.cpp computes with five tensor ops and two
 // temporaries. Queries and keys of a layer are rotated in one parallel region.
 //
-// AVX-512 only (kernels/isa.hpp: cpu_has(Isa::kAvx512)); `rope_applies` says when the
-// kernel may be used. Results agree with the torch ops to rounding (tests/kernels).
+// For AVX-512 and AVX2 (kernels/isa.hpp; the arithmetic in rope_math.inc, compiled for each): `isa`
+// picks one, by default the best this CPU has, and `rope_applies` says when the kernel may be used.
+// Results agree with the torch ops to rounding (tests/kernels).
 #include <torch/torch.h>
 
 #include <vector>
+
+#include "kernels/isa.hpp"
 
 namespace sf::kernels {
 
 // Whether the kernel takes these operands: each x [B,T,heads·D] float32, contiguous, on the CPU,
 // without autograd (grad mode off), D even and heads·D its last dimension; cos and sin [B,T,D/2]
-// float32 contiguous on the CPU.
-bool rope_applies(const torch::Tensor& x, int64_t heads, const torch::Tensor& cos, const torch::Tensor& sin);
+// float32 contiguous on the CPU; and a CPU with `isa`.
+bool rope_applies(const torch::Tensor& x, int64_t heads, const torch::Tensor& cos, const torch::Tensor& sin,
+                  Isa isa = best_isa());
 
 struct Rotated {
   torch::Tensor x;  // [B,T,heads·D], rotated in place
@@ -24,6 +28,6 @@ struct Rotated {
 
 // Rotates every tensor in place by the angles whose cosines and sines are cos and sin [B,T,D/2]
 // (position (b,t), frequency i). ShapeError when rope_applies fails for one of them.
-void rope_(const std::vector<Rotated>& xs, const torch::Tensor& cos, const torch::Tensor& sin);
+void rope_(const std::vector<Rotated>& xs, const torch::Tensor& cos, const torch::Tensor& sin, Isa isa = best_isa());
 
 }  // namespace sf::kernels

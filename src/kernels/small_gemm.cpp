@@ -135,8 +135,6 @@ bool has_avx512_bw_vl() {
 
 }  // namespace
 
-Isa small_gemm_isa() { return cpu_has(Isa::kAvx512) ? Isa::kAvx512 : Isa::kAvx2; }
-
 bool small_gemm_bf16_supported() {
   static const bool supported = has_avx512_bw_vl() && __builtin_cpu_supports("avx512bf16");
   return supported;

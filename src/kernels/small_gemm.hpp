@@ -32,8 +32,7 @@ namespace sf::kernels {
 // kernels) 1.2x at 32 rows, 0.70-0.79x at 64.
 constexpr int64_t small_gemm_max_rows(Isa isa) { return isa == Isa::kAvx512 ? 64 : 32; }
 
-// The instruction set the kernel uses by default: AVX-512 where the CPU has it, else AVX2.
-Isa small_gemm_isa();
+// The kernel uses best_isa() by default (kernels/isa.hpp): AVX-512 where the CPU has it, else AVX2.
 // Whether it also has bf16 arithmetic (AVX-512 BW and BF16: Cooper Lake, Sapphire Rapids and later
 // Xeons, Zen 4 and later).
 bool small_gemm_bf16_supported();
@@ -49,7 +48,7 @@ enum class Bf16Sums { kNative, kWidened };
 // This CPU's way: kNative where small_gemm_bf16_supported(), else kWidened.
 Bf16Sums bf16_sums();
 // Whether this CPU can sum bf16 products that way with the instructions of `isa`.
-bool small_gemm_bf16_supported(Bf16Sums sums, Isa isa = small_gemm_isa());
+bool small_gemm_bf16_supported(Bf16Sums sums, Isa isa = best_isa());
 
 struct Projection {
   torch::Tensor weight;  // [N,K]
@@ -60,13 +59,12 @@ struct Projection {
 // and bias float32, weight float32 or (where small_gemm_bf16_supported(sums, isa)) bf16, all on the CPU;
 // weight a contiguous matrix [N,K] with x's last dimension K; bias contiguous [N]; at most
 // small_gemm_max_rows(isa) rows of x; no autograd.
-bool small_gemm_applies(const torch::Tensor& x, const Projection& p, Bf16Sums sums = bf16_sums(),
-                        Isa isa = small_gemm_isa());
+bool small_gemm_applies(const torch::Tensor& x, const Projection& p, Bf16Sums sums = bf16_sums(), Isa isa = best_isa());
 
 // x [..., K] → one [..., N_i] per projection, computed together. Every projection must satisfy
 // small_gemm_applies(x, projection, sums, isa), and their weights share one dtype (ShapeError
 // otherwise).
 std::vector<torch::Tensor> small_gemm(const torch::Tensor& x, const std::vector<Projection>& projections,
-                                      Bf16Sums sums = bf16_sums(), Isa isa = small_gemm_isa());
+                                      Bf16Sums sums = bf16_sums(), Isa isa = best_isa());
 
 }  // namespace sf::kernels

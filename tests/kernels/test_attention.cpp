@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "kernels/attention.hpp"
@@ -10,8 +12,7 @@
 
 namespace {
 
-using sf::kernels::attention;
-using sf::kernels::attention_applies;
+using sf::kernels::Isa;
 
 torch::Tensor normal(std::vector<int64_t> shape, uint64_t seed) {
   return torch::randn(shape, at::detail::createCPUGenerator(seed), torch::kFloat32);
@@ -27,12 +28,26 @@ torch::Tensor reference(const torch::Tensor& q, const torch::Tensor& k, const to
   return torch::matmul(torch::softmax(scores, -1), vr).transpose(1, 2).reshape({B, T, H * D});
 }
 
-class Attention : public ::testing::Test {
+// The kernel with the arithmetic of each instruction set this CPU has (an AVX-512 CPU runs both).
+class Attention : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    if (!sf::kernels::cpu_has(sf::kernels::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512F";
+    if (!sf::kernels::cpu_has(GetParam())) GTEST_SKIP() << "this CPU has no " << sf::kernels::isa_name(GetParam());
   }
+  static bool applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                      const torch::Tensor& allowed, const torch::Tensor& present = {}) {
+    return sf::kernels::attention_applies(q, k, v, allowed, present, GetParam());
+  }
+  static torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& allowed, double scale, const torch::Tensor& present = {}) {
+    return sf::kernels::attention(q, k, v, allowed, scale, present, GetParam());
+  }
+  static void exp16(const float* x, float* y) { sf::kernels::exp16(x, y, GetParam()); }
 };
+
+std::string isa_label(const ::testing::TestParamInfo<Isa>& info) { return sf::kernels::isa_name(info.param); }
+
+INSTANTIATE_TEST_SUITE_P(Isas, Attention, ::testing::Values(Isa::kAvx512, Isa::kAvx2), isa_label);
 
 // What a mask holds besides causality.
 enum class Extra { kNone, kHoles, kWindow };
@@ -59,7 +74,7 @@ torch::Tensor masks(int64_t B, int64_t T, int64_t L, uint64_t seed, Extra extra)
 // 3 query heads per KV head is exactly one block; T = 70 over L = 300 is many, with keys in the
 // cache before them and L not a multiple of the 32-key panels). Head dimensions in whole and
 // partial groups of 64 (80, 256).
-TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
+TEST_P(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
   uint64_t seed = 100;
   for (int64_t D : {16, 64, 80, 128, 256}) {
     for (auto [T, L] :
@@ -72,7 +87,7 @@ TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
           const torch::Tensor k = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
           const torch::Tensor v = normal({B, KV, L + 7, D}, ++seed).narrow(2, 0, L);
           const torch::Tensor allowed = masks(B, T, L, ++seed, extra);
-          ASSERT_TRUE(attention_applies(q, k, v, allowed));
+          ASSERT_TRUE(applies(q, k, v, allowed));
           const double scale = 1.0 / std::sqrt(static_cast<double>(D));
           for (int threads : {1, 2}) {
             at::set_num_threads(threads);
@@ -94,7 +109,7 @@ TEST_F(Attention, EqualsTheMaskedSoftmaxPathOnCacheViews) {
 // at the same multiple of the panel; masked keys add exact zeros). Left padding (the first positions
 // absent, their keys masked), right padding (the last positions absent) and scattered holes, in
 // both ways of the kernel.
-TEST_F(Attention, AbsentQueriesAreZerosAndTheOthersUnchanged) {
+TEST_P(Attention, AbsentQueriesAreZerosAndTheOthersUnchanged) {
   uint64_t seed = 500;
   for (auto [T, L] : {std::pair<int64_t, int64_t>{1, 9}, {3, 20}, {40, 40}, {70, 300}}) {
     const int64_t B = 4, H = 9, KV = 3, D = 64;
@@ -113,7 +128,7 @@ TEST_F(Attention, AbsentQueriesAreZerosAndTheOthersUnchanged) {
     const double scale = 0.125;
     for (int threads : {1, 2}) {
       at::set_num_threads(threads);
-      ASSERT_TRUE(attention_applies(q, k, v, allowed, present));
+      ASSERT_TRUE(applies(q, k, v, allowed, present));
       const torch::Tensor got = attention(q, k, v, allowed, scale, present);  // [B,T,H*D]
       const torch::Tensor all = attention(q, k, v, allowed, scale);
       const torch::Tensor held = present.unsqueeze(-1).expand_as(got);
@@ -123,10 +138,10 @@ TEST_F(Attention, AbsentQueriesAreZerosAndTheOthersUnchanged) {
   }
 }
 
-TEST_F(Attention, OtherOperandsAreNotTakenAndAreRefused) {
+TEST_P(Attention, OtherOperandsAreNotTakenAndAreRefused) {
   const torch::Tensor q = normal({2, 4, 1, 16}, 1), k = normal({2, 2, 5, 16}, 2), v = normal({2, 2, 5, 16}, 3);
   const torch::Tensor allowed = torch::ones({2, 1, 5}, torch::kBool);
-  EXPECT_TRUE(attention_applies(q, k, v, allowed));
+  EXPECT_TRUE(applies(q, k, v, allowed));
   const std::vector<std::pair<std::string, std::vector<torch::Tensor>>> refused{
       {"mask for one query, two queries", {normal({2, 4, 2, 16}, 4), k, v, allowed}},
       {"head_dim 8", {normal({2, 4, 1, 8}, 5), normal({2, 2, 5, 8}, 6), normal({2, 2, 5, 8}, 7), allowed}},
@@ -137,22 +152,22 @@ TEST_F(Attention, OtherOperandsAreNotTakenAndAreRefused) {
       {"D not contiguous", {q, k.transpose(2, 3).contiguous().transpose(2, 3), v, allowed}},
   };
   for (const auto& [what, t] : refused) {
-    EXPECT_FALSE(attention_applies(t[0], t[1], t[2], t[3])) << what;
+    EXPECT_FALSE(applies(t[0], t[1], t[2], t[3])) << what;
     EXPECT_THROW(attention(t[0], t[1], t[2], t[3], 0.25), sf::ShapeError) << what;
   }
   for (const torch::Tensor& present :
        {torch::ones({2, 2}, torch::kBool), torch::ones({2}, torch::kBool), torch::ones({2, 1}, torch::kInt64)}) {
-    EXPECT_FALSE(attention_applies(q, k, v, allowed, present)) << present.sizes();
+    EXPECT_FALSE(applies(q, k, v, allowed, present)) << present.sizes();
     EXPECT_THROW(attention(q, k, v, allowed, 0.25, present), sf::ShapeError) << present.sizes();
   }
 }
 
-TEST_F(Attention, ExpIsWithinTwoUlpOfStdExpAndUnderflowsToZero) {
+TEST_P(Attention, ExpIsWithinTwoUlpOfStdExpAndUnderflowsToZero) {
   std::vector<float> x(16), y(16);
   double worst = 0;
   for (int i = 0; i < 200000; i += 16) {
     for (int l = 0; l < 16; ++l) x[static_cast<size_t>(l)] = -87.0f + 175.0f * static_cast<float>(i + l) / 200000.0f;
-    sf::kernels::exp16(x.data(), y.data());
+    exp16(x.data(), y.data());
     for (size_t l = 0; l < 16; ++l) {
       const double want = std::exp(static_cast<double>(x[l]));
       worst = std::max(worst, std::abs(y[l] - want) / want);
@@ -162,8 +177,21 @@ TEST_F(Attention, ExpIsWithinTwoUlpOfStdExpAndUnderflowsToZero) {
   std::fill(x.begin(), x.end(), -88.5f);
   x[1] = std::numeric_limits<float>::lowest();
   x[2] = -1e30f;
-  sf::kernels::exp16(x.data(), y.data());
+  exp16(x.data(), y.data());
   for (float e : y) EXPECT_EQ(e, 0.0f);
+}
+
+// The instruction sets compute e^x with the same steps (AVX2 applies 2^n as two factors where AVX-512
+// has scalef): the same floats, bit for bit, including subnormal results and underflow.
+TEST(AttentionExp, TheSameOnBothInstructionSets) {
+  if (!sf::kernels::cpu_has(Isa::kAvx512)) GTEST_SKIP() << "this CPU has no avx512";
+  std::vector<float> x(16), wide(16), narrow(16);
+  for (int i = 0; i < 400000; i += 16) {
+    for (int l = 0; l < 16; ++l) x[static_cast<size_t>(l)] = -90.0f + 179.0f * static_cast<float>(i + l) / 400000.0f;
+    sf::kernels::exp16(x.data(), wide.data(), Isa::kAvx512);
+    sf::kernels::exp16(x.data(), narrow.data(), Isa::kAvx2);
+    for (size_t l = 0; l < 16; ++l) ASSERT_EQ(wide[l], narrow[l]) << "x = " << x[l];
+  }
 }
 
 }  // namespace

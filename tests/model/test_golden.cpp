@@ -109,7 +109,7 @@ TEST_P(Golden, CpuBf16DecodingStepsAgreeWithTheFullPass) {
   const auto bf = CausalLM::load(model_dir(GetParam()), opts);
   const torch::Tensor ids = ref["left_ids"].repeat({8, 1}), mask = ref["left_mask"].repeat({8, 1});
   const int64_t T = ids.size(1), first = 5;
-  ASSERT_GT(ids.numel(), sf::kernels::small_gemm_max_rows(sf::kernels::small_gemm_isa()));
+  ASSERT_GT(ids.numel(), sf::kernels::small_gemm_max_rows(sf::kernels::best_isa()));
   const auto full = bf.forward(ids, mask);
   const torch::Tensor row = ids.narrow(0, 0, 1), row_mask = mask.narrow(0, 0, 1);
   KVCache cache;
