@@ -59,6 +59,16 @@ SF_AVX2_INLINE Lanes nonzero(const bool* flags) {
   return _mm256_cmpgt_epi32(bytes, _mm256_setzero_si256());
 }
 
+// Bit i set where lane i is in `in` and holds a NaN; where lane i is in `in` and a_i > b_i.
+SF_AVX2_INLINE uint32_t nan_lanes(Lanes in, Vec v) {
+  return static_cast<uint32_t>(
+      _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_castsi256_ps(in))));
+}
+SF_AVX2_INLINE uint32_t greater_lanes(Lanes in, Vec a, Vec b) {
+  return static_cast<uint32_t>(
+      _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ), _mm256_castsi256_ps(in))));
+}
+
 // The lane sums of 8 vectors at once: out[i] = Σ lanes of input i. Two rounds of horizontal adds
 // leave each 128-bit half with partial sums of four inputs; the halves are then added.
 SF_AVX2_INLINE void sum8(Vec a, Vec b, Vec c, Vec d, Vec e, Vec f, Vec g, Vec h, float* out) {

@@ -46,6 +46,12 @@ SF_AVX512_INLINE Lanes nonzero(const bool* flags) {
   return _mm512_test_epi32_mask(bytes, bytes);
 }
 
+// Bit i set where lane i is in `in` and holds a NaN; where lane i is in `in` and a_i > b_i.
+SF_AVX512_INLINE uint32_t nan_lanes(Lanes in, Vec v) { return _mm512_mask_cmp_ps_mask(in, v, v, _CMP_UNORD_Q); }
+SF_AVX512_INLINE uint32_t greater_lanes(Lanes in, Vec a, Vec b) {
+  return _mm512_mask_cmp_ps_mask(in, a, b, _CMP_GT_OQ);
+}
+
 // The lanes of a 16-float step that hold data when `remaining` floats are left: all 16, or the first
 // `remaining` of them at a row's tail (for masked loads and stores).
 __attribute__((target("avx512f"), always_inline)) inline __mmask16 lanes(int64_t remaining) {

@@ -11,9 +11,10 @@ enum class Isa {
 
 // Whether this CPU has the instructions of `isa` and the environment lets the kernels use them:
 // SUPERFICIAL_MAX_ISA=avx2 keeps them to AVX2 on an AVX-512 CPU (as an AVX2-only CPU runs), =none
-// leaves every product, norm and attention to torch; unset or avx512, what the CPU has. Read once,
-// at the first call; another value is a ConfigError. (kernels/widened_gemm's widening loops are
-// compiled for several instruction sets and follow the CPU, not this setting.)
+// leaves products, norms, attention and top-k to torch; unset or avx512, what the CPU has. Read
+// once, at the first call; another value is a ConfigError. kernels/widened_gemm's loops (compiled
+// for AVX-512, AVX2 and plain x86-64) follow it too: under none, bf16 weights on a CPU without bf16
+// arithmetic still take widened_gemm, as plain x86-64 code.
 bool cpu_has(Isa isa);
 
 // The widest of them that cpu_has: kAvx512, else kAvx2 (which cpu_has may deny too: the kernels

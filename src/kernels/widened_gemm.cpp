@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "kernels/isa.hpp"
 #include "kernels/operands.hpp"
 
 namespace sf::kernels {
@@ -20,9 +21,8 @@ namespace {
 // 2 cores, run after run).
 constexpr int64_t kBlockBytes = int64_t{2} << 20;
 
-// dst[i] = bf16 src[i] as float32 (its bits the high half), exactly. Compiled for AVX-512, AVX2 and
-// plain x86-64, the best chosen at load.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void widen(const uint16_t* src, float* dst, int64_t n) {
+// dst[i] = bf16 src[i] as float32 (its bits the high half), exactly.
+__attribute__((always_inline)) inline void widen_loop(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
     std::memcpy(dst + i, &bits, sizeof bits);
@@ -31,7 +31,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void widen(const ui
 
 // y[i] rounded to bf16 (to nearest even; NaN to the quiet NaN, as c10::BFloat16), then bias[i] added
 // (if any).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void round_add(float* y, const float* bias, int64_t n) {
+__attribute__((always_inline)) inline void round_add_loop(float* y, const float* bias, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, y + i, sizeof bits);
@@ -41,6 +41,28 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void round_add(floa
     std::memcpy(&v, &bits, sizeof v);
     y[i] = v + (bias ? bias[i] : 0.0f);
   }
+}
+
+// The two loops compiled (and vectorised by the compiler) for AVX-512, AVX2 and plain x86-64; the
+// widest that cpu_has allows runs (kernels/isa.hpp).
+struct Loops {
+  void (*widen)(const uint16_t*, float*, int64_t);
+  void (*round_add)(float*, const float*, int64_t);
+};
+
+__attribute__((target("avx512f"))) void widen_avx512(const uint16_t* s, float* d, int64_t n) { widen_loop(s, d, n); }
+__attribute__((target("avx2"))) void widen_avx2(const uint16_t* s, float* d, int64_t n) { widen_loop(s, d, n); }
+void widen_plain(const uint16_t* s, float* d, int64_t n) { widen_loop(s, d, n); }
+__attribute__((target("avx512f"))) void round_add_avx512(float* y, const float* b, int64_t n) {
+  round_add_loop(y, b, n);
+}
+__attribute__((target("avx2"))) void round_add_avx2(float* y, const float* b, int64_t n) { round_add_loop(y, b, n); }
+void round_add_plain(float* y, const float* b, int64_t n) { round_add_loop(y, b, n); }
+
+Loops loops() {
+  if (cpu_has(Isa::kAvx512)) return {widen_avx512, round_add_avx512};
+  if (cpu_has(Isa::kAvx2)) return {widen_avx2, round_add_avx2};
+  return {widen_plain, round_add_plain};
 }
 
 }  // namespace
@@ -59,6 +81,7 @@ torch::Tensor widened_gemm(const torch::Tensor& x, const Projection& p) {
                      "-d " + std::string(c10::toString(p.weight.scalar_type())));
   }
   torch::InferenceMode guard;
+  const Loops loop = loops();
   const int64_t K = x.size(-1), N = p.weight.size(0);
   const torch::Tensor xr = x.reshape({-1, K}).to(torch::kBFloat16).to(torch::kFloat32);  // [M,K], rounded
   const int64_t M = xr.size(0);
@@ -77,8 +100,8 @@ torch::Tensor widened_gemm(const torch::Tensor& x, const Projection& p) {
       for (int64_t b = begin; b < end; ++b) {
         const int64_t n0 = b * rows, n = std::min(rows, N - n0);
         torch::Tensor w = widened.narrow(0, 0, n);
-        widen(reinterpret_cast<const uint16_t*>(p.weight.data_ptr<at::BFloat16>()) + n0 * K, w.data_ptr<float>(),
-              n * K);
+        loop.widen(reinterpret_cast<const uint16_t*>(p.weight.data_ptr<at::BFloat16>()) + n0 * K, w.data_ptr<float>(),
+                   n * K);
         torch::Tensor out = y.narrow(1, n0, n);  // [M,n], rows N apart: BLAS writes it in place
         at::mm_out(out, xr, w.t());
       }
@@ -90,7 +113,7 @@ torch::Tensor widened_gemm(const torch::Tensor& x, const Projection& p) {
   float* data = y.data_ptr<float>();
   const float* bias = p.bias.defined() ? p.bias.data_ptr<float>() : nullptr;
   at::parallel_for(0, M, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t begin, int64_t end) {
-    for (int64_t m = begin; m < end; ++m) round_add(data + m * N, bias, N);
+    for (int64_t m = begin; m < end; ++m) loop.round_add(data + m * N, bias, N);
   });
   std::vector<int64_t> shape = x.sizes().vec();
   shape.back() = N;

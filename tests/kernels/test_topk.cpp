@@ -2,14 +2,15 @@
 #include <torch/torch.h>
 
 #include <limits>
+#include <string>
 
 #include "kernels/isa.hpp"
 #include "kernels/topk.hpp"
 
 namespace {
 
+using sf::kernels::Isa;
 using sf::kernels::RowTopK;
-using sf::kernels::topk_rows;
 
 // The canonical top-k by a stable descending sort: equal values keep their ascending indices.
 RowTopK by_sort(const torch::Tensor& x, int64_t k) {
@@ -17,16 +18,24 @@ RowTopK by_sort(const torch::Tensor& x, int64_t k) {
   return {v.narrow(1, 0, k), i.narrow(1, 0, k)};
 }
 
-class TopKRows : public ::testing::Test {
+// The kernel with the scan of each instruction set this CPU has (an AVX-512 CPU runs both).
+class TopKRows : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    if (!sf::kernels::cpu_has(sf::kernels::Isa::kAvx512)) GTEST_SKIP() << "this CPU has no AVX-512F";
+    if (!sf::kernels::cpu_has(GetParam())) GTEST_SKIP() << "this CPU has no " << sf::kernels::isa_name(GetParam());
+  }
+  static bool topk_rows(const torch::Tensor& x, int64_t k, RowTopK& out) {
+    return sf::kernels::topk_rows(x, k, out, GetParam());
   }
 };
 
+std::string isa_label(const ::testing::TestParamInfo<Isa>& info) { return sf::kernels::isa_name(info.param); }
+
+INSTANTIATE_TEST_SUITE_P(Isas, TopKRows, ::testing::Values(Isa::kAvx512, Isa::kAvx2), isa_label);
+
 // Distinct values, many ties (integers of a small range, as bf16 logits tie), rising rows (every
-// element raises the threshold), -inf and +inf, every tail of the 16-wide steps, k from 1 to V.
-TEST_F(TopKRows, EqualsTheStableSortForTiesInfinitiesAndEveryShape) {
+// element raises the threshold), -inf and +inf, every tail of the 8- and 16-wide steps, k from 1 to V.
+TEST_P(TopKRows, EqualsTheStableSortForTiesInfinitiesAndEveryShape) {
   const auto gen = [](uint64_t s) { return at::detail::createCPUGenerator(s); };
   uint64_t seed = 0;
   for (int64_t V : {1, 15, 16, 17, 100, 1000, 49152 + 7}) {
@@ -49,7 +58,7 @@ TEST_F(TopKRows, EqualsTheStableSortForTiesInfinitiesAndEveryShape) {
   }
 }
 
-TEST_F(TopKRows, SplitsRowsOverThreadsAsOneThreadDoes) {
+TEST_P(TopKRows, SplitsRowsOverThreadsAsOneThreadDoes) {
   const torch::Tensor x = torch::randint(0, 50, {37, 5000}, at::detail::createCPUGenerator(9)).to(torch::kFloat32);
   const int threads = at::get_num_threads();
   RowTopK one, two;
@@ -62,7 +71,7 @@ TEST_F(TopKRows, SplitsRowsOverThreadsAsOneThreadDoes) {
   EXPECT_TRUE(one.ids.equal(by_sort(x, 100).ids));
 }
 
-TEST_F(TopKRows, LeavesNaNRowsAndOtherOperandsToTorch) {
+TEST_P(TopKRows, LeavesNaNRowsAndOtherOperandsToTorch) {
   torch::Tensor x = torch::randn({3, 300}, at::detail::createCPUGenerator(10));
   RowTopK out;
   x[1][250] = std::numeric_limits<float>::quiet_NaN();
