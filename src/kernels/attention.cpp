@@ -31,8 +31,11 @@ struct Strides {
 // softmax of each row as in `attend`, and Σ_j p_j v_j as outer products too (each value vector
 // loaded once for the rows of a tile).
 
-constexpr int64_t kBlockRows = 12;  // query rows scored together: 12 × 2 accumulators + 2 key vectors
-constexpr int64_t kPanel = 32;      // keys per score tile (two vectors)
+// Query rows scored together: one score tile of 12 rows × 2 vectors of keys on AVX-512 (24
+// accumulators + 2 key vectors in 32 registers), two tiles of 6 rows on AVX2 (attention_math.inc).
+constexpr int64_t kBlockRows = 12;
+// Keys per panel of the transposed keys: one score tile's two vectors on AVX-512, two tiles on AVX2.
+constexpr int64_t kPanel = 32;
 
 // Keys [from, L) of one (row, KV head) as kt[d * Lp + j], Lp = L rounded up to kPanel, zeros beyond
 // L; `from` a multiple of 16 (columns before it are not written).
