@@ -71,19 +71,8 @@ struct Scratch {
 };
 
 // The arithmetic (attention_math.inc), compiled once per instruction set.
-namespace on_avx512 {
-namespace simd = avx512;
-#define SF_TARGET __attribute__((target("avx512f")))
-#include "kernels/attention_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx512
-
-namespace on_avx2 {
-namespace simd = avx2;
-#define SF_TARGET __attribute__((target("avx2,fma")))
-#include "kernels/attention_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx2
+#define SF_ISA_MATH "kernels/attention_math.inc"
+#include "kernels/each_isa.inc"
 
 // One instruction set's functions of attention_math.inc.
 struct Math {

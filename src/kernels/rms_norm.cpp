@@ -16,19 +16,8 @@ namespace sf::kernels {
 namespace {
 
 // The arithmetic (rms_norm_math.inc), compiled once per instruction set.
-namespace on_avx512 {
-namespace simd = avx512;
-#define SF_TARGET __attribute__((target("avx512f")))
-#include "kernels/rms_norm_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx512
-
-namespace on_avx2 {
-namespace simd = avx2;
-#define SF_TARGET __attribute__((target("avx2,fma")))
-#include "kernels/rms_norm_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx2
+#define SF_ISA_MATH "kernels/rms_norm_math.inc"
+#include "kernels/each_isa.inc"
 
 torch::Tensor norm_rows(torch::Tensor& x, const torch::Tensor& delta, const torch::Tensor& weight, double eps,
                         Isa isa) {

@@ -15,19 +15,8 @@ namespace sf::kernels {
 namespace {
 
 // The arithmetic (rope_math.inc), compiled once per instruction set.
-namespace on_avx512 {
-namespace simd = avx512;
-#define SF_TARGET __attribute__((target("avx512f")))
-#include "kernels/rope_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx512
-
-namespace on_avx2 {
-namespace simd = avx2;
-#define SF_TARGET __attribute__((target("avx2,fma")))
-#include "kernels/rope_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx2
+#define SF_ISA_MATH "kernels/rope_math.inc"
+#include "kernels/each_isa.inc"
 
 }  // namespace
 

@@ -24,19 +24,8 @@ struct Entry {
 bool before(const Entry& a, const Entry& b) { return a.value > b.value || (a.value == b.value && a.id < b.id); }
 
 // The scan (topk_math.inc), compiled once per instruction set.
-namespace on_avx512 {
-namespace simd = avx512;
-#define SF_TARGET __attribute__((target("avx512f")))
-#include "kernels/topk_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx512
-
-namespace on_avx2 {
-namespace simd = avx2;
-#define SF_TARGET __attribute__((target("avx2,fma")))
-#include "kernels/topk_math.inc"
-#undef SF_TARGET
-}  // namespace on_avx2
+#define SF_ISA_MATH "kernels/topk_math.inc"
+#include "kernels/each_isa.inc"
 
 }  // namespace
 
