@@ -1,8 +1,8 @@
 #pragma once
 // AVX2 (with FMA) counterparts of kernels/avx512.hpp's vocabulary, under the same names, for the
-// kernels written once for both instruction sets (attention_math.inc, rms_norm, rope). Include only
-// from the kernels' .cpp files: every function here is compiled for AVX2 and FMA and may run only
-// where cpu_has(Isa::kAvx2) holds (kernels/isa.hpp). AVX2 has no mask registers: the lanes of a step
+// kernels written once for both instruction sets (kernels/*_math.inc, compiled per set by
+// kernels/each_isa.inc). Include only from the kernels' .cpp files: every function here is compiled for AVX2 and FMA
+// and may run only where cpu_has(Isa::kAvx2) holds (kernels/isa.hpp). AVX2 has no mask registers: the lanes of a step
 // are a vector of 8 ints, all bits set where a lane holds data.
 #include <immintrin.h>
 
@@ -36,8 +36,19 @@ SF_AVX2_INLINE Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 SF_AVX2_INLINE Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
 SF_AVX2_INLINE Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 SF_AVX2_INLINE Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+SF_AVX2_INLINE Vec min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
+SF_AVX2_INLINE Vec fnmadd(Vec a, Vec b, Vec c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a·b
+SF_AVX2_INLINE Vec round_nearest(Vec v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+SF_AVX2_INLINE Lanes less(Vec a, Vec b) {  // a < b, not NaN
+  return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LT_OQ));
+}
 SF_AVX2_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }  // a·b + c
 SF_AVX2_INLINE Vec select(Lanes in, Vec yes, Vec no) { return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(in)); }
+// kLanes bf16 values (their bits) widened to float32: a bf16 value is the high half of a float32's bits.
+SF_AVX2_INLINE Vec load_bf16(const uint16_t* p) {
+  const __m256i bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(bits, 16));
+}
 
 // The sum of the 4 lanes of a 128-bit vector.
 SF_AVX2_INLINE float sum4(__m128 s) {
@@ -82,29 +93,16 @@ SF_AVX2_INLINE void sum8(Vec a, Vec b, Vec c, Vec d, Vec e, Vec f, Vec g, Vec h,
 SF_AVX2_INLINE Vec pow2(__m256i e) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
 }
-
-// Cephes expf as avx512::exp_ps computes it (the same steps and constants, so the same values):
-// e^x = 2^n · e^r with n = round(x / ln 2), |r| <= ln(2)/2, e^r by a degree-7 polynomial; 0 below
-// -88. 2^n is applied as 2^(n - n/2) · 2^(n/2), each factor a normal float, as AVX2 has no scalef.
-SF_AVX2_INLINE Vec exp_ps(Vec x) {
-  const Vec underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-88.0f), _CMP_LT_OQ);
-  x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
-  x = _mm256_max_ps(x, _mm256_set1_ps(-88.0f));
-  const Vec n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  Vec r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  Vec p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+// p · 2^n for integral n in [-127, 128], applied as 2^(n - n/2) · 2^(n/2), each factor a normal
+// float (AVX2 has no scalef).
+SF_AVX2_INLINE Vec scale2(Vec p, Vec n) {
   const __m256i ni = _mm256_cvtps_epi32(n), half = _mm256_srai_epi32(ni, 1);
-  p = _mm256_mul_ps(_mm256_mul_ps(p, pow2(_mm256_sub_epi32(ni, half))), pow2(half));
-  return _mm256_andnot_ps(underflow, p);
+  return _mm256_mul_ps(_mm256_mul_ps(p, pow2(_mm256_sub_epi32(ni, half))), pow2(half));
 }
+
+#define SF_VOCAB_INLINE SF_AVX2_INLINE
+#include "kernels/exp_math.inc"
+#undef SF_VOCAB_INLINE
 
 #undef SF_AVX2_INLINE
 

@@ -19,7 +19,8 @@ namespace sf::kernels::avx512 {
 // ---- The vocabulary that kernels written once for several instruction sets use (kernels/avx2.hpp
 // has the same names for AVX2): a vector of kLanes floats, the lanes of a step that hold data, and
 // the operations on them. Such a kernel is compiled once per instruction set with that set's
-// target attribute (attention_math.inc).
+// target attribute (kernels/*_math.inc through kernels/each_isa.inc). exp_ps, at the end, is
+// written once for both (kernels/exp_math.inc).
 
 using Vec = __m512;
 using Lanes = __mmask16;
@@ -36,8 +37,21 @@ SF_AVX512_INLINE Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 SF_AVX512_INLINE Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
 SF_AVX512_INLINE Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
 SF_AVX512_INLINE Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+SF_AVX512_INLINE Vec min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
+SF_AVX512_INLINE Vec fnmadd(Vec a, Vec b, Vec c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a·b
+SF_AVX512_INLINE Vec round_nearest(Vec v) {
+  return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+SF_AVX512_INLINE Lanes less(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }  // a < b, not NaN
+// p · 2^n for integral n in [-127, 128].
+SF_AVX512_INLINE Vec scale2(Vec p, Vec n) { return _mm512_scalef_ps(p, n); }
 SF_AVX512_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }  // a·b + c
 SF_AVX512_INLINE Vec select(Lanes in, Vec yes, Vec no) { return _mm512_mask_blend_ps(in, no, yes); }
+// kLanes bf16 values (their bits) widened to float32: a bf16 value is the high half of a float32's bits.
+SF_AVX512_INLINE Vec load_bf16(const uint16_t* p) {
+  const __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
+}
 SF_AVX512_INLINE float reduce_add(Vec v) { return _mm512_reduce_add_ps(v); }
 SF_AVX512_INLINE float reduce_max(Vec v) { return _mm512_reduce_max_ps(v); }
 // The lanes whose byte of flags[0, kLanes) is non-zero (a bool mask row).
@@ -90,25 +104,9 @@ __attribute__((target("avx512f"), always_inline)) inline void sum8(__m512 a, __m
   _mm512_mask_storeu_ps(out, 0xff, _mm512_permutexvar_ps(order, t));
 }
 
-// Cephes expf: e^x = 2^n · e^r with n = round(x / ln 2), |r| <= ln(2)/2, e^r by a degree-7
-// polynomial; 0 below -88 (where float underflows), as std::exp gives at float precision.
-__attribute__((target("avx512f"), always_inline)) inline __m512 exp_ps(__m512 x) {
-  const __mmask16 underflow = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-88.0f), _CMP_LT_OQ);
-  x = _mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f));
-  x = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~underflow), _mm512_scalef_ps(p, n));
-}
+#define SF_VOCAB_INLINE SF_AVX512_INLINE
+#include "kernels/exp_math.inc"
+#undef SF_VOCAB_INLINE
 
 #undef SF_AVX512_INLINE
 

@@ -93,17 +93,19 @@ int avx512_weight_rows(int64_t M, int64_t K) {
 using tiles::kAvx2Inputs;
 using tiles::kAvx2WeightRows;
 using tiles::kAvx512Inputs;
-constexpr Tiles<float, float> kAvx512Float[2] = {tiles_of<float, float, tiles::Avx512Float, kAvx512Inputs, 2>(),
-                                                 tiles_of<float, float, tiles::Avx512Float, kAvx512Inputs, 3>()};
+constexpr Tiles<float, float> kAvx512Float[2] = {
+    tiles_of<float, float, tiles::on_avx512::FloatTile, kAvx512Inputs, 2>(),
+    tiles_of<float, float, tiles::on_avx512::FloatTile, kAvx512Inputs, 3>()};
 constexpr Tiles<uint16_t, uint16_t> kAvx512Bf16[2] = {
     tiles_of<uint16_t, uint16_t, tiles::Avx512Bf16, kAvx512Inputs, 2>(),
     tiles_of<uint16_t, uint16_t, tiles::Avx512Bf16, kAvx512Inputs, 3>()};
 constexpr Tiles<float, uint16_t> kAvx512Widened[2] = {
-    tiles_of<float, uint16_t, tiles::Avx512Widened, kAvx512Inputs, 2>(),
-    tiles_of<float, uint16_t, tiles::Avx512Widened, kAvx512Inputs, 3>()};
-constexpr Tiles<float, float> kAvx2Float = tiles_of<float, float, tiles::Avx2Float, kAvx2Inputs, kAvx2WeightRows>();
+    tiles_of<float, uint16_t, tiles::on_avx512::WidenedTile, kAvx512Inputs, 2>(),
+    tiles_of<float, uint16_t, tiles::on_avx512::WidenedTile, kAvx512Inputs, 3>()};
+constexpr Tiles<float, float> kAvx2Float =
+    tiles_of<float, float, tiles::on_avx2::FloatTile, kAvx2Inputs, kAvx2WeightRows>();
 constexpr Tiles<float, uint16_t> kAvx2Widened =
-    tiles_of<float, uint16_t, tiles::Avx2Widened, kAvx2Inputs, kAvx2WeightRows>();
+    tiles_of<float, uint16_t, tiles::on_avx2::WidenedTile, kAvx2Inputs, kAvx2WeightRows>();
 
 // x [M,K] (as the tiles take it) times every projection into its output [M, N_i]: blocks of
 // kBlockRows weight rows over all projections, split over the threads.
@@ -127,16 +129,11 @@ void run_blocks(const Tiles<X, W>& t, const X* x, int64_t M, int64_t K, const st
   });
 }
 
-bool has_avx512_bw_vl() {
-  static const bool has =
-      cpu_has(Isa::kAvx512) && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  return has;
-}
-
 }  // namespace
 
 bool small_gemm_bf16_supported() {
-  static const bool supported = has_avx512_bw_vl() && __builtin_cpu_supports("avx512bf16");
+  static const bool supported =
+      cpu_has(Isa::kAvx512) && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
   return supported;
 }
 
@@ -145,7 +142,7 @@ Bf16Sums bf16_sums() { return small_gemm_bf16_supported() ? Bf16Sums::kNative : 
 bool small_gemm_bf16_supported(Bf16Sums sums, Isa isa) {
   if (!cpu_has(isa)) return false;
   if (sums == Bf16Sums::kNative) return isa == Isa::kAvx512 && small_gemm_bf16_supported();
-  return isa == Isa::kAvx2 || has_avx512_bw_vl();
+  return true;  // widened: every instruction set's tiles
 }
 
 bool small_gemm_applies(const torch::Tensor& x, const Projection& p, Bf16Sums sums, Isa isa) {

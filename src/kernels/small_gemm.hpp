@@ -42,8 +42,8 @@ bool small_gemm_bf16_supported();
 //   (denormal inputs and results count as zero).
 // - kWidened: both operands widened to float32, exactly (a bf16 value is a float32 whose low 16 bits
 //   are zero), each product added by a float32 FMA. A product of two bf16 values is exact in float32,
-//   so the two ways differ only in the order of the sums (and in denormals). Needs AVX-512 BW and VL
-//   (Skylake to Ice Lake Xeons, which have no bf16 arithmetic), or AVX2 with Isa::kAvx2.
+//   so the two ways differ only in the order of the sums (and in denormals). Runs with either
+//   instruction set (AVX-512F: Skylake to Ice Lake Xeons, which have no bf16 arithmetic; AVX2).
 enum class Bf16Sums { kNative, kWidened };
 // This CPU's way: kNative where small_gemm_bf16_supported(), else kWidened.
 Bf16Sums bf16_sums();

@@ -184,8 +184,7 @@ TEST_F(SmallGemmBf16, WeightsOfMixedDtypesInOneCallAreRefused) {
 }
 
 // The same arithmetic summed the other way (Bf16Sums::kWidened: both operands widened to float32,
-// float32 FMAs), as CPUs without AVX-512 BF16 run it; taken wherever AVX-512 BW and VL are, or
-// AVX2 with its tiles.
+// float32 FMAs), as CPUs without AVX-512 BF16 run it, on either instruction set's tiles.
 class SmallGemmWidened : public SmallGemm {
  protected:
   void SetUp() override {
