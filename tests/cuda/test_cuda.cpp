@@ -1,10 +1,6 @@
 // The CUDA path (ctest label `cuda`; scripts/gpu-check.sh builds and runs it on a GPU machine).
 // Every test skips with "skipped: no GPU" where torch sees no CUDA device.
-//
-// Tolerances, max |Δlogit| against transformers at real (unpadded) positions:
-//   device  dtype  tolerance  why
-//   cuda    fp32   1e-4       same math; cuBLAS (TF32 off in libtorch by default for fp32 matmul)
-//   cuda    bf16   0.25       as on the CPU: bf16 weights and activations through 2 layers
+// Tolerances against transformers: testutil/golden.hpp's table (logit_tolerance).
 #include <gtest/gtest.h>
 
 #include "core/error.hpp"
@@ -19,9 +15,6 @@ namespace {
 
 using sf::model::CausalLM;
 
-constexpr double kCudaFp32Tol = 1e-4;
-constexpr double kCudaBf16Tol = 0.25;
-
 #define SKIP_WITHOUT_GPU() \
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU"
 
@@ -33,8 +26,8 @@ TEST_P(CudaGolden, LogitsWithinTheToleranceTable) {
   SKIP_WITHOUT_GPU();
   torch::InferenceMode guard;
   auto ref = sf::test::read_reference(model_dir(GetParam()) / "reference.safetensors");
-  for (const auto& [dtype, tol] :
-       {std::pair{torch::kFloat32, kCudaFp32Tol}, std::pair{torch::kBFloat16, kCudaBf16Tol}}) {
+  for (const torch::ScalarType dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const double tol = sf::test::logit_tolerance(torch::kCUDA, dtype);
     sf::model::LoadOptions opts;
     opts.device = torch::Device(torch::kCUDA, 0);
     opts.dtype = dtype;

@@ -23,7 +23,7 @@ namespace {
 using sf::model::CausalLM;
 using sf::model::GgufModel;
 
-constexpr double kFp32Tol = 1e-4;
+const double kFp32Tol = sf::test::logit_tolerance(torch::kCPU, torch::kFloat32);
 
 std::filesystem::path gguf(const std::string& name) { return sf::test::fixtures_dir() / "gguf" / (name + ".gguf"); }
 

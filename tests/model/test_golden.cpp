@@ -21,8 +21,8 @@ namespace {
 using sf::model::CausalLM;
 using sf::model::KVCache;
 
-constexpr double kFp32Tol = 1e-4;
-constexpr double kBf16Tol = 0.25;
+const double kFp32Tol = sf::test::logit_tolerance(torch::kCPU, torch::kFloat32);
+const double kBf16Tol = sf::test::logit_tolerance(torch::kCPU, torch::kBFloat16);
 
 using sf::test::masked_max_diff;
 using sf::test::unpad;

@@ -29,9 +29,9 @@ using sf::dist::Comm;
 using sf::dist::ParallelLayout;
 using sf::model::CausalLM;
 
-constexpr double kSplitTol = 1e-5;
-constexpr double kFp32Tol = 1e-4;
-constexpr double kBf16Tol = 0.25;
+constexpr double kSplitTol = sf::test::kSplitTolerance;
+const double kFp32Tol = sf::test::logit_tolerance(torch::kCPU, torch::kFloat32);
+const double kBf16Tol = sf::test::logit_tolerance(torch::kCPU, torch::kBFloat16);
 
 using sf::test::masked_max_diff;
 using sf::test::unpad;

@@ -24,6 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using sf::model::CausalLM;
+using sf::test::split;
 
 constexpr double kLogprobTol = 1e-4;
 
@@ -42,17 +43,6 @@ fs::path model_file() {
 
 json fixture() {
   return json::parse(sf::test::read_file(sf::test::fixtures_dir() / "real" / "smollm2-135m-instruct-q4_1.json"));
-}
-
-std::vector<std::string> split(const std::string& s, const std::string& sep) {
-  std::vector<std::string> out;
-  size_t prev = 0;
-  for (size_t at = s.find(sep); at != std::string::npos; at = s.find(sep, prev)) {
-    out.push_back(s.substr(prev, at - prev));
-    prev = at + sep.size();
-  }
-  out.push_back(s.substr(prev));
-  return out;
 }
 
 class Real : public ::testing::Test {

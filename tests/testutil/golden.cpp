@@ -1,5 +1,8 @@
 #include "testutil/golden.hpp"
 
+#include <stdexcept>
+#include <string>
+
 #include "io/safetensors.hpp"
 #include "testutil/testutil.hpp"
 
@@ -12,6 +15,14 @@ std::map<std::string, torch::Tensor> read_reference(const std::filesystem::path&
 }
 
 std::filesystem::path golden_model(const std::string& variant) { return fixtures_dir() / "models" / variant; }
+
+double logit_tolerance(torch::DeviceType device, torch::ScalarType dtype) {
+  const bool known_device = device == torch::kCPU || device == torch::kCUDA;
+  if (known_device && dtype == torch::kFloat32) return 1e-4;
+  if (known_device && dtype == torch::kBFloat16) return 0.25;
+  throw std::invalid_argument(std::string("no golden tolerance for ") + c10::DeviceTypeName(device) + " " +
+                              c10::toString(dtype));
+}
 
 double masked_max_diff(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
   const torch::Tensor m = mask.to(torch::kBool).unsqueeze(-1).expand_as(a);

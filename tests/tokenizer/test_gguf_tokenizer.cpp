@@ -25,17 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using sf::test::GgufBuilder;
-
-std::vector<std::string> split(const std::string& s, const std::string& sep) {
-  std::vector<std::string> out;
-  size_t prev = 0;
-  for (size_t at = s.find(sep); at != std::string::npos; at = s.find(sep, prev)) {
-    out.push_back(s.substr(prev, at - prev));
-    prev = at + sep.size();
-  }
-  out.push_back(s.substr(prev));
-  return out;
-}
+using sf::test::split;
 
 fs::path golden(const std::string& file) { return sf::test::fixtures_dir() / "tokenizer" / file; }
 

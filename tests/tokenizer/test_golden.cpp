@@ -15,20 +15,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using sf::test::split;
 using sf::tok::Tokenizer;
 
 fs::path golden_dir() { return sf::test::fixtures_dir() / "tokenizer"; }
-
-std::vector<std::string> split(const std::string& s, const std::string& sep) {
-  std::vector<std::string> out;
-  size_t prev = 0;
-  for (size_t at = s.find(sep); at != std::string::npos; at = s.find(sep, prev)) {
-    out.push_back(s.substr(prev, at - prev));
-    prev = at + sep.size();
-  }
-  out.push_back(s.substr(prev));
-  return out;
-}
 
 std::vector<std::string> lines(const fs::path& p) {
   auto l = split(sf::test::read_file(p), "\n");
