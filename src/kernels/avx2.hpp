@@ -1,9 +1,9 @@
 #pragma once
 // AVX2 (with FMA) counterparts of kernels/avx512.hpp's vocabulary, under the same names, for the
 // kernels written once for both instruction sets (kernels/*_math.inc, compiled per set by
-// kernels/each_isa.inc). Include only from the kernels' .cpp files: every function here is compiled for AVX2 and FMA
-// and may run only where cpu_has(Isa::kAvx2) holds (kernels/isa.hpp). AVX2 has no mask registers: the lanes of a step
-// are a vector of 8 ints, all bits set where a lane holds data.
+// kernels/each_isa.inc). Include only from the kernels' .cpp files: every function here is compiled
+// for AVX2 and FMA and may run only where cpu_has(Isa::kAvx2) holds (kernels/isa.hpp). AVX2 has no
+// mask registers: the lanes of a step are a vector of 8 ints, all bits set where a lane holds data.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -44,7 +44,8 @@ SF_AVX2_INLINE Lanes less(Vec a, Vec b) {  // a < b, not NaN
 }
 SF_AVX2_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }  // a·b + c
 SF_AVX2_INLINE Vec select(Lanes in, Vec yes, Vec no) { return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(in)); }
-// kLanes bf16 values (their bits) widened to float32: a bf16 value is the high half of a float32's bits.
+// kLanes bf16 values (their bits) widened to float32: a bf16 value is the high half of a float32's
+// bits.
 SF_AVX2_INLINE Vec load_bf16(const uint16_t* p) {
   const __m256i bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   return _mm256_castsi256_ps(_mm256_slli_epi32(bits, 16));

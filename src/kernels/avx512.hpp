@@ -47,7 +47,8 @@ SF_AVX512_INLINE Lanes less(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP
 SF_AVX512_INLINE Vec scale2(Vec p, Vec n) { return _mm512_scalef_ps(p, n); }
 SF_AVX512_INLINE Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }  // a·b + c
 SF_AVX512_INLINE Vec select(Lanes in, Vec yes, Vec no) { return _mm512_mask_blend_ps(in, no, yes); }
-// kLanes bf16 values (their bits) widened to float32: a bf16 value is the high half of a float32's bits.
+// kLanes bf16 values (their bits) widened to float32: a bf16 value is the high half of a float32's
+// bits.
 SF_AVX512_INLINE Vec load_bf16(const uint16_t* p) {
   const __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   return _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
