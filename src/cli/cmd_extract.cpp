@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_probe.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -16,6 +17,8 @@
 #include "extract/logit_dataset.hpp"
 #include "io/h5.hpp"
 #include "judge/judgments.hpp"
+#include "model/flops.hpp"
+#include "model/model_files.hpp"
 #include "study/study.hpp"
 
 namespace {
@@ -110,7 +113,23 @@ void inspect_command(const std::vector<std::string>& files) {
   }
 }
 
-// Runs the stage into <run_dir>/bench-extract (removed before and after) and prints per-rank speed.
+// This rank's float32 GEMM peak on the pair's product shapes (cli/bench_probe.hpp), measured by
+// every rank at once after the stage; -1 where the floor is not defined here: on a GPU, or with a
+// model that does not compute in float32 (a bf16 product's peak depends on the CPU's bf16 support).
+double rank_gemm_peak(const sf::Job& job, const sf::study::Pair& pair) {
+  const sf::ModelRef &aligned = job.model(pair.aligned), &base = job.model(pair.base);
+  if (job.device() != "cpu" || aligned.dtype != "float32" || base.dtype != "float32") return -1;
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  for (const sf::ModelRef* m : {&aligned, &base}) {
+    const auto s = sf::model::product_shapes(sf::model::load_model_config(m->path), job.tensor_parallel());
+    shapes.insert(shapes.end(), s.begin(), s.end());
+  }
+  return sf::cli::gemm_peak_gflops(shapes, 2048, 3);
+}
+
+// Runs the stage into <run_dir>/bench-extract (removed before and after) and prints per-rank speed,
+// with each rank's floor: the time its products (RankStats::product_flops) would take at its float32
+// GEMM peak, nothing else costing time.
 void bench_extract_command(const JobArgs& a) {
   const sf::Job probe = sf::Job::load(a.file, a.overrides);
   std::vector<std::string> overrides = a.overrides;
@@ -123,18 +142,30 @@ void bench_extract_command(const JobArgs& a) {
   const sf::study::Study study = sf::study::Study::from_job(job);
   if (study.pairs().empty()) throw sf::ConfigError(a.file + ": heads: no head is trained here, so no pair to extract");
   const auto s = sf::extract::run_extract(job, study, study.pairs().front(), comm);
+  comm.barrier();
+  const std::vector<std::string> peaks = comm.gather(std::to_string(rank_gemm_peak(job, study.pairs().front())));
   if (!comm.is_root()) return;
   std::filesystem::remove_all(dir);
   nlohmann::json ranks = nlohmann::json::array();
-  double wall = 0;
+  const nlohmann::json none;
+  double wall = 0, product_flops = 0, floor_s = 0;
+  bool measured = true;
   for (const auto& r : s.ranks) {
     wall = std::max(wall, r.wall_s);
+    product_flops += r.product_flops;
+    const double peak = std::stod(peaks.at(static_cast<size_t>(r.rank)));
+    measured = measured && peak > 0;
+    const double rank_floor = peak > 0 ? r.product_flops / (peak * 1e9) : 0.0;
+    floor_s = std::max(floor_s, rank_floor);
     ranks.push_back({{"rank", r.rank},
                      {"examples", r.examples},
                      {"tokens", r.tokens},
                      {"busy_s", r.busy_s},
                      {"tokens_per_s", r.busy_s > 0 ? static_cast<double>(r.tokens) / r.busy_s : 0.0},
-                     {"idle_fraction", r.idle_fraction()}});
+                     {"idle_fraction", r.idle_fraction()},
+                     {"product_gflop", r.product_flops / 1e9},
+                     {"gemm_peak_gflops", peak > 0 ? nlohmann::json(peak) : none},
+                     {"floor_s", peak > 0 ? nlohmann::json(rank_floor) : none}});
   }
   const nlohmann::json out = {
       {"bench", "extract"},
@@ -145,6 +176,11 @@ void bench_extract_command(const JobArgs& a) {
       {"tokens_per_s", wall > 0 ? static_cast<double>(s.num_tokens) / wall : 0.0},
       {"bytes_per_token", s.num_tokens > 0 ? static_cast<double>(s.bytes) / static_cast<double>(s.num_tokens) : 0.0},
       {"idle_fraction_max", idle_max(s)},
+      {"product_gflop", product_flops / 1e9},
+      // The slowest rank's floor (null unless on CPU with float32 models), and how far above it the
+      // stage ran.
+      {"floor_s", measured ? nlohmann::json(floor_s) : none},
+      {"wall_vs_floor", measured && floor_s > 0 ? nlohmann::json(wall / floor_s) : none},
       {"per_rank", ranks}};
   print_line(out.dump());
 }
@@ -167,8 +203,10 @@ void setup(CLI::App& app) {
   inspect->callback([inspect_files] { inspect_command(*inspect_files); });
 
   auto bench_args = std::make_shared<JobArgs>();
-  auto* bench = sf::cli::bench_group(app).add_subcommand(
-      "extract", "Extraction tokens/s per rank and idle fraction (runs the job's extract stage in a scratch folder)");
+  auto* bench =
+      sf::cli::bench_group(app).add_subcommand("extract",
+                                               "Extraction tokens/s per rank, idle fraction and floor at the GEMM peak "
+                                               "(runs the job's extract stage in a scratch folder)");
   add_job_args(bench, *bench_args);
   bench->callback([bench_args] { bench_extract_command(*bench_args); });
 }

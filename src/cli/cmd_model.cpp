@@ -18,6 +18,7 @@
 #include "dist/layout.hpp"
 #include "model/causal_lm.hpp"
 #include "model/finite.hpp"
+#include "model/flops.hpp"
 #include "model/generate.hpp"
 #include "model/model_files.hpp"
 #include "tokenizer/chat_template.hpp"
@@ -26,6 +27,7 @@
 namespace {
 
 using sf::cli::best_seconds;
+using sf::cli::gemm_peak_gflops;
 using sf::cli::load_average;
 using sf::cli::rss_now_and_peak_mb;
 using sf::cli::seconds_since;
@@ -142,13 +144,6 @@ std::optional<sf::tok::Tokenizer> model_tokenizer(const std::filesystem::path& m
 
 // --- bench forward ---------------------------------------------------------------------------
 
-// GFLOP/s of x[M,K] @ w[N,K]^T (the layout of torch::linear), best of `reps`.
-double gemm_gflops(int64_t m, int64_t k, int64_t n, int reps) {
-  torch::InferenceMode guard;
-  auto x = torch::randn({m, k}), w = torch::randn({n, k});
-  return 2.0 * static_cast<double>(m * k * n) / best_seconds(reps, [&] { torch::mm(x, w.t()); }) / 1e9;
-}
-
 // The model shapes `bench forward` runs (random weights). SmolLM2-135M's 3 KV heads allow T = 1
 // or 3; Qwen2.5-0.5B's 2 KV heads allow T = 1 or 2.
 ModelConfig bench_shape(const std::string& name) {
@@ -202,29 +197,16 @@ void bench_forward(bool quick, int threads, int tensor, const std::string& shape
   opts.tensor_group = layout.tensor;
   const auto model = CausalLM::random(c, 0, opts);
   const sf::dist::Comm& group = layout.tensor;
-  const int64_t B = 8, T = 256, hd = c.hidden_size, V = c.vocab_size;
-  const int64_t I = c.intermediate_size, kv = c.num_key_value_heads * c.head_dim,
-                q = c.num_attention_heads * c.head_dim;
+  const int64_t B = 8, T = 256, V = c.vocab_size, q = c.num_attention_heads * c.head_dim;
   const int reps = quick ? 1 : 3;
 
-  // Matmul FLOPs per token: 2 x (weights used in matmuls); attention: QK^T and PV over all T keys
-  // (the full T x T products are computed, then masked) = 4 x T x heads x head_dim per layer. A rank
-  // of a tensor group does 1/T of them.
-  const double weight_macs =
-      static_cast<double>(c.num_hidden_layers * (hd * q * 2 + hd * kv * 2 + 3 * hd * I) + hd * V);
+  // FLOPs per token: the products of the layers and the lm_head (model/flops.hpp); attention: QK^T
+  // and PV over all T keys (the full T x T products are computed, then masked) = 4 x T x heads x
+  // head_dim per layer. A rank of a tensor group does 1/T of them.
   const double attn_flops = static_cast<double>(c.num_hidden_layers) * 4.0 * T * q;
-  const double flops_per_token = (2.0 * weight_macs + attn_flops) / tensor;
-
-  double gemm_peak = 0;
-  // The (N, K) shapes of this rank's GEMMs at B*T rows: gate/up, down, lm_head, q, k/v, o.
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{I / tensor, hd},
-                                                              {hd, I / tensor},
-                                                              {V / tensor, hd},
-                                                              {q / tensor, hd},
-                                                              {kv / tensor, hd},
-                                                              {hd, q / tensor}}) {
-    gemm_peak = std::max(gemm_peak, gemm_gflops(B * T, k, n, reps + 1));
-  }
+  const double flops_per_token =
+      (sf::model::layer_product_flops(c) + sf::model::lm_head_flops(c) + attn_flops) / tensor;
+  const double gemm_peak = gemm_peak_gflops(sf::model::product_shapes(c, tensor), B * T, reps + 1);
 
   double score_s = 1e30, score_comm_s = 0, guard_s = 1e30;
   {

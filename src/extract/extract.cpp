@@ -19,6 +19,7 @@
 #include "io/h5.hpp"
 #include "model/causal_lm.hpp"
 #include "model/finite.hpp"
+#include "model/flops.hpp"
 #include "model/generate.hpp"
 #include "model/model_files.hpp"
 #include "study/model_set.hpp"
@@ -159,6 +160,16 @@ std::vector<ExtractedExample> process_chunk(const Models& m, const Prompts& p, i
   return out;
 }
 
+// The products one example needs at the least (RankStats::product_flops), whole models.
+double product_flops(const Models& m, const ExtractedExample& ex) {
+  const auto n = static_cast<double>(ex.response_ids.size());
+  auto side = [n](const model::ModelConfig& c, size_t prompt) {
+    return model::layer_product_flops(c) * (static_cast<double>(prompt) + n - 1) + model::lm_head_flops(c) * n;
+  };
+  return side(m.aligned->lm.config(), ex.aligned_prompt_ids.size()) +
+         side(m.base->lm.config(), ex.base_prompt_ids.size());
+}
+
 // ---- Shards and resume -------------------------------------------------------------------------
 
 std::filesystem::path shard_path(const std::filesystem::path& dir, int64_t chunk) {
@@ -217,6 +228,7 @@ std::string to_json_text(const std::vector<RankStats>& s) {
                  {"chunks", r.chunks},
                  {"examples", r.examples},
                  {"tokens", r.tokens},
+                 {"product_flops", r.product_flops},
                  {"busy_s", r.busy_s},
                  {"wall_s", r.wall_s}});
   return j.dump();
@@ -378,7 +390,10 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
       // Every rank of a tensor group computes the chunk (the split models need all of them); its
       // first rank writes the shard.
       const std::vector<ExtractedExample> examples = process_chunk(m, prompts, chunk->begin, chunk->end, o);
-      for (const auto& ex : examples) mine.tokens += static_cast<int64_t>(ex.response_ids.size());
+      for (const auto& ex : examples) {
+        mine.tokens += static_cast<int64_t>(ex.response_ids.size());
+        mine.product_flops += product_flops(m, ex) / static_cast<double>(par.tensor.size());
+      }
       mine.examples += static_cast<int64_t>(examples.size());
       if (par.leader()) {
         ShardWriter writer(shard_path(dir, chunk->index), a, layout);
@@ -404,6 +419,7 @@ ExtractSummary run_extract(const Job& job, const study::Study& study, const stud
       st.chunks = r.at("chunks");
       st.examples = r.at("examples");
       st.tokens = r.at("tokens");
+      st.product_flops = r.at("product_flops");
       st.busy_s = r.at("busy_s");
       st.wall_s = r.at("wall_s");
       summary.ranks.push_back(st);

@@ -67,8 +67,12 @@ struct RankStats {
   int64_t chunks = 0;
   int64_t examples = 0;
   int64_t tokens = 0;  // response tokens extracted
-  double busy_s = 0;   // generating, scoring and writing
-  double wall_s = 0;   // from the first chunk request to the end barrier
+  // The matrix products its examples need at the least (model/flops.hpp; this rank's share when the
+  // models are split): the aligned model's prompt and answer but its last token through the layers
+  // and the lm_head at the steps that chose a token; the base model's likewise, teacher-forced.
+  double product_flops = 0;
+  double busy_s = 0;  // generating, scoring and writing
+  double wall_s = 0;  // from the first chunk request to the end barrier
   double idle_fraction() const { return wall_s > 0 ? 1.0 - busy_s / wall_s : 0.0; }
 };
 

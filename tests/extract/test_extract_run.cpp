@@ -15,7 +15,9 @@
 #include "io/h5.hpp"
 #include "model/causal_lm.hpp"
 #include "model/config.hpp"
+#include "model/flops.hpp"
 #include "model/generate.hpp"
+#include "model/model_files.hpp"
 #include "testutil/testutil.hpp"
 
 extern char** environ;
@@ -189,6 +191,53 @@ TEST_F(ExtractRun, StoredLogitsAreTheModelsTeacherForcedOnTheAnswer) {
     // Stored as float16.
     EXPECT_TRUE(torch::allclose(ex.base_hidden, sb.hidden[r].narrow(0, pb, n), 2e-3, 2e-3)) << r;
   }
+}
+
+// The last line of a command's output as JSON (bench prints one object).
+nlohmann::json last_json_line(const std::string& output) {
+  const auto lines = sf::test::split(output, "\n");
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+    if (!it->empty()) return nlohmann::json::parse(*it);
+  return {};
+}
+
+// `bench extract` counts the products the stage needs from what it answered (the same answers as
+// the reference run: greedy, same job) and puts them beside the GEMM peak it measured; with a bf16
+// model there is no float32 floor, and it says so with nulls.
+TEST_F(ExtractRun, BenchCountsTheProductsOfWhatItAnswered) {
+  const std::string bench = sf::test::cli_path().string() + " --log-level warn bench extract " + job_.string() +
+                            " --set run_dir=" + (dir_->path() / "bench").string();
+  auto r = run_command(bench);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = last_json_line(r.output);
+  const auto d = sf::extract::LogitDataset::open(reference());
+  const auto c = sf::model::load_model_config(dir_->path() / "models/base");  // both models' config
+  const double layer = sf::model::layer_product_flops(c), head = sf::model::lm_head_flops(c);
+  EXPECT_DOUBLE_EQ(layer, 2.0 * 2 * (32 * 32 * 2 + 32 * 16 * 2 + 3 * 32 * 64));  // q,o + k,v (2 KV heads of 8) + MLP
+  EXPECT_DOUBLE_EQ(head, 2.0 * 32 * 49152);
+  double expected = 0;
+  for (int64_t e = 0; e < d.num_examples(); ++e) {
+    const auto ex = d.example(e);
+    const double n = static_cast<double>(ex.response_ids.size());
+    for (size_t prompt : {ex.aligned_prompt_ids.size(), ex.base_prompt_ids.size()})
+      expected += layer * (static_cast<double>(prompt) + n - 1) + head * n;
+  }
+  EXPECT_EQ(j.at("tokens").get<int64_t>(), d.num_tokens());
+  EXPECT_NEAR(j.at("product_gflop").get<double>(), expected / 1e9, 1e-12 * expected);
+  const double peak = j.at("per_rank").at(0).at("gemm_peak_gflops").get<double>();
+  const double floor_s = j.at("floor_s").get<double>();
+  EXPECT_GT(peak, 0.0);
+  EXPECT_NEAR(floor_s, expected / (peak * 1e9), 1e-9 * floor_s);
+  EXPECT_LT(floor_s, j.at("wall_s").get<double>());
+  EXPECT_NEAR(j.at("wall_vs_floor").get<double>(), j.at("wall_s").get<double>() / floor_s, 1e-9);
+
+  r = run_command(bench + " --set models.base.dtype=bfloat16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json b = last_json_line(r.output);
+  EXPECT_TRUE(b.at("floor_s").is_null()) << b.dump();
+  EXPECT_TRUE(b.at("wall_vs_floor").is_null());
+  EXPECT_TRUE(b.at("per_rank").at(0).at("gemm_peak_gflops").is_null());
+  EXPECT_GT(b.at("product_gflop").get<double>(), 0.0);
 }
 
 TEST_F(ExtractRun, ResumeAfterSigkillIsExact) {
