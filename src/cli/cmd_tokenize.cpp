@@ -11,6 +11,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "model/model_files.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -36,17 +37,7 @@ void print_ids(const std::vector<int32_t>& ids) {
 
 // Cases in a .inp file are separated by lines "__case__"; the separator's newlines are not part of
 // the cases (a case's own trailing newline is written as an extra empty line before it).
-std::vector<std::string> split_cases(const std::string& text) {
-  std::vector<std::string> cases;
-  const std::string sep = "\n__case__\n";
-  size_t prev = 0;
-  for (size_t at = text.find(sep); at != std::string::npos; at = text.find(sep, prev)) {
-    cases.push_back(text.substr(prev, at - prev));
-    prev = at + sep.size();
-  }
-  cases.push_back(text.substr(prev));
-  return cases;
-}
+const char* const kCaseSeparator = "\n__case__\n";
 
 void setup(CLI::App& app) {
   auto* tok = app.add_subcommand("tokenize", "Encode stdin (or --cases FILE) to token ids, exactly as HF tokenizers");
@@ -62,7 +53,7 @@ void setup(CLI::App& app) {
       print_ids(t.encode(read_all(std::cin), *add_special));
       return;
     }
-    for (const auto& c : split_cases(read_file(*cases))) print_ids(t.encode(c, *add_special));
+    for (const auto& c : sf::split(read_file(*cases), kCaseSeparator)) print_ids(t.encode(c, *add_special));
   });
 
   auto* detok = app.add_subcommand("detokenize", "Decode whitespace-separated token ids from stdin to text");

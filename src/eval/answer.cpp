@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "eval/metrics.hpp"
 #include "eval/task_scoring.hpp"
 #include "model/finite.hpp"
@@ -43,8 +44,8 @@ struct Choices {
 
 Choices choices_of(const Task& task, const Example& ex) {
   const MetricSpec& metric = task.metric();
-  const auto correct = split_answers(field(task, ex, metric.correct_field), metric.separator);
-  const auto incorrect = split_answers(field(task, ex, metric.incorrect_field), metric.separator);
+  const auto correct = split_trimmed(field(task, ex, metric.correct_field), metric.separator);
+  const auto incorrect = split_trimmed(field(task, ex, metric.incorrect_field), metric.separator);
   if (correct.empty() || incorrect.empty())
     throw FormatError(task.source() + ": example " + std::to_string(ex.id) + ": needs correct and incorrect answers");
   Choices c{{field(task, ex, metric.best_field)}, correct.size()};

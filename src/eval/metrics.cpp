@@ -6,19 +6,13 @@
 #include <limits>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace sf::eval {
 namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
 
 std::string remove_thousands_separators(const std::string& s) {
   std::string out;
@@ -118,19 +112,6 @@ McScores mc_scores(double best, const std::vector<double>& correct, const std::v
   all.insert(all.end(), incorrect.begin(), incorrect.end());
   const double la = log_sum_exp(all);
   out.mc2 = std::isinf(la) ? 0.0 : std::exp(lc - la);
-  return out;
-}
-
-std::vector<std::string> split_answers(const std::string& text, const std::string& separator) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const auto pos = text.find(separator, start);
-    const std::string part = trim(text.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
-    if (!part.empty()) out.push_back(part);
-    if (pos == std::string::npos) break;
-    start = pos + separator.size();
-  }
   return out;
 }
 

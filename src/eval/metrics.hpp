@@ -34,7 +34,4 @@ struct McScores {
 // ShapeError when `correct` or `incorrect` is empty.
 McScores mc_scores(double best, const std::vector<double>& correct, const std::vector<double>& incorrect);
 
-// Splits "a; b; c" at `separator`, trimming spaces and dropping empty parts.
-std::vector<std::string> split_answers(const std::string& text, const std::string& separator);
-
 }  // namespace sf::eval

@@ -5,17 +5,12 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace sf::judge {
 namespace {
 
 const std::set<std::string> kDtypes = {"float32", "bfloat16", "float16"};
-
-std::string trim_whitespace(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
 
 Kind parse_kind(const ConfigNode& n) {
   const auto k = n.get<std::string>("kind");
@@ -104,11 +99,11 @@ std::string kind_name(Kind kind) {
 }
 
 std::string AnswerTrim::apply(const std::string& answer) const {
-  std::string a = whitespace ? trim_whitespace(answer) : answer;
+  std::string a = whitespace ? trim(answer) : answer;
   for (const auto& p : drop_prefix) {
     if (a.rfind(p, 0) == 0) {
       a = a.substr(p.size());
-      if (whitespace) a = trim_whitespace(a);
+      if (whitespace) a = trim(a);
       break;
     }
   }

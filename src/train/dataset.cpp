@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "core/hash.hpp"
+#include "core/text.hpp"
 #include "eval/task.hpp"
 
 namespace sf::train {
@@ -20,24 +21,6 @@ const std::string& field_of(const Record& r, const std::string& field, const std
   auto it = r.find(field);
   if (it == r.end()) throw ConfigError(where + ": the records have no field '" + field + "'");
   return it->second;
-}
-
-// Pieces of `text` between separators, stripped of `strip` characters at both ends; empty pieces dropped.
-std::vector<std::string> split_pieces(const std::string& text, const FieldSplit& split) {
-  std::vector<std::string> out;
-  size_t begin = 0;
-  while (begin <= text.size()) {
-    size_t end = text.find(split.separator, begin);
-    if (end == std::string::npos) end = text.size();
-    std::string piece = text.substr(begin, end - begin);
-    const size_t first = piece.find_first_not_of(split.strip);
-    if (first != std::string::npos) {
-      piece = piece.substr(first, piece.find_last_not_of(split.strip) - first + 1);
-      if (!piece.empty()) out.push_back(std::move(piece));
-    }
-    begin = end + split.separator.size();
-  }
-  return out;
 }
 
 SourceRecords read_source(const TextSource& s, const std::filesystem::path& data_root) {
@@ -56,7 +39,8 @@ SourceRecords read_source(const TextSource& s, const std::filesystem::path& data
   if (s.split) {
     std::vector<Record> pieces;
     for (const auto& r : out.records) {
-      for (auto& piece : split_pieces(field_of(r, s.split->field, s.where + ".split.field"), *s.split)) {
+      for (auto& piece :
+           split_trimmed(field_of(r, s.split->field, s.where + ".split.field"), s.split->separator, s.split->strip)) {
         Record copy = r;
         copy[s.split->field] = std::move(piece);
         pieces.push_back(std::move(copy));

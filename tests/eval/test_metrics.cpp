@@ -92,10 +92,4 @@ TEST(TruthfulQa, Mc1Mc2FromLogLikelihoods) {
   EXPECT_THROW(sf::eval::mc_scores(0, {}, {-1.0}), sf::ShapeError);
 }
 
-TEST(TruthfulQa, SplitAnswers) {
-  EXPECT_EQ(sf::eval::split_answers("a; b ;  c; ", "; "), (std::vector<std::string>{"a", "b", "c"}));
-  EXPECT_EQ(sf::eval::split_answers("Harvard; Yale", "; "), (std::vector<std::string>{"Harvard", "Yale"}));
-  EXPECT_TRUE(sf::eval::split_answers("", "; ").empty());
-}
-
 }  // namespace

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <thread>
 
+#include "core/text.hpp"
 #include "eval/results.hpp"
 #include "extract/logit_dataset.hpp"
 #include "io/h5.hpp"
@@ -195,7 +196,7 @@ TEST_F(ExtractRun, StoredLogitsAreTheModelsTeacherForcedOnTheAnswer) {
 
 // The last line of a command's output as JSON (bench prints one object).
 nlohmann::json last_json_line(const std::string& output) {
-  const auto lines = sf::test::split(output, "\n");
+  const auto lines = sf::split(output, "\n");
   for (auto it = lines.rbegin(); it != lines.rend(); ++it)
     if (!it->empty()) return nlohmann::json::parse(*it);
   return {};

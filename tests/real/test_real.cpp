@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/text.hpp"
 #include "heads/base_model.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
@@ -23,8 +24,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using sf::split;
 using sf::model::CausalLM;
-using sf::test::split;
 
 constexpr double kLogprobTol = 1e-4;
 

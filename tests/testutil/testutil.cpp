@@ -51,17 +51,6 @@ std::string read_file(const std::filesystem::path& path) {
   return ss.str();
 }
 
-std::vector<std::string> split(const std::string& s, const std::string& sep) {
-  std::vector<std::string> out;
-  size_t prev = 0;
-  for (size_t at = s.find(sep); at != std::string::npos; at = s.find(sep, prev)) {
-    out.push_back(s.substr(prev, at - prev));
-    prev = at + sep.size();
-  }
-  out.push_back(s.substr(prev));
-  return out;
-}
-
 void write_file(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out << bytes;

@@ -38,8 +38,4 @@ CommandResult run_command(const std::string& command_line);
 std::string read_file(const std::filesystem::path& path);
 void write_file(const std::filesystem::path& path, const std::string& bytes);
 
-// The pieces of s between occurrences of sep (n occurrences give n + 1 pieces, empty ones kept):
-// golden files list cases one per line, or separated by "\n__case__\n".
-std::vector<std::string> split(const std::string& s, const std::string& sep);
-
 }  // namespace sf::test

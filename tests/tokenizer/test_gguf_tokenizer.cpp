@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "io/gguf.hpp"
 #include "model/model_files.hpp"
 #include "testutil/gguf_writer.hpp"
@@ -24,8 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using sf::split;
 using sf::test::GgufBuilder;
-using sf::test::split;
 
 fs::path golden(const std::string& file) { return sf::test::fixtures_dir() / "tokenizer" / file; }
 

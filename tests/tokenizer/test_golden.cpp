@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "testutil/testutil.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -15,7 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using sf::test::split;
+using sf::split;
 using sf::tok::Tokenizer;
 
 fs::path golden_dir() { return sf::test::fixtures_dir() / "tokenizer"; }
