@@ -6,7 +6,6 @@
 // Every run folder keeps job.resolved.yaml (the job after --set) and provenance.json (tool version,
 // git SHA, seeds, ranks, model and tokenizer fingerprints, start time).
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <memory>
@@ -30,6 +29,7 @@
 #include "judge/stage.hpp"
 #include "model/memory_plan.hpp"
 #include "report/reduce.hpp"
+#include "study/model_set.hpp"
 #include "study/study.hpp"
 
 namespace {
@@ -38,8 +38,6 @@ namespace fs = std::filesystem;
 
 nlohmann::json provenance(const sf::Job& job, const std::string& job_file, const std::vector<std::string>& overrides,
                           const sf::dist::Comm& comm) {
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
   nlohmann::json models = nlohmann::json::object();
   for (const auto& [name, m] : job.models()) {
     models[name] = {{"path", m.path.string()},
@@ -55,7 +53,7 @@ nlohmann::json provenance(const sf::Job& job, const std::string& job_file, const
           {"seed", job.seed()},
           {"ranks", comm.size()},
           {"device", job.device()},
-          {"host_rank0", host},
+          {"host_rank0", sf::dist::host_name()},
           {"started", sf::utc_now_iso8601()},
           {"models", models}};
 }
@@ -77,10 +75,12 @@ void run(const std::string& job_file, const std::vector<std::string>& overrides)
   if (!study.pairs().empty()) sf::extract::ExtractOptions::from_job(job);
   study.check_compatibility(job);
   sf::judge::check_judges(job);
-  // A tensor-parallel size whose split models would not fit this node's GPUs stops the run before
-  // any weights are read, with the plan's table in the message (`superficial plan`).
+  // A rank without a GPU of its own, or a tensor-parallel size whose split models would not fit
+  // this node's GPUs (with the plan's table in the message, `superficial plan`), stops the run before
+  // any weights are read.
   if (job.device() == "cuda") {
-    if (const auto budget = sf::model::cuda_device_budget(comm.local_size(), comm.local_rank()))
+    const torch::Device device = sf::study::rank_device(job, comm);
+    if (const auto budget = sf::model::cuda_device_budget(comm.local_size(), device.index()))
       sf::model::plan_job(sf::model::plan_inputs(job, sf::model::kPlanPromptTokens), *budget)
           .check(job.tensor_parallel());
   }

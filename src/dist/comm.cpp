@@ -1,6 +1,7 @@
 #include "dist/comm.hpp"
 
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -525,6 +526,12 @@ std::optional<WorkQueue::Chunk> WorkQueue::next() {
     return std::nullopt;
   }
   return Chunk{c, c * impl_->chunk, std::min(impl_->num_items, (c + 1) * impl_->chunk)};
+}
+
+std::string host_name() {
+  char host[256] = {0};
+  if (::gethostname(host, sizeof(host) - 1) != 0) return "unknown-host";
+  return host;
 }
 
 }  // namespace sf::dist

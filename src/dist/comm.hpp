@@ -73,6 +73,9 @@ class Comm {
   std::shared_ptr<Handle> h_;
 };
 
+// This node's name (gethostname); "unknown-host" when it cannot be read.
+std::string host_name();
+
 struct ParallelLayout;
 
 // Dynamic load balancing: items [0, n) are handed out in chunks to whichever rank asks next, so

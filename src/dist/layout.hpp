@@ -6,6 +6,7 @@
 //
 //   world ranks 0..7, T = 4:   tensor groups {0,1,2,3} {4,5,6,7};   data: {0,4} {1,5} {2,6} {3,7}
 #include <cstdint>
+#include <string>
 
 #include "dist/comm.hpp"
 
@@ -38,5 +39,16 @@ struct ParallelLayout {
   int num_groups() const { return data.size(); }      // = world size / T
   bool leader() const { return tensor.rank() == 0; }  // the group's first rank (asks for work, writes)
 };
+
+// The GPU of a rank: cuda:<local rank>, one GPU per rank, every rank seeing all of its node's GPUs
+// (slurm/superficial.sbatch). `visible_gpus` is what torch counts on that rank, `cuda_visible` its
+// CUDA_VISIBLE_DEVICES ("" when unset). ConfigError starting with `what` and naming the rank, its
+// node and the GPUs it sees when there is none for it: no GPU at all, or more ranks on the node
+// than GPUs visible to each (a launcher that binds one GPU to each task shows every rank one).
+int cuda_index_of_rank(const std::string& what, int rank, int local_rank, int64_t visible_gpus, const std::string& node,
+                       const std::string& cuda_visible);
+// The same for this process (torch's device count, this node, the environment). ConfigError in a
+// build without SUPERFICIAL_WITH_CUDA.
+torch::Device rank_cuda_device(const std::string& what, const Comm& comm);
 
 }  // namespace sf::dist

@@ -31,12 +31,6 @@ std::string first_line_of(const fs::path& file) {
   return line;
 }
 
-std::string host_name() {
-  char host[256] = {0};
-  if (::gethostname(host, sizeof(host) - 1) != 0) return "unknown-host";
-  return host;
-}
-
 // The process's start time in clock ticks after boot (field 22 of /proc/<pid>/stat), 0 when the
 // process does not exist or /proc cannot be read.
 uint64_t process_start(int64_t pid) {

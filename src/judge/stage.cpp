@@ -25,6 +25,7 @@
 #include "judge/judgments.hpp"
 #include "judge/plan.hpp"
 #include "model/finite.hpp"
+#include "study/model_set.hpp"
 #include "study/study.hpp"
 
 namespace sf::judge {
@@ -404,9 +405,7 @@ JudgeStageSummary run_judge(const Job& job, const dist::Comm& comm, bool heldout
     spdlog::info("judge: {} judge(s), {} units ({} already done)", plan.judges.size(), units.size(), done.size());
   }
 
-  const torch::Device device = job.device() == "cuda"
-                                   ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()))
-                                   : torch::Device(torch::kCPU);
+  const torch::Device device = study::rank_device(job, comm);
   {
     // Tensor groups of parallel.tensor ranks judge a unit together (LM judges split over the group);
     // the groups share the units as single ranks do, and a group's first rank writes.

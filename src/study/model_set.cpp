@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "core/dtype.hpp"
-#include "core/error.hpp"
 #include "dist/comm.hpp"
+#include "dist/layout.hpp"
 #include "model/model_files.hpp"
 
 namespace sf::study {
@@ -17,13 +17,7 @@ tok::ChatTemplate template_of(const ModelRef& ref) {
 tok::ChatTemplate template_from(const ConfigNode& node) { return tok::ChatTemplate::from_config(node); }
 
 torch::Device rank_device(const Job& job, const dist::Comm& comm) {
-  if (job.device() == "cpu") return torch::kCPU;
-#ifdef SUPERFICIAL_WITH_CUDA
-  if (!torch::cuda::is_available()) throw ConfigError(job.source() + ": device: cuda, but no CUDA device is available");
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()));
-#else
-  throw ConfigError(job.source() + ": device: cuda needs a build with -DSUPERFICIAL_WITH_CUDA=ON");
-#endif
+  return job.device() == "cpu" ? torch::Device(torch::kCPU) : dist::rank_cuda_device(job.source(), comm);
 }
 
 std::unique_ptr<LoadedModel> load_model(const ModelRef& ref, torch::Device device, const dist::Comm& tensor_group) {

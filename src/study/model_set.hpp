@@ -27,8 +27,8 @@ tok::ChatTemplate template_of(const ModelRef& ref);
 // A system's own template (preset name or mapping, e.g. an in-context prefix).
 tok::ChatTemplate template_from(const ConfigNode& node);
 
-// The device of this rank's units: cpu, or cuda:<local rank> (ConfigError when the job asks for
-// cuda and this build or machine has none).
+// The device of this rank's units: cpu, or cuda:<local rank> (dist::rank_cuda_device: ConfigError
+// when the job asks for cuda and this build, machine or rank has none).
 torch::Device rank_device(const Job& job, const dist::Comm& comm);
 
 struct LoadedModel {

@@ -18,6 +18,7 @@
 #include "core/hash.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "dist/layout.hpp"
 #include "model/model_files.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "train/dataset.hpp"
@@ -240,8 +241,7 @@ TrainResult run_training(const TrainConfig& c) {
   const int threads = comm.threads_per_rank(c.threads);
   torch::set_num_threads(threads);
   model::LoadOptions load_opts;
-  if (c.device == "cuda")
-    load_opts.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank()));
+  if (c.device == "cuda") load_opts.device = dist::rank_cuda_device(c.source, comm);
 
   const auto tokenizer = model::load_tokenizer(tokenizer_dir);
   const auto checkpoint = latest_checkpoint(out);

@@ -1,12 +1,13 @@
 // Tensor groups and data-parallel groups: layouts for every T that divides the number of ranks,
 // tensor collectives on sub-communicators, and the group-aware work queue (each group's first rank
 // asks and the group follows). Runs as 1 rank under ctest's discovery and as 2 and 4 MPI ranks
-// (extra.cmake).
+// (extra.cmake). Also which GPU a rank takes.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <set>
 #include <sstream>
+#include <string>
 
 #include "core/error.hpp"
 #include "dist/layout.hpp"
@@ -59,6 +60,46 @@ TEST(ParallelLayout, GroupsOfConsecutiveRanks) {
   EXPECT_THROW(ParallelLayout::make(world, 0), sf::ConfigError);
   EXPECT_THROW(ParallelLayout::make(world, world.size() + 1), sf::ConfigError);
 }
+
+// One GPU per rank: cuda:<local rank> while the node shows the rank that many GPUs; otherwise a
+// one-line error naming the rank, its node, what it sees and CUDA_VISIBLE_DEVICES.
+TEST(RankGpu, LocalRankWhileTheNodeHasOneForIt) {
+  EXPECT_EQ(sf::dist::cuda_index_of_rank("job.yaml", 0, 0, 1, "n1", ""), 0);
+  EXPECT_EQ(sf::dist::cuda_index_of_rank("job.yaml", 13, 5, 8, "n1", ""), 5);
+  EXPECT_EQ(sf::dist::cuda_index_of_rank("job.yaml", 1, 1, 4, "n1", "0,1"), 1);  // 2 of 4 are this rank's
+  auto message = [](int rank, int local_rank, int64_t gpus, const std::string& env) {
+    try {
+      sf::dist::cuda_index_of_rank("job.yaml", rank, local_rank, gpus, "gpu-node-7", env);
+    } catch (const sf::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string none = message(3, 3, 0, "");
+  EXPECT_NE(none.find("job.yaml: rank 3 (local rank 3 on gpu-node-7) sees no CUDA device"), std::string::npos) << none;
+  // srun --gpus-per-task=1: each rank sees one GPU, so local rank 1 has none at index 1.
+  const std::string bound = message(9, 1, 1, "2");
+  EXPECT_NE(bound.find("rank 9 (local rank 1 on gpu-node-7) has no GPU of its own: it sees 1 CUDA device(s) "
+                       "(CUDA_VISIBLE_DEVICES=2)"),
+            std::string::npos)
+      << bound;
+  EXPECT_EQ(bound.find('\n'), std::string::npos);
+  EXPECT_NE(message(8, 8, 8, "").find("has no GPU of its own: it sees 8 CUDA device(s);"), std::string::npos);
+  EXPECT_NE(message(0, -1, 8, "").find("has no GPU of its own"), std::string::npos);
+}
+
+#ifndef SUPERFICIAL_WITH_CUDA
+TEST(RankGpu, ACpuBuildRefusesCuda) {
+  try {
+    sf::dist::rank_cuda_device("job.yaml", Comm::world());
+    ADD_FAILURE() << "no error";
+  } catch (const sf::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("job.yaml: device: cuda needs a build with -DSUPERFICIAL_WITH_CUDA=ON"),
+              std::string::npos)
+        << e.what();
+  }
+}
+#endif
 
 TEST(Comm, TensorCollectivesOnAGroup) {
   const Comm& world = Comm::world();
