@@ -32,7 +32,9 @@ if [[ -d .gpu-deps ]] && compgen -G ".gpu-deps/*.deb" > /dev/null; then
   for f in .gpu-deps/*.deb; do dpkg -x "$f" "$DEPS"; done
   PREFIXES+=("$DEPS/usr")
   export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:$DEPS/usr/lib/x86_64-linux-gnu/openmpi/lib:${LD_LIBRARY_PATH:-}"
-  export PATH="$DEPS/usr/bin:$PATH" OPAL_PREFIX="$DEPS/usr/lib/x86_64-linux-gnu/openmpi"
+  # Debian's Open MPI and PMIx were configured with prefixes /usr and /usr/lib/x86_64-linux-gnu/pmix2:
+  # these move them (plugins, orted, help files) to the private prefix.
+  export PATH="$DEPS/usr/bin:$PATH" OPAL_PREFIX="$DEPS/usr" PMIX_INSTALL_PREFIX="$DEPS/usr/lib/x86_64-linux-gnu/pmix2"
   echo "gpu-check: build dependencies from .gpu-deps unpacked into $DEPS"
 fi
 # The libtorch libraries must be found at run time too.
