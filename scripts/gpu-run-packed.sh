@@ -16,7 +16,7 @@
 # The log goes to $OUT/log.txt when OUT is set. Exit status: the number of failed stages.
 # Usage: bash scripts/gpu-run-packed.sh [STAGE ...]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 PACK=$ROOT/.gpu-pack
 LOG=${OUT:+$OUT/log.txt}
