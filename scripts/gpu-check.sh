@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds superficial with CUDA and NCCL against the libtorch inside an installed PyTorch and runs
 # the `cuda` test label: golden logits on cuda in fp32 and bf16 (tolerance table in
-# tests/cuda/test_cuda.cpp), a head system on the GPU against the CPU, NCCL allreduce with one rank,
-# and the tiny study end to end on `device: cuda`. Meant to finish in under 10 minutes on a
-# 16-core GPU machine.
+# tests/cuda/test_cuda.cpp), a head system on the GPU against the CPU, allreduce of CUDA tensors
+# (through NCCL across two ranks where there are two GPUs), and the tiny study end to end on
+# `device: cuda`. Meant to finish in under 10 minutes on a 16-core GPU machine.
 #
 # What it needs, and how to bring it:
 #   - an NVIDIA GPU and `python3` with a CUDA build of torch (its libtorch headers, CMake config and

@@ -8,10 +8,11 @@
 # Stages (default: all, in this order):
 #   env     the libraries found, `superficial cuda-info`
 #   golden  test_cuda: golden logits on cuda in fp32 and bf16 against transformers, head systems
-#           on the GPU against the CPU, NCCL allreduce with one rank
+#           on the GPU against the CPU, allreduce of CUDA tensors (one rank; NCCL with two, below)
 #   tiny    tests/cuda/tiny_study.sh: the tiny study end to end on `device: cuda`
 #   bench   `bench extract` of the tiny job on cuda in bf16 (the paths, not the speed)
-#   ranks   two ranks under mpirun: the study on two GPUs, or with one GPU the one-line error of the
+#   ranks   two ranks under mpirun: with two GPUs or more, test_cuda's allreduce through NCCL and
+#           the tiny study with and without tensor parallelism; with one, the one-line error of the
 #           rank that has none
 # The log goes to $OUT/log.txt when OUT is set. Exit status: the number of failed stages.
 # Usage: bash scripts/gpu-run-packed.sh [STAGE ...]
@@ -90,7 +91,10 @@ for stage in $STAGES; do
       rc=$?
       tail -5 /tmp/superficial-gpu-ranks.log
       if ((gpus >= 2)); then
-        ((rc == 0))
+        ((rc == 0)) &&
+          timeout 120 mpirun.openmpi -np 2 "$BIN/test_cuda" --gtest_color=no --gtest_filter=Cuda.AllreduceOnEachRanksGpu &&
+          timeout 300 mpirun.openmpi -np 2 "$BIN/superficial" run jobs/tiny.yaml --set device=cuda \
+            --set run_dir=/tmp/superficial-gpu-ranks-tp2 --set parallel.tensor=2 "${TINY[@]}"
       else
         ((rc != 0)) && grep -q "rank 1 (local rank 1 on .*) has no GPU of its own: it sees 1 CUDA device" \
           /tmp/superficial-gpu-ranks.log

@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "dist/comm.hpp"
+#include "dist/layout.hpp"
 #include "heads/head.hpp"
 #include "model/causal_lm.hpp"
 #include "model/generate.hpp"
@@ -79,13 +80,30 @@ TEST(Cuda, HeadSystemsStayOnTheDeviceAndMatchTheCpu) {
   }
 }
 
-TEST(Cuda, NcclAllreduceWithOneRank) {
+// Each rank's tensor on its own GPU (cuda:<local rank>), reduced across the world: through NCCL in
+// builds with SUPERFICIAL_WITH_NCCL once there are two ranks (ctest cuda_allreduce_np2, which needs
+// two GPUs); a single rank gets its input back. Every rank skips alike where the node has fewer GPUs
+// than ranks.
+TEST(Cuda, AllreduceOnEachRanksGpu) {
   SKIP_WITHOUT_GPU();
   auto& comm = sf::dist::Comm::world();
-  torch::Tensor t = torch::arange(8, torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA, 0));
-  comm.allreduce_sum(t);
-  EXPECT_TRUE(t.is_cuda());
-  EXPECT_TRUE(t.cpu().equal(torch::arange(8, torch::kFloat32) * comm.size()));
+  if (static_cast<int>(torch::cuda::device_count()) < comm.local_size()) {
+    GTEST_SKIP() << "skipped: fewer GPUs than ranks on this node";
+  }
+  const torch::Device device = sf::dist::rank_cuda_device("test_cuda", comm);
+  const int64_t n = comm.size();
+  const torch::Tensor base = torch::arange(8, torch::kFloat32);
+  for (const torch::ScalarType dtype : {torch::kFloat32, torch::kBFloat16}) {
+    torch::Tensor sum = (base * (comm.rank() + 1)).to(device, dtype);
+    torch::Tensor max = sum.clone();
+    comm.allreduce_sum(sum);
+    comm.allreduce_max(max);
+    EXPECT_EQ(sum.device(), device);
+    EXPECT_EQ(sum.scalar_type(), dtype);
+    // Small integers: exact in bf16 too.
+    EXPECT_TRUE(sum.cpu().to(torch::kFloat32).equal(base * (n * (n + 1) / 2))) << c10::toString(dtype);
+    EXPECT_TRUE(max.cpu().to(torch::kFloat32).equal(base * n)) << c10::toString(dtype);
+  }
 }
 
 }  // namespace
