@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds superficial with CUDA and NCCL against the libtorch inside an installed PyTorch and runs
 # the `cuda` test label: golden logits on cuda in fp32 and bf16 (tolerance table in
-# tests/cuda/test_cuda.cpp), a head system on the GPU against the CPU, allreduce of CUDA tensors
+# tests/cuda/test_cuda.cpp), a head system on the GPU against the CPU, collectives on CUDA tensors
 # (through NCCL across two ranks where there are two GPUs), and the tiny study end to end on
 # `device: cuda`. Meant to finish in under 10 minutes on a 16-core GPU machine.
 #

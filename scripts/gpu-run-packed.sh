@@ -8,10 +8,10 @@
 # Stages (default: all, in this order):
 #   env     the libraries found, `superficial cuda-info`
 #   golden  test_cuda: golden logits on cuda in fp32 and bf16 against transformers, head systems
-#           on the GPU against the CPU, allreduce of CUDA tensors (one rank; NCCL with two, below)
+#           on the GPU against the CPU, collectives on CUDA tensors (one rank; NCCL with two, below)
 #   tiny    tests/cuda/tiny_study.sh: the tiny study end to end on `device: cuda`
 #   bench   `bench extract` of the tiny job on cuda in bf16 (the paths, not the speed)
-#   ranks   two ranks under mpirun: with two GPUs or more, test_cuda's allreduce through NCCL and
+#   ranks   two ranks under mpirun: with two GPUs or more, test_cuda's collectives through NCCL and
 #           the tiny study with and without tensor parallelism; with one, the one-line error of the
 #           rank that has none
 # The log goes to $OUT/log.txt when OUT is set. Exit status: the number of failed stages.
@@ -92,7 +92,7 @@ for stage in $STAGES; do
       tail -5 /tmp/superficial-gpu-ranks.log
       if ((gpus >= 2)); then
         ((rc == 0)) &&
-          timeout 120 mpirun.openmpi -np 2 "$BIN/test_cuda" --gtest_color=no --gtest_filter=Cuda.AllreduceOnEachRanksGpu &&
+          timeout 120 mpirun.openmpi -np 2 "$BIN/test_cuda" --gtest_color=no --gtest_filter=Cuda.CollectivesOnEachRanksGpu &&
           timeout 300 mpirun.openmpi -np 2 "$BIN/superficial" run jobs/tiny.yaml --set device=cuda \
             --set run_dir=/tmp/superficial-gpu-ranks-tp2 --set parallel.tensor=2 "${TINY[@]}"
       else

@@ -80,11 +80,12 @@ TEST(Cuda, HeadSystemsStayOnTheDeviceAndMatchTheCpu) {
   }
 }
 
-// Each rank's tensor on its own GPU (cuda:<local rank>), reduced across the world: through NCCL in
-// builds with SUPERFICIAL_WITH_NCCL once there are two ranks (ctest cuda_allreduce_np2, which needs
+// Each rank's tensors on its own GPU (cuda:<local rank>), reduced, gathered and broadcast across the
+// world: through NCCL in
+// builds with SUPERFICIAL_WITH_NCCL once there are two ranks (ctest cuda_collectives_np2, which needs
 // two GPUs); a single rank gets its input back. Every rank skips alike where the node has fewer GPUs
 // than ranks.
-TEST(Cuda, AllreduceOnEachRanksGpu) {
+TEST(Cuda, CollectivesOnEachRanksGpu) {
   SKIP_WITHOUT_GPU();
   auto& comm = sf::dist::Comm::world();
   if (static_cast<int>(torch::cuda::device_count()) < comm.local_size()) {
@@ -104,6 +105,13 @@ TEST(Cuda, AllreduceOnEachRanksGpu) {
     EXPECT_TRUE(sum.cpu().to(torch::kFloat32).equal(base * (n * (n + 1) / 2))) << c10::toString(dtype);
     EXPECT_TRUE(max.cpu().to(torch::kFloat32).equal(base * n)) << c10::toString(dtype);
   }
+  const auto on_device = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  const torch::Tensor gathered = comm.allgather(torch::full({3}, comm.rank(), on_device));  // [n, 3]
+  EXPECT_EQ(gathered.device(), device);
+  EXPECT_TRUE(gathered.cpu().equal(torch::arange(n).unsqueeze(1).expand({n, 3})));
+  torch::Tensor sent = torch::full({5}, comm.rank() + 10, on_device);
+  comm.broadcast(sent, static_cast<int>(n - 1));
+  EXPECT_TRUE(sent.cpu().equal(torch::full({5}, n - 1 + 10, torch::kInt64)));
 }
 
 }  // namespace
