@@ -379,6 +379,17 @@ class Packing {
     if (!rows_.defined()) return p.view({B_, T_, C});
     return torch::zeros({B_ * T_, C}, p.options()).index_copy_(0, rows_, p).view({B_, T_, C});
   }
+  // [N,C] → [B,n,C]: the last n positions of spread(p), without making the rest.
+  torch::Tensor spread_last(const torch::Tensor& p, int64_t n) const {
+    const int64_t C = p.size(-1);
+    if (!rows_.defined()) return p.view({B_, T_, C}).narrow(1, T_ - n, n);
+    // The packed row of each position (valid where present): how many present positions precede it.
+    const torch::Tensor slot = present_.to(torch::kInt64).reshape({B_ * T_}).cumsum(0).sub_(1).view({B_, T_});
+    const torch::Tensor keep = present_.narrow(1, T_ - n, n).reshape({B_ * n});                  // [B*n]
+    const torch::Tensor from = slot.narrow(1, T_ - n, n).reshape({B_ * n}).masked_select(keep);  // [M]
+    const torch::Tensor to = keep.nonzero().squeeze(1);                                          // [M]
+    return torch::zeros({B_ * n, C}, p.options()).index_copy_(0, to, p.index_select(0, from)).view({B_, n, C});
+  }
 
  private:
   int64_t B_, T_;
@@ -621,9 +632,8 @@ torch::Tensor CausalLM::hidden_states(const torch::Tensor& ids, const torch::Ten
     }
   }
   if (cache) cache->length_ = L;
-  x = packing.spread(x);  // [B,T,Hd]
-  if (last_n > 0) x = x.narrow(1, T - last_n, last_n);
-  return rms_norm(x, w.norm, c.rms_norm_eps);  // [B,T,Hd] or [B,last_n,Hd]
+  x = last_n > 0 ? packing.spread_last(x, last_n) : packing.spread(x);  // [B,last_n,Hd] or [B,T,Hd]
+  return rms_norm(x, w.norm, c.rms_norm_eps);                           // [B,T,Hd] or [B,last_n,Hd]
 }
 
 void KVCache::drop_front(int64_t n) {

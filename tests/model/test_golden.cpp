@@ -138,6 +138,24 @@ TEST_P(Golden, LastNIsTheTailOfTheFullForward) {
   EXPECT_LE((tail.hidden - full.hidden.narrow(1, T - 3, 3)).abs().max().item<double>(), kFp32Tol);
 }
 
+// Padding among the last positions (right-padded rows, a row with no token there): the tail is
+// still the full forward's, zeros included where it has no token.
+TEST_P(Golden, LastNWithPaddingInTheTail) {
+  const torch::Tensor ids = ref["left_ids"];
+  torch::Tensor mask = ref["left_mask"].clone();
+  const int64_t T = ids.size(1), B = ids.size(0);
+  ASSERT_GE(B, 2);
+  mask[0].narrow(0, T - 2, 2).fill_(0);
+  mask[1].narrow(0, T - 4, 4).fill_(0);
+  auto full = model.forward(ids, mask);
+  auto tail = model.forward(ids, mask, nullptr, /*last_n=*/4);
+  ASSERT_EQ(tail.hidden.size(1), 4);
+  EXPECT_LE((tail.logits - full.logits.narrow(1, T - 4, 4)).abs().max().item<double>(), kFp32Tol);
+  EXPECT_LE((tail.hidden - full.hidden.narrow(1, T - 4, 4)).abs().max().item<double>(), kFp32Tol);
+  EXPECT_EQ(tail.hidden[1].abs().max().item<double>(), 0.0);
+  EXPECT_GT(tail.hidden[0][1].abs().max().item<double>(), 0.0);
+}
+
 TEST_P(Golden, SequenceAloneEqualsItInsideALeftPaddedBatch) {
   const torch::Tensor ids = ref["left_ids"], mask = ref["left_mask"];
   auto batch = model.forward(ids, mask);
