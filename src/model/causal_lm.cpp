@@ -381,6 +381,7 @@ class Packing {
   }
   // [N,C] → [B,n,C]: the last n positions of spread(p), without making the rest.
   torch::Tensor spread_last(const torch::Tensor& p, int64_t n) const {
+    if (n == T_) return spread(p);
     const int64_t C = p.size(-1);
     if (!rows_.defined()) return p.view({B_, T_, C}).narrow(1, T_ - n, n);
     // The packed row of each position (valid where present): how many present positions precede it.

@@ -81,10 +81,9 @@ TEST(Cuda, HeadSystemsStayOnTheDeviceAndMatchTheCpu) {
 }
 
 // Each rank's tensors on its own GPU (cuda:<local rank>), reduced, gathered and broadcast across the
-// world: through NCCL in
-// builds with SUPERFICIAL_WITH_NCCL once there are two ranks (ctest cuda_collectives_np2, which needs
-// two GPUs); a single rank gets its input back. Every rank skips alike where the node has fewer GPUs
-// than ranks.
+// world: through NCCL in builds with SUPERFICIAL_WITH_NCCL once there are two ranks (ctest
+// cuda_collectives_np2, which needs two GPUs); a single rank gets its input back. Every rank skips
+// alike where the node has fewer GPUs than ranks.
 TEST(Cuda, CollectivesOnEachRanksGpu) {
   SKIP_WITHOUT_GPU();
   auto& comm = sf::dist::Comm::world();
